@@ -1,0 +1,9 @@
+DROP TABLE album_images;
+DROP TABLE albums;
+DROP TABLE collection_characters;
+DROP TABLE collections;
+DROP TABLE character_ratings;
+DROP TABLE character_likes;
+DROP TABLE character_images;
+DROP TABLE characters;
+DROP TABLE images;

@@ -1,0 +1,48 @@
+//! Accounts: users, roles, profiles (sign-in arrives with the accounts capability).
+
+pub mod graphql;
+pub mod loaders;
+pub mod model;
+pub mod viewer;
+
+use crate::db_enum;
+
+db_enum! {
+    /// What a user may do.
+    pub enum Role {
+        /// An ordinary user.
+        User => "user",
+        /// A user with a vendor profile, who may publish albums.
+        Vendor => "vendor",
+        /// An operator with access to admin mutations.
+        Admin => "admin",
+    }
+}
+
+db_enum! {
+    /// The plan tier that sets daily allowances and prices.
+    pub enum SubscriptionTier {
+        Free => "FREE",
+        Premium => "PREMIUM",
+        Pro => "PRO",
+        Enterprise => "ENTERPRISE",
+    }
+}
+
+db_enum! {
+    /// Whether an account may be used.
+    pub enum AccountStatus {
+        Active => "active",
+        Suspended => "suspended",
+        Banned => "banned",
+        Deleted => "deleted",
+    }
+}
+
+db_enum! {
+    /// Who may see a user's profile.
+    pub enum ProfileVisibility {
+        Public => "public",
+        Private => "private",
+    }
+}

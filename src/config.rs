@@ -1,0 +1,201 @@
+//! Typed configuration, read once from the environment (and `.env` in development).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | unset | PostgreSQL URL; unset = the embedded cluster under `EASEL_DATA_DIR` |
+//! | `EASEL_ENV` | `development` | `development` or `production` |
+//! | `EASEL_DATA_DIR` | `./data` | embedded database (`postgres/`) and local media |
+//! | `EASEL_BIND` | `127.0.0.1:8080` | address the HTTP server listens on |
+//! | `EASEL_PG_BIN_DIR` | auto | directory holding `initdb`, `pg_ctl`, `postgres` |
+//! | `EASEL_PG_USER` | `postgres` | unprivileged OS user that runs the embedded cluster when Easel runs as root |
+//! | `EASEL_DB_POOL_SIZE` | `16` | maximum pooled database connections |
+//! | `EASEL_DB_POOL_TIMEOUT_MS` | `5000` | how long a request waits for a pooled connection |
+//! | `EASEL_DB_CONNECT_TIMEOUT_MS` | `5000` | how long opening one database connection may take |
+//! | `EASEL_MAX_BODY_BYTES` | `1048576` | largest JSON request body |
+//! | `EASEL_REQUEST_TIMEOUT_SECS` | `30` | HTTP request time limit (not websockets) |
+//! | `EASEL_GRAPHQL_MAX_DEPTH` | `12` | maximum query depth |
+//! | `EASEL_GRAPHQL_MAX_COMPLEXITY` | `1000` | maximum query complexity |
+//! | `EASEL_GRAPHQL_MAX_BATCH` | `10` | maximum operations in one batched request |
+//! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
+//! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
+//! | `EASEL_SHUTDOWN_GRACE_SECS` | `10` | how long shutdown waits for open requests |
+//! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
+//! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+/// Deployment environment: production refuses unsafe development defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Every setting of the server; see the module documentation for the variables.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub database_url: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub pg_user: String,
+    pub db_pool_size: usize,
+    pub db_pool_timeout: Duration,
+    pub db_connect_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub graphql_max_depth: usize,
+    pub graphql_max_complexity: usize,
+    pub graphql_max_batch: usize,
+    pub graphiql_assets_url: String,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` when one exists (development).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let env = match get("EASEL_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => bail!("EASEL_ENV must be `development` or `production`, not `{other}`"),
+        };
+        let log_format = match get("EASEL_LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("EASEL_LOG_FORMAT must be `pretty` or `json`, not `{other}`"),
+        };
+        let cors_origins = get("EASEL_CORS_ORIGINS")
+            .unwrap_or_else(|| "*".into())
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let config = Config {
+            env,
+            database_url: get("DATABASE_URL").map(SecretString::from),
+            data_dir: get("EASEL_DATA_DIR")
+                .unwrap_or_else(|| "./data".into())
+                .into(),
+            bind: parse(&get, "EASEL_BIND", "127.0.0.1:8080")?,
+            pg_bin_dir: get("EASEL_PG_BIN_DIR").map(PathBuf::from),
+            pg_user: get("EASEL_PG_USER").unwrap_or_else(|| "postgres".into()),
+            db_pool_size: parse(&get, "EASEL_DB_POOL_SIZE", "16")?,
+            db_pool_timeout: Duration::from_millis(parse(
+                &get,
+                "EASEL_DB_POOL_TIMEOUT_MS",
+                "5000",
+            )?),
+            db_connect_timeout: Duration::from_millis(parse(
+                &get,
+                "EASEL_DB_CONNECT_TIMEOUT_MS",
+                "5000",
+            )?),
+            max_body_bytes: parse(&get, "EASEL_MAX_BODY_BYTES", "1048576")?,
+            request_timeout: Duration::from_secs(parse(&get, "EASEL_REQUEST_TIMEOUT_SECS", "30")?),
+            graphql_max_depth: parse(&get, "EASEL_GRAPHQL_MAX_DEPTH", "12")?,
+            graphql_max_complexity: parse(&get, "EASEL_GRAPHQL_MAX_COMPLEXITY", "1000")?,
+            graphql_max_batch: parse(&get, "EASEL_GRAPHQL_MAX_BATCH", "10")?,
+            graphiql_assets_url: get("EASEL_GRAPHIQL_ASSETS_URL")
+                .unwrap_or_else(|| "https://unpkg.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            cors_origins,
+            shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "10")?),
+            log_filter: get("EASEL_LOG").unwrap_or_else(|| "info".into()),
+            log_format,
+        };
+        if config.db_pool_size == 0 {
+            bail!("EASEL_DB_POOL_SIZE must be at least 1");
+        }
+        Ok(config)
+    }
+
+    /// Where the embedded PostgreSQL cluster lives.
+    pub fn embedded_pg_dir(&self) -> PathBuf {
+        self.data_dir.join("postgres")
+    }
+}
+
+fn parse<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let raw = get(name).unwrap_or_else(|| default.to_string());
+    raw.trim()
+        .parse()
+        .with_context(|| format!("{name}=`{raw}` is not valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.env, Environment::Development);
+        assert!(c.database_url.is_none());
+        assert_eq!(c.embedded_pg_dir(), PathBuf::from("./data/postgres"));
+        assert_eq!(c.cors_origins, vec!["*"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("EASEL_BIND", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_BIND"), "{err}");
+        let err = config(&[("EASEL_ENV", "staging")]).unwrap_err().to_string();
+        assert!(err.contains("EASEL_ENV"), "{err}");
+        assert!(config(&[("EASEL_DB_POOL_SIZE", "0")]).is_err());
+    }
+
+    #[test]
+    fn lists_and_urls_are_normalised() {
+        let c = config(&[
+            (
+                "EASEL_CORS_ORIGINS",
+                "https://a.example/, https://b.example",
+            ),
+            ("EASEL_GRAPHIQL_ASSETS_URL", "http://127.0.0.1:9000/assets/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert_eq!(c.graphiql_assets_url, "http://127.0.0.1:9000/assets");
+    }
+}

@@ -1,0 +1,155 @@
+//! Database access: the connection pool, migrations, and the embedded cluster.
+
+pub mod embedded;
+pub mod schema;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::{Connection, sql_types::Text};
+use diesel_async::{
+    AsyncPgConnection, RunQueryDsl,
+    async_connection_wrapper::AsyncConnectionWrapper,
+    pooled_connection::{
+        AsyncDieselConnectionManager,
+        deadpool::{Object, Pool},
+    },
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::AppResult;
+
+/// The pool of database connections every request draws from.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// One pooled connection.
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// The migrations under `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Builds the pool. `wait` bounds how long a request waits for a free connection, and
+/// `connect` how long opening a new one may take; past either the request fails cleanly.
+pub fn build_pool(
+    url: &str,
+    size: usize,
+    wait: Duration,
+    connect: Duration,
+) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(connect))
+        .recycle_timeout(Some(connect))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Takes a connection from the pool, or fails with `Busy` when none frees up in time.
+pub async fn conn(pool: &DbPool) -> AppResult<DbConn> {
+    Ok(pool.get().await?)
+}
+
+/// Applies pending migrations; returns the versions applied now.
+pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    with_sync_connection(url, |conn| {
+        let done = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(done.iter().map(|v| v.to_string()).collect())
+    })
+    .await
+}
+
+/// Reverts every applied migration, newest first (used by the down/up test).
+pub async fn revert_all_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    with_sync_connection(url, |conn| {
+        let done = conn
+            .revert_all_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(done.iter().map(|v| v.to_string()).collect())
+    })
+    .await
+}
+
+/// Migrations need diesel's synchronous `Connection`: wrap the async one on a blocking thread
+/// (no libpq involved).
+async fn with_sync_connection<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&mut AsyncConnectionWrapper<AsyncPgConnection>) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url)
+            .context("connecting to the database for migrations")?;
+        f(&mut conn)
+    })
+    .await?
+}
+
+/// The newest migration version compiled into this binary.
+pub fn latest_migration_version() -> String {
+    use diesel::migration::MigrationSource;
+    let migrations = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).unwrap_or_default();
+    migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .max()
+        .unwrap_or_default()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Version {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    version: Option<String>,
+}
+
+/// The newest migration version applied to the connected database.
+pub async fn applied_migration_version(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<Option<String>> {
+    let row: Version =
+        diesel::sql_query("SELECT max(version) AS version FROM __diesel_schema_migrations")
+            .get_result(conn)
+            .await?;
+    Ok(row.version)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Creates `name` on the server behind `admin_url` unless it exists, optionally as a copy
+/// of `template`.
+pub async fn create_database(
+    admin_url: &str,
+    name: &str,
+    template: Option<&str>,
+) -> anyhow::Result<bool> {
+    use diesel_async::AsyncConnection;
+    let mut conn = AsyncPgConnection::establish(admin_url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(&mut conn)
+            .await?;
+    if found.exists {
+        return Ok(false);
+    }
+    let mut sql = format!("CREATE DATABASE {}", quote_ident(name));
+    if let Some(t) = template {
+        sql.push_str(&format!(" TEMPLATE {}", quote_ident(t)));
+    }
+    diesel::sql_query(sql).execute(&mut conn).await?;
+    Ok(true)
+}
+
+/// Quotes an SQL identifier (database names are not bindable parameters).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

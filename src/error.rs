@@ -1,0 +1,256 @@
+//! The closed list of errors a client can see. Each variant is one `extensions.code` of
+//! `API.md`; [`AppError::into_graphql`] (used by `?` through `From`) is the one place the
+//! codes are set.
+//!
+//! `AppError` deliberately does not implement `Display`: async-graphql converts any
+//! `Display` type into an error without a code, so leaving it out makes `?` go through our
+//! own `From` impl and never loses the code.
+
+use async_graphql::ErrorExtensions;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Every error code a client may receive in `extensions.code`.
+pub mod codes {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const CONFLICT: &str = "CONFLICT";
+    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// An error of the request path.
+#[derive(Debug)]
+pub enum AppError {
+    /// No or an invalid access token where one is needed.
+    Unauthenticated,
+    /// The viewer is known but may not do this.
+    Forbidden(String),
+    /// The object does not exist, or the viewer may not see it.
+    NotFound(&'static str),
+    /// An input value is wrong; `field` names it (e.g. `input.phone`).
+    BadUserInput { field: String, message: String },
+    /// A charge needs more credits than the account holds.
+    InsufficientCredits { required: i64, available: i64 },
+    /// Too many requests; retry after this many seconds.
+    RateLimited { retry_after_seconds: u64 },
+    /// The request clashes with the current state (duplicate, idempotency key reuse, ...).
+    Conflict(String),
+    /// The query is too deep or too complex.
+    QueryTooComplex(String),
+    /// No database connection could be had in time.
+    Busy,
+    /// Anything else: logged in full, answered with a generic message.
+    Internal(anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::BadUserInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(err.into())
+    }
+
+    /// The `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => codes::UNAUTHENTICATED,
+            AppError::Forbidden(_) => codes::FORBIDDEN,
+            AppError::NotFound(_) => codes::NOT_FOUND,
+            AppError::BadUserInput { .. } => codes::BAD_USER_INPUT,
+            AppError::InsufficientCredits { .. } => codes::INSUFFICIENT_CREDITS,
+            AppError::RateLimited { .. } => codes::RATE_LIMITED,
+            AppError::Conflict(_) => codes::CONFLICT,
+            AppError::QueryTooComplex(_) => codes::QUERY_TOO_COMPLEX,
+            AppError::Busy | AppError::Internal(_) => codes::INTERNAL,
+        }
+    }
+
+    /// The message a client sees: never SQL, paths or stack traces.
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Unauthenticated => "authentication required".into(),
+            AppError::Forbidden(m) | AppError::Conflict(m) | AppError::QueryTooComplex(m) => {
+                m.clone()
+            }
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::BadUserInput { message, .. } => message.clone(),
+            AppError::InsufficientCredits {
+                required,
+                available,
+            } => format!("insufficient credits: {required} needed, {available} available"),
+            AppError::RateLimited {
+                retry_after_seconds,
+            } => {
+                format!("too many requests; retry in {retry_after_seconds} s")
+            }
+            AppError::Busy => "the server is busy; retry shortly".into(),
+            AppError::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// Converts into a GraphQL error with `extensions.code` (and the code's extra fields).
+    pub fn into_graphql(self) -> async_graphql::Error {
+        if let AppError::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "internal error");
+        }
+        if let AppError::Busy = &self {
+            tracing::warn!("no database connection available in time");
+        }
+        let code = self.code();
+        async_graphql::Error::new(self.message()).extend_with(|_, ext| {
+            ext.set("code", code);
+            match &self {
+                AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
+                AppError::InsufficientCredits {
+                    required,
+                    available,
+                } => {
+                    ext.set("required", *required);
+                    ext.set("available", *available);
+                    ext.set("missing", (*required - *available).max(0));
+                }
+                AppError::RateLimited {
+                    retry_after_seconds,
+                } => ext.set("retryAfterSeconds", *retry_after_seconds),
+                _ => {}
+            }
+        })
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        err.into_graphql()
+    }
+}
+
+impl From<DieselError> for AppError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::NotFound => AppError::NotFound("record"),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                AppError::Conflict(conflict_message(info.constraint_name()))
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
+    fn from(err: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        use diesel_async::pooled_connection::deadpool::PoolError;
+        match err {
+            PoolError::Timeout(_) => AppError::Busy,
+            other => AppError::Internal(anyhow::anyhow!("database pool: {other}")),
+        }
+    }
+}
+
+/// A client-facing sentence for a unique constraint, by its name.
+fn conflict_message(constraint: Option<&str>) -> String {
+    let what = match constraint.unwrap_or_default() {
+        "users_phone_key" => "this phone number is already registered",
+        "users_email_lower_key" => "this email address is already registered",
+        "users_username_key" => "this username is taken",
+        "users_referral_code_key" => "this referral code is taken",
+        c if c.ends_with("idempotency_key_key") => {
+            "this idempotency key was already used for a different request"
+        }
+        _ => "this already exists",
+    };
+    what.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::Value;
+
+    fn ext(err: AppError) -> (String, async_graphql::ErrorExtensionValues) {
+        let e: async_graphql::Error = err.into();
+        (e.message, e.extensions.expect("extensions are set"))
+    }
+
+    #[test]
+    fn every_variant_sets_its_code() {
+        let cases = [
+            (AppError::Unauthenticated, "UNAUTHENTICATED"),
+            (AppError::Forbidden("no".into()), "FORBIDDEN"),
+            (AppError::NotFound("user"), "NOT_FOUND"),
+            (AppError::bad_input("input.phone", "bad"), "BAD_USER_INPUT"),
+            (
+                AppError::InsufficientCredits {
+                    required: 5,
+                    available: 2,
+                },
+                "INSUFFICIENT_CREDITS",
+            ),
+            (
+                AppError::RateLimited {
+                    retry_after_seconds: 30,
+                },
+                "RATE_LIMITED",
+            ),
+            (AppError::Conflict("dup".into()), "CONFLICT"),
+            (
+                AppError::QueryTooComplex("deep".into()),
+                "QUERY_TOO_COMPLEX",
+            ),
+            (AppError::Busy, "INTERNAL"),
+            (AppError::internal(anyhow::anyhow!("x")), "INTERNAL"),
+        ];
+        for (err, code) in cases {
+            let (_, ext) = ext(err);
+            assert_eq!(ext.get("code"), Some(&Value::from(code)));
+        }
+    }
+
+    #[test]
+    fn extra_fields_travel_with_their_codes() {
+        let (_, e) = ext(AppError::bad_input("input.phone", "not a phone number"));
+        assert_eq!(e.get("field"), Some(&Value::from("input.phone")));
+        let (_, e) = ext(AppError::RateLimited {
+            retry_after_seconds: 42,
+        });
+        assert_eq!(e.get("retryAfterSeconds"), Some(&Value::from(42u64)));
+        let (msg, e) = ext(AppError::InsufficientCredits {
+            required: 5,
+            available: 2,
+        });
+        assert_eq!(e.get("missing"), Some(&Value::from(3i64)));
+        assert!(msg.contains("5 needed"), "{msg}");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let (msg, _) = ext(AppError::internal(anyhow::anyhow!(
+            "relation \"users\" does not exist at /srv/easel/src/db.rs"
+        )));
+        assert_eq!(msg, "internal server error");
+    }
+
+    #[test]
+    fn database_errors_map_to_codes() {
+        assert_eq!(AppError::from(DieselError::NotFound).code(), "NOT_FOUND");
+        assert_eq!(
+            AppError::from(DieselError::RollbackTransaction).code(),
+            "INTERNAL"
+        );
+        assert_eq!(
+            conflict_message(Some("users_username_key")),
+            "this username is taken"
+        );
+        assert_eq!(conflict_message(None), "this already exists");
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP surface: router, middleware, GraphQL transport, GraphiQL, health.
+
+mod graphiql;
+mod graphql;
+mod health;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    AppState,
+    error::codes,
+    graphql::{AppSchema, build_schema},
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: AppSchema,
+}
+
+/// The whole HTTP application.
+pub fn router(app: AppState) -> Router {
+    let config = app.config.clone();
+    let state = HttpState {
+        schema: build_schema(app.clone()),
+        app,
+    };
+    Router::new()
+        .route("/", get(graphiql::page))
+        .route("/graphiql", get(graphiql::page))
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/ws", get(graphql::websocket))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
+        .layer(cors(&config.cors_origins))
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "internal server error")
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            REQUEST_ID,
+            HeaderName::from_static("apollo-require-preflight"),
+        ])
+        .expose_headers([REQUEST_ID])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// A GraphQL-style error body (`{"errors":[{"message","extensions":{"code"}}]}`).
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        "no such endpoint; GraphQL is served at /graphql",
+    )
+}

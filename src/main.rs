@@ -1,0 +1,46 @@
+//! The `easel` command: `serve` (default), `migrate`, `schema`.
+
+use clap::{Parser, Subcommand};
+use easel::{config::Config, server};
+
+/// Easel: a GraphQL API server for AI image-generation apps.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (the default). Without DATABASE_URL it manages its own PostgreSQL.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to stdout.
+    Schema,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", easel::graphql::sdl());
+        return Ok(());
+    }
+    let config = Config::from_env()?;
+    server::init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => server::serve(config).await,
+            Command::Migrate => {
+                let database = server::Database::open(&config).await?;
+                database.close().await;
+                Ok(())
+            }
+            Command::Schema => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,185 @@
+//! Start-up and shutdown: the database (given or embedded), migrations, the HTTP server.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::Notify};
+
+use crate::{
+    AppState,
+    config::{Config, LogFormat},
+    db::{
+        self,
+        embedded::{ClusterOptions, EmbeddedPostgres, PgBinaries, RunAs},
+    },
+    http,
+};
+
+/// The name of the application database inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "easel";
+
+/// The database a process uses: the one `DATABASE_URL` names, or the embedded cluster.
+pub struct Database {
+    pub url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Resolves the database and brings its schema up to date.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let database = match &config.database_url {
+            Some(url) => Database {
+                url: url.expose_secret().to_string(),
+                embedded: None,
+            },
+            None => Self::start_embedded(config).await?,
+        };
+        match database.migrate().await {
+            Ok(()) => Ok(database),
+            Err(e) => {
+                database.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_embedded(config: &Config) -> anyhow::Result<Self> {
+        let bins = PgBinaries::discover(config.pg_bin_dir.as_deref())?;
+        let run_as = RunAs::for_current_process(&config.pg_user)?;
+        let pgdata = config.embedded_pg_dir();
+        let pg = tokio::task::spawn_blocking(move || {
+            EmbeddedPostgres::start(bins, run_as, &pgdata, &ClusterOptions::default())
+        })
+        .await??;
+        tracing::info!(pgdata = %pg.pgdata().display(), "embedded PostgreSQL running");
+        let database = Database {
+            url: pg.url(EMBEDDED_DATABASE),
+            embedded: Some(pg),
+        };
+        let admin = database
+            .embedded
+            .as_ref()
+            .map(|pg| pg.url("postgres"))
+            .unwrap_or_default();
+        if let Err(e) = db::create_database(&admin, EMBEDDED_DATABASE, None).await {
+            database.close().await;
+            return Err(e);
+        }
+        Ok(database)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let applied = db::run_migrations(&self.url).await?;
+        if applied.is_empty() {
+            tracing::info!("database schema is up to date");
+        } else {
+            tracing::info!(migrations = ?applied, "applied migrations");
+        }
+        Ok(())
+    }
+
+    /// Stops the embedded cluster, if this process manages one.
+    pub async fn close(self) {
+        if let Some(pg) = self.embedded {
+            match tokio::task::spawn_blocking(move || pg.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = format!("{e:#}"), "stopping embedded PostgreSQL")
+                }
+                Err(e) => tracing::error!(error = %e, "stopping embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+/// Builds the shared state over a database URL.
+pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
+    let pool = db::build_pool(
+        url,
+        config.db_pool_size,
+        config.db_pool_timeout,
+        config.db_connect_timeout,
+    )?;
+    Ok(AppState::new(config, pool))
+}
+
+/// `easel serve`: runs until SIGINT/SIGTERM, then drains requests and stops the database.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    let result = serve_on(config, &database.url, shutdown_signal()).await;
+    database.close().await;
+    result
+}
+
+async fn serve_on(
+    config: Config,
+    url: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bind = config.bind;
+    let grace = config.shutdown_grace;
+    let state = app_state(config, url)?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("Easel is ready: GraphiQL at {}", graphiql_url(addr));
+    let stopping = Arc::new(Notify::new());
+    let notify = stopping.clone();
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing open requests");
+        notify.notify_one();
+    });
+    tokio::select! {
+        result = server => result.context("HTTP server")?,
+        _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("requests still open after {grace:?}; closing them");
+        }
+    }
+    Ok(())
+}
+
+fn graphiql_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}/", addr.port())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Installs the log subscriber (pretty or JSON, filtered by `EASEL_LOG`).
+pub fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}

@@ -1,0 +1,6 @@
+//! One integration test binary (one link step), a module per capability. Every test gets
+//! its own database cloned from a migrated template in a throwaway PostgreSQL cluster.
+
+mod support;
+
+mod foundation;

@@ -1,0 +1,327 @@
+//! Test support: one throwaway PostgreSQL cluster per test run, a migrated template
+//! database, one fresh database per test, and a real HTTP server on an ephemeral port.
+//!
+//! Set `TEST_DATABASE_URL` to use an existing server instead (its role needs CREATEDB).
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::OnceLock,
+};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use easel::{
+    AppState,
+    config::Config,
+    db::{
+        self,
+        embedded::{ClusterOptions, EmbeddedPostgres, PgBinaries, RunAs},
+    },
+    http, server,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use uuid::Uuid;
+
+struct Cluster {
+    /// A connection string to the maintenance database, for CREATE DATABASE.
+    admin_url: String,
+    template: String,
+    _pg: Option<EmbeddedPostgres>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static CREATE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        // A thread of its own: the set-up blocks, and migrations need a runtime of their own.
+        std::thread::spawn(start_cluster)
+            .join()
+            .expect("test cluster set-up panicked")
+    })
+}
+
+fn start_cluster() -> Cluster {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let template = format!("easel_template_{}", std::process::id());
+    let (admin_url, pg) = match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => (url, None),
+        None => {
+            let pg = start_throwaway_cluster();
+            (pg.url("postgres"), Some(pg))
+        }
+    };
+    runtime.block_on(async {
+        db::create_database(&admin_url, &template, None)
+            .await
+            .expect("creating the template database");
+        db::run_migrations(&with_database(&admin_url, &template))
+            .await
+            .expect("migrating the template");
+    });
+    Cluster {
+        admin_url,
+        template,
+        _pg: pg,
+    }
+}
+
+fn start_throwaway_cluster() -> EmbeddedPostgres {
+    let bins = PgBinaries::discover(
+        std::env::var_os("EASEL_PG_BIN_DIR")
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+    .expect("PostgreSQL server binaries");
+    let run_as = RunAs::for_current_process("postgres").expect("a user to run PostgreSQL");
+    let root = std::env::temp_dir().join(format!(
+        "easel-test-{}-{}",
+        std::process::id(),
+        Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&root).unwrap();
+    if let RunAs::User { uid, gid, .. } = &run_as {
+        std::os::unix::fs::chown(&root, Some(*uid), Some(*gid)).unwrap();
+    }
+    let pg = EmbeddedPostgres::start(
+        bins,
+        run_as.clone(),
+        &root.join("pg"),
+        &ClusterOptions { ephemeral: true },
+    )
+    .expect("starting the throwaway test cluster");
+    spawn_watchdog(&pg, &root, &run_as);
+    pg
+}
+
+/// Statics are never dropped, so a detached shell stops the cluster and removes its files
+/// once this test process has exited.
+fn spawn_watchdog(pg: &EmbeddedPostgres, root: &std::path::Path, run_as: &RunAs) {
+    let script = format!(
+        "while [ -d /proc/{pid} ] || kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{root}'",
+        pid = std::process::id(),
+        stop = pg.stop_command(),
+        root = root.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0).current_dir("/");
+    if let RunAs::User { uid, gid, .. } = run_as {
+        cmd.uid(*uid).gid(*gid);
+    }
+    // It must outlive this process, so it is never waited for.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the watchdog outlives the test process by design"
+    )]
+    let _watchdog = cmd.spawn().expect("starting the test cluster watchdog");
+}
+
+/// `url` with its database replaced by `name` (URL or key=value form).
+pub fn with_database(url: &str, name: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url, None), |(b, q)| (b, Some(q)));
+        let scheme_end = base.find("://").unwrap() + 3;
+        let host_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        let mut out = format!("{}/{name}", &base[..host_end]);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    } else {
+        let mut parts: Vec<String> = url
+            .split_whitespace()
+            .filter(|p| !p.starts_with("dbname="))
+            .map(String::from)
+            .collect();
+        parts.push(format!("dbname={name}"));
+        parts.join(" ")
+    }
+}
+
+/// A fresh, migrated database for one test; returns its connection string.
+pub async fn fresh_database() -> String {
+    let c = cluster();
+    let name = format!("easel_test_{}", Uuid::now_v7().simple());
+    // CREATE DATABASE ... TEMPLATE needs the template free of sessions; serialise creations.
+    let _guard = CREATE_LOCK.lock().await;
+    db::create_database(&c.admin_url, &name, Some(&c.template))
+        .await
+        .expect("creating a test database");
+    with_database(&c.admin_url, &name)
+}
+
+/// A fresh database with no migrations applied.
+pub async fn blank_database() -> String {
+    let c = cluster();
+    let name = format!("easel_blank_{}", Uuid::now_v7().simple());
+    db::create_database(&c.admin_url, &name, None)
+        .await
+        .unwrap();
+    with_database(&c.admin_url, &name)
+}
+
+/// The default configuration for tests (no environment read).
+pub fn test_config() -> Config {
+    let mut config = Config::from_lookup(|_| None).unwrap();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.db_pool_size = 8;
+    config
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db_url: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let db_url = fresh_database().await;
+        Self::spawn_on(db_url, configure).await
+    }
+
+    pub async fn spawn_on(db_url: String, configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        configure(&mut config);
+        let state = server::app_state(config, &db_url).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = http::router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestApp {
+            addr,
+            db_url,
+            state,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL operation; returns the status and the JSON body.
+    pub async fn gql(&self, query: &str, variables: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    /// A direct database connection, for arranging and checking state.
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db_url).await.unwrap()
+    }
+
+    /// Opens a `graphql-transport-ws` connection on `path` and completes the handshake.
+    pub async fn ws(&self, path: &str, init: Value) -> WsClient {
+        WsClient::connect(&format!("ws://{}{path}", self.addr), init)
+            .await
+            .expect("websocket handshake")
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A minimal `graphql-transport-ws` client.
+pub struct WsClient {
+    socket: Socket,
+    next_id: u32,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str, init: Value) -> Result<Self, String> {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = WsClient { socket, next_id: 0 };
+        client
+            .send(json!({ "type": "connection_init", "payload": init }))
+            .await;
+        match client.recv().await {
+            Some(Ok(msg)) if msg["type"] == "connection_ack" => Ok(client),
+            other => Err(format!("no connection_ack: {other:?}")),
+        }
+    }
+
+    pub async fn send(&mut self, msg: Value) {
+        self.socket
+            .send(Message::text(msg.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next protocol message; `Err((code, reason))` when the server closed the socket.
+    pub async fn recv(&mut self) -> Option<Result<Value, (u16, String)>> {
+        let wait = std::time::Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout(wait, self.socket.next())
+                .await
+                .expect("websocket message in time")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return Some(Ok(v));
+                }
+                Ok(Message::Close(frame)) => {
+                    return Some(Err(frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()))));
+                }
+                Ok(_) => continue,
+                Err(e) => return Some(Err((1006, e.to_string()))),
+            }
+        }
+    }
+
+    /// Starts an operation; returns its id.
+    pub async fn subscribe(&mut self, query: &str, variables: Value) -> String {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } })).await;
+        id
+    }
+}
