@@ -19,6 +19,19 @@
 //! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
 //! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
 //! | `EASEL_SHUTDOWN_GRACE_SECS` | `10` | how long shutdown waits for open requests |
+//! | `EASEL_JWT_SECRET` | generated (development) | HS256 key for access tokens; required in production |
+//! | `EASEL_JWT_PREVIOUS_SECRETS` | unset | comma-separated retired keys still accepted while their tokens live |
+//! | `EASEL_ACCESS_TOKEN_TTL_SECS` | `900` | access token lifetime |
+//! | `EASEL_REFRESH_TOKEN_TTL_DAYS` | `30` | refresh token (session) lifetime |
+//! | `EASEL_OTP_TTL_SECS` | `300` | how long a one-time code is valid |
+//! | `EASEL_OTP_RESEND_SECS` | `60` | minimum wait between two codes to one phone |
+//! | `EASEL_OTP_MAX_PER_HOUR` | `5` | codes one phone may be sent per hour |
+//! | `EASEL_OTP_MAX_PER_HOUR_PER_IP` | `20` | codes one client IP may request per hour |
+//! | `EASEL_SIGNUP_BONUS` | `10` | credits granted at sign-up |
+//! | `EASEL_SMS_SENDER` | `log` | `log` (development: the code goes to the log) or `http` |
+//! | `EASEL_SMS_HTTP_URL` | unset | the HTTP SMS gateway endpoint (`http` sender) |
+//! | `EASEL_SMS_HTTP_TOKEN` | unset | bearer token for the SMS gateway |
+//! | `EASEL_TRUST_PROXY` | `false` | take the client IP from `X-Forwarded-For` (behind a reverse proxy) |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 
@@ -39,6 +52,18 @@ pub enum Environment {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// How one-time codes and other messages leave the building.
+#[derive(Debug, Clone)]
+pub enum SmsSender {
+    /// Development: log the message (and the code) and mark it sent.
+    Log,
+    /// An HTTP SMS gateway: `POST url` with a bearer token.
+    Http {
+        url: String,
+        token: Option<SecretString>,
+    },
 }
 
 /// Every setting of the server; see the module documentation for the variables.
@@ -63,6 +88,17 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_previous_secrets: Vec<SecretString>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub otp_ttl: Duration,
+    pub otp_resend: Duration,
+    pub otp_max_per_hour: i64,
+    pub otp_max_per_hour_per_ip: i64,
+    pub signup_bonus: i64,
+    pub sms_sender: SmsSender,
+    pub trust_proxy: bool,
 }
 
 impl Config {
@@ -124,9 +160,61 @@ impl Config {
             shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "10")?),
             log_filter: get("EASEL_LOG").unwrap_or_else(|| "info".into()),
             log_format,
+            jwt_secret: get("EASEL_JWT_SECRET").map(SecretString::from),
+            jwt_previous_secrets: get("EASEL_JWT_PREVIOUS_SECRETS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| SecretString::from(s.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            access_token_ttl: Duration::from_secs(parse(
+                &get,
+                "EASEL_ACCESS_TOKEN_TTL_SECS",
+                "900",
+            )?),
+            refresh_token_ttl: Duration::from_secs(
+                86_400 * parse::<u64>(&get, "EASEL_REFRESH_TOKEN_TTL_DAYS", "30")?,
+            ),
+            otp_ttl: Duration::from_secs(parse(&get, "EASEL_OTP_TTL_SECS", "300")?),
+            otp_resend: Duration::from_secs(parse(&get, "EASEL_OTP_RESEND_SECS", "60")?),
+            otp_max_per_hour: parse(&get, "EASEL_OTP_MAX_PER_HOUR", "5")?,
+            otp_max_per_hour_per_ip: parse(&get, "EASEL_OTP_MAX_PER_HOUR_PER_IP", "20")?,
+            signup_bonus: parse(&get, "EASEL_SIGNUP_BONUS", "10")?,
+            sms_sender: match get("EASEL_SMS_SENDER").as_deref() {
+                None | Some("log") => SmsSender::Log,
+                Some("http") => SmsSender::Http {
+                    url: get("EASEL_SMS_HTTP_URL")
+                        .context("EASEL_SMS_SENDER=http needs EASEL_SMS_HTTP_URL")?,
+                    token: get("EASEL_SMS_HTTP_TOKEN").map(SecretString::from),
+                },
+                Some(other) => bail!("EASEL_SMS_SENDER must be `log` or `http`, not `{other}`"),
+            },
+            trust_proxy: parse(&get, "EASEL_TRUST_PROXY", "false")?,
         };
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
+        }
+        if config.signup_bonus < 0 {
+            bail!("EASEL_SIGNUP_BONUS must not be negative");
+        }
+        if config.env == Environment::Production {
+            if matches!(config.sms_sender, SmsSender::Log) {
+                bail!(
+                    "EASEL_ENV=production refuses the `log` SMS sender (codes would only reach the log): set EASEL_SMS_SENDER=http with EASEL_SMS_HTTP_URL"
+                );
+            }
+            match &config.jwt_secret {
+                None => bail!(
+                    "EASEL_ENV=production needs EASEL_JWT_SECRET (at least 32 random bytes, e.g. `openssl rand -base64 48`)"
+                ),
+                Some(s) if secrecy::ExposeSecret::expose_secret(s).len() < 32 => {
+                    bail!("EASEL_JWT_SECRET must be at least 32 characters")
+                }
+                Some(_) => {}
+            }
         }
         Ok(config)
     }
@@ -180,6 +268,32 @@ mod tests {
         let err = config(&[("EASEL_ENV", "staging")]).unwrap_err().to_string();
         assert!(err.contains("EASEL_ENV"), "{err}");
         assert!(config(&[("EASEL_DB_POOL_SIZE", "0")]).is_err());
+    }
+
+    #[test]
+    fn production_refuses_development_defaults() {
+        let err = config(&[
+            ("EASEL_ENV", "production"),
+            ("EASEL_JWT_SECRET", &"k".repeat(40)),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`log` SMS sender"), "{err}");
+        let http = [
+            ("EASEL_ENV", "production"),
+            ("EASEL_SMS_SENDER", "http"),
+            ("EASEL_SMS_HTTP_URL", "https://sms.example/send"),
+        ];
+        let err = config(&http).unwrap_err().to_string();
+        assert!(err.contains("EASEL_JWT_SECRET"), "{err}");
+        let secret = "k".repeat(40);
+        let mut ok = http.to_vec();
+        ok.push(("EASEL_JWT_SECRET", &secret));
+        assert!(config(&ok).is_ok());
+        assert!(
+            config(&[("EASEL_SMS_SENDER", "http")]).is_err(),
+            "http sender needs a URL"
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub mod codes {
 /// An error of the request path.
 #[derive(Debug)]
 pub enum AppError {
-    /// No or an invalid access token where one is needed.
-    Unauthenticated,
+    /// No or an invalid token or credentials where they are needed; the message says which.
+    Unauthenticated(&'static str),
     /// The viewer is known but may not do this.
     Forbidden(String),
     /// The object does not exist, or the viewer may not see it.
@@ -64,7 +64,7 @@ impl AppError {
     /// The `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Unauthenticated => codes::UNAUTHENTICATED,
+            AppError::Unauthenticated(_) => codes::UNAUTHENTICATED,
             AppError::Forbidden(_) => codes::FORBIDDEN,
             AppError::NotFound(_) => codes::NOT_FOUND,
             AppError::BadUserInput { .. } => codes::BAD_USER_INPUT,
@@ -79,7 +79,7 @@ impl AppError {
     /// The message a client sees: never SQL, paths or stack traces.
     pub fn message(&self) -> String {
         match self {
-            AppError::Unauthenticated => "authentication required".into(),
+            AppError::Unauthenticated(m) => (*m).into(),
             AppError::Forbidden(m) | AppError::Conflict(m) | AppError::QueryTooComplex(m) => {
                 m.clone()
             }
@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn every_variant_sets_its_code() {
         let cases = [
-            (AppError::Unauthenticated, "UNAUTHENTICATED"),
+            (
+                AppError::Unauthenticated("sign in first"),
+                "UNAUTHENTICATED",
+            ),
             (AppError::Forbidden("no".into()), "FORBIDDEN"),
             (AppError::NotFound("user"), "NOT_FOUND"),
             (AppError::bad_input("input.phone", "bad"), "BAD_USER_INPUT"),

@@ -4,31 +4,59 @@
 //! (`model.rs` SQL, `service.rs` rules, `graphql.rs` API).
 
 pub mod accounts;
+pub mod audit;
 pub mod config;
+pub mod credits;
 pub mod db;
 pub mod enums;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod outbox;
+pub mod ratelimit;
 pub mod server;
 
 use std::sync::Arc;
 
-use config::Config;
+use accounts::tokens::Keys;
+use config::{Config, SmsSender};
 use db::DbPool;
+use outbox::{HttpSmsSender, LogSender, MessageSender};
 
 /// Process-wide state shared by every request.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: DbPool,
+    /// Signing keys for access tokens and one-time codes.
+    pub keys: Arc<Keys>,
+    /// Where outbox messages are delivered.
+    pub sender: Arc<dyn MessageSender>,
+    /// Wakes the outbox delivery task when a message was queued.
+    pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: DbPool) -> Self {
-        AppState {
+    pub fn new(config: Config, pool: DbPool) -> anyhow::Result<Self> {
+        let keys = Keys::from_config(&config)?;
+        let sender: Arc<dyn MessageSender> = match &config.sms_sender {
+            SmsSender::Log => Arc::new(LogSender),
+            SmsSender::Http { url, token } => {
+                Arc::new(HttpSmsSender::new(url.clone(), token.clone()))
+            }
+        };
+        Ok(AppState {
             config: Arc::new(config),
             pool,
-        }
+            keys: Arc::new(keys),
+            sender,
+            outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Replaces the message sender (tests, embedding).
+    pub fn with_sender(mut self, sender: Arc<dyn MessageSender>) -> Self {
+        self.sender = sender;
+        self
     }
 }

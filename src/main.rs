@@ -19,6 +19,16 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout.
     Schema,
+    /// Make an account an admin (creating it when missing). A new email account takes its
+    /// password from EASEL_ADMIN_PASSWORD.
+    CreateAdmin {
+        /// Phone number of the account (signs in with one-time codes).
+        #[arg(long, conflicts_with = "email", required_unless_present = "email")]
+        phone: Option<String>,
+        /// Email of the account.
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +48,26 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate => {
                 let database = server::Database::open(&config).await?;
                 database.close().await;
+                Ok(())
+            }
+            Command::CreateAdmin { phone, email } => {
+                let database = server::Database::open(&config).await?;
+                let result = async {
+                    let state = server::app_state(config, &database.url)?;
+                    let password = std::env::var("EASEL_ADMIN_PASSWORD").ok();
+                    easel::accounts::service::create_admin(
+                        &state,
+                        phone.as_deref(),
+                        email.as_deref(),
+                        password.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message()))
+                }
+                .await;
+                database.close().await;
+                let user = result?;
+                println!("{} is now an admin", user.id);
                 Ok(())
             }
             Command::Schema => unreachable!("handled above"),

@@ -101,7 +101,7 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
         config.db_pool_timeout,
         config.db_connect_timeout,
     )?;
-    Ok(AppState::new(config, pool))
+    AppState::new(config, pool)
 }
 
 /// `easel serve`: runs until SIGINT/SIGTERM, then drains requests and stops the database.
@@ -120,6 +120,7 @@ async fn serve_on(
     let bind = config.bind;
     let grace = config.shutdown_grace;
     let state = app_state(config, url)?;
+    let background = spawn_background(&state);
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
@@ -127,7 +128,8 @@ async fn serve_on(
     tracing::info!("Easel is ready: GraphiQL at {}", graphiql_url(addr));
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing open requests");
         notify.notify_one();
@@ -138,7 +140,30 @@ async fn serve_on(
             tracing::warn!("requests still open after {grace:?}; closing them");
         }
     }
+    for task in background {
+        task.abort();
+    }
     Ok(())
+}
+
+/// The background tasks of a serving process: outbox delivery and rate-limit clean-up.
+pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let delivery = crate::outbox::spawn_delivery(
+        state.pool.clone(),
+        state.sender.clone(),
+        state.outbox_wakeup.clone(),
+    );
+    let pool = state.pool.clone();
+    let prune = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Ok(mut conn) = pool.get().await {
+                let _ = crate::ratelimit::prune(&mut conn).await;
+            }
+        }
+    });
+    vec![delivery, prune]
 }
 
 fn graphiql_url(addr: SocketAddr) -> String {

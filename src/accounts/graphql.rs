@@ -1,15 +1,36 @@
 //! GraphQL types and root fields of the accounts capability.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-use super::{Role, SubscriptionTier, loaders::UserId, model::UserRow};
-use crate::graphql::ContextExt;
+use super::{
+    AccountStatus, ProfileVisibility, Role, SubscriptionTier,
+    guards::{Authenticated, HasRole, require_user},
+    loaders::{UserId, VendorProfileOf},
+    model::{UserRow, VendorProfileRow},
+    service::{self, Auth, ProfileInput, RequestMeta},
+};
+use crate::{error::AppError, graphql::ContextExt};
 
 /// A user as the API shows it (wraps the row so a column never becomes API by accident).
-pub struct User(pub UserRow);
+/// `shown_to_owner` is set where the answer goes to the user themself (`AuthPayload`).
+pub struct User(pub UserRow, pub bool);
 
-/// A person using an Easel app: a user, a vendor or an admin.
+impl User {
+    /// A user as others see them.
+    pub fn new(row: UserRow) -> Self {
+        User(row, false)
+    }
+
+    /// A user in an answer to that same user (sign-in payloads).
+    pub fn to_owner(row: UserRow) -> Self {
+        User(row, true)
+    }
+}
+
+/// A person using an Easel app: a user, a vendor or an admin. Private fields (`email`,
+/// `phone`, `accountStatus`, `referralCode`, ...) are null for everyone but the user and admins.
 #[Object]
 impl User {
     /// Stable identifier.
@@ -47,10 +68,236 @@ impl User {
         self.0.subscription_tier
     }
 
+    /// Who may see this profile.
+    async fn profile_visibility(&self) -> ProfileVisibility {
+        self.0.profile_visibility
+    }
+
+    /// Whether public characters of this user may appear in the showcase feed.
+    async fn allow_gallery_showcase(&self) -> bool {
+        self.0.allow_gallery_showcase
+    }
+
     /// When the account was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+
+    /// The vendor profile, for vendors.
+    async fn vendor_profile(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<VendorProfile>> {
+        Ok(ctx
+            .loaders()?
+            .accounts
+            .load_one(VendorProfileOf(self.0.id))
+            .await?
+            .map(VendorProfile))
+    }
+
+    /// Phone number in E.164 (the user and admins only).
+    async fn phone(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx, self.0.phone.as_deref())
+    }
+
+    /// Email address (the user and admins only).
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx, self.0.email.as_deref())
+    }
+
+    /// When the phone number was verified (the user and admins only).
+    async fn phone_verified_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        self.private(ctx, self.0.phone_verified_at)
+    }
+
+    /// Account state (the user and admins only).
+    async fn account_status(&self, ctx: &Context<'_>) -> Option<AccountStatus> {
+        self.private(ctx, Some(self.0.account_status))
+    }
+
+    /// Preferred language tag, e.g. `en` (the user and admins only).
+    async fn preferred_language(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx, Some(self.0.preferred_language.as_str()))
+    }
+
+    /// IANA time zone; daily allowances reset at its midnight (the user and admins only).
+    async fn timezone(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx, Some(self.0.timezone.as_str()))
+    }
+
+    /// The code others give at sign-up to be referred by this user (the user and admins only).
+    async fn referral_code(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.private(ctx, self.0.referral_code.as_deref())
+    }
+
+    /// Last sign-in (the user and admins only).
+    async fn last_login_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        self.private(ctx, self.0.last_login_at)
+    }
+}
+
+impl User {
+    fn private<T>(&self, ctx: &Context<'_>, value: Option<T>) -> Option<T> {
+        value.filter(|_| self.1 || ctx.viewer().is_self_or_admin(self.0.id))
+    }
+}
+
+/// A vendor's business profile.
+pub struct VendorProfile(pub VendorProfileRow);
+
+/// A vendor's business profile (seed 001 vendors).
+#[Object]
+impl VendorProfile {
+    /// The business name shown on albums.
+    async fn business_name(&self) -> &str {
+        &self.0.business_name
+    }
+
+    /// Free-form contact details.
+    async fn contact_info(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.contact_info)
+    }
+
+    /// Links to social profiles.
+    async fn social_links(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.social_links)
+    }
+
+    /// Whether Easel verified the business.
+    async fn is_verified(&self) -> bool {
+        self.0.is_verified
+    }
+
+    /// Albums the vendor may still publish without a plan.
+    async fn free_gallery_remaining(&self) -> i32 {
+        self.0.free_gallery_remaining
+    }
+}
+
+/// A signed-in session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <accessToken>`; short-lived.
+    access_token: String,
+    /// When the access token stops working; refresh before then.
+    access_token_expires_at: DateTime<Utc>,
+    /// Exchange with `refreshSession` for new tokens; works once.
+    refresh_token: String,
+    /// When the session ends unless refreshed.
+    refresh_token_expires_at: DateTime<Utc>,
+    /// The signed-in user.
+    user: User,
+    /// Whether this sign-in created the account.
+    is_new_user: bool,
+}
+
+impl From<Auth> for AuthPayload {
+    fn from(a: Auth) -> Self {
+        AuthPayload {
+            access_token: a.access_token,
+            access_token_expires_at: a.access_token_expires_at,
+            refresh_token: a.refresh_token,
+            refresh_token_expires_at: a.refresh_token_expires_at,
+            user: User::to_owner(a.user),
+            is_new_user: a.is_new_user,
+        }
+    }
+}
+
+crate::db_enum! {
+    /// Why a one-time code is sent.
+    pub enum OtpPurpose {
+        /// Sign in (or sign up) with the phone number.
+        Login => "login",
+    }
+}
+
+/// Input of `requestOtp`.
+#[derive(InputObject)]
+pub struct RequestOtpInput {
+    /// Phone number with country code, in any common format (`+1 415 555 2671`).
+    phone: String,
+    #[graphql(default_with = "OtpPurpose::Login")]
+    purpose: OtpPurpose,
+}
+
+/// A code is on its way.
+#[derive(SimpleObject)]
+pub struct RequestOtpPayload {
+    /// When the code stops working.
+    expires_at: DateTime<Utc>,
+    /// Wait this long before asking for another code.
+    resend_after_seconds: u64,
+}
+
+/// Input of `verifyOtp`.
+#[derive(InputObject)]
+pub struct VerifyOtpInput {
+    /// The phone number the code was sent to.
+    phone: String,
+    /// The 6-digit code.
+    code: String,
+    /// A referral code, used only when this creates the account.
+    referral_code: Option<String>,
+}
+
+/// Input of `signUp`.
+#[derive(InputObject)]
+pub struct SignUpInput {
+    email: String,
+    /// 8 to 128 characters.
+    password: String,
+    username: Option<String>,
+}
+
+/// Input of `signIn`.
+#[derive(InputObject)]
+pub struct SignInInput {
+    email: String,
+    password: String,
+}
+
+/// Input of `updateProfile`: omitted fields stay as they are; `null` clears optional ones.
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    /// Up to 50 characters.
+    display_name: MaybeUndefined<String>,
+    username: MaybeUndefined<String>,
+    /// Up to 500 characters.
+    bio: MaybeUndefined<String>,
+    /// An http(s) URL.
+    avatar_url: MaybeUndefined<String>,
+    profile_visibility: Option<ProfileVisibility>,
+    allow_gallery_showcase: Option<bool>,
+    /// A language tag such as `en` or `pt-BR`.
+    preferred_language: Option<String>,
+    /// An IANA time zone such as `Europe/Berlin`.
+    timezone: Option<String>,
+}
+
+/// Input of `becomeVendor`.
+#[derive(InputObject)]
+pub struct BecomeVendorInput {
+    business_name: String,
+    contact_info: Option<Json<serde_json::Value>>,
+    social_links: Option<Json<serde_json::Value>>,
+}
+
+fn maybe(v: MaybeUndefined<String>) -> Option<Option<String>> {
+    match v {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(s) => Some(Some(s)),
+    }
+}
+
+fn parse_id(id: &ID, field: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
+}
+
+fn meta(ctx: &Context<'_>) -> RequestMeta {
+    ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default()
 }
 
 /// Account queries.
@@ -65,6 +312,205 @@ impl AccountsQuery {
             return Ok(None);
         };
         let row = ctx.loaders()?.accounts.load_one(UserId(id)).await?;
-        Ok(row.map(User))
+        Ok(row.map(User::new))
+    }
+
+    /// A user's public profile by id or username (give exactly one). Null when there is no
+    /// such user or the profile is private (its owner and admins still see it).
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        username: Option<String>,
+    ) -> async_graphql::Result<Option<User>> {
+        let row = match (id, username) {
+            (Some(id), None) => {
+                let id = parse_id(&id, "id")?;
+                ctx.loaders()?.accounts.load_one(UserId(id)).await?
+            }
+            (None, Some(name)) => {
+                if name.len() > 30 {
+                    return Ok(None);
+                }
+                let state = ctx.state()?;
+                let mut conn = crate::db::conn(&state.pool).await?;
+                super::model::user_by_username(&mut conn, &name)
+                    .await
+                    .map_err(AppError::from)?
+            }
+            _ => {
+                return Err(
+                    AppError::bad_input("id", "give exactly one of `id` and `username`").into(),
+                );
+            }
+        };
+        let viewer = ctx.viewer();
+        Ok(row
+            .filter(|u| {
+                viewer.is_self_or_admin(u.id)
+                    || (u.profile_visibility == ProfileVisibility::Public
+                        && u.account_status == AccountStatus::Active)
+            })
+            .map(User::new))
+    }
+}
+
+/// Account mutations.
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Sends a 6-digit sign-in code by SMS (in development: to the server log). Throttled per
+    /// phone and per client: `RATE_LIMITED` carries `retryAfterSeconds`.
+    async fn request_otp(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestOtpInput,
+    ) -> async_graphql::Result<RequestOtpPayload> {
+        let OtpPurpose::Login = input.purpose;
+        let sent = service::request_otp(ctx.state()?, &meta(ctx), &input.phone).await?;
+        Ok(RequestOtpPayload {
+            expires_at: sent.expires_at,
+            resend_after_seconds: sent.resend_after_seconds,
+        })
+    }
+
+    /// Signs in with a code from `requestOtp`; creates the account (with its sign-up credits)
+    /// on first use. A code works once and dies after 5 wrong tries.
+    async fn verify_otp(
+        &self,
+        ctx: &Context<'_>,
+        input: VerifyOtpInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        let auth = service::verify_otp(
+            ctx.state()?,
+            &meta(ctx),
+            &input.phone,
+            &input.code,
+            input.referral_code.as_deref(),
+        )
+        .await?;
+        Ok(auth.into())
+    }
+
+    /// Creates an account with email and password and signs it in.
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        input: SignUpInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        let auth = service::sign_up(
+            ctx.state()?,
+            &meta(ctx),
+            &input.email,
+            &input.password,
+            input.username.as_deref(),
+        )
+        .await?;
+        Ok(auth.into())
+    }
+
+    /// Signs in with email and password.
+    async fn sign_in(
+        &self,
+        ctx: &Context<'_>,
+        input: SignInInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(
+            service::sign_in(ctx.state()?, &meta(ctx), &input.email, &input.password)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Exchanges a refresh token for new tokens. The old refresh token stops working; using
+    /// it again revokes the session.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(
+            service::refresh_session(ctx.state()?, &meta(ctx), &refresh_token)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Ends this session (its refresh token stops working), or every session of the viewer.
+    #[graphql(guard = "Authenticated")]
+    async fn sign_out(
+        &self,
+        ctx: &Context<'_>,
+        all_sessions: Option<bool>,
+    ) -> async_graphql::Result<bool> {
+        let viewer = require_user(ctx)?;
+        Ok(service::sign_out(
+            ctx.state()?,
+            &meta(ctx),
+            viewer,
+            all_sessions.unwrap_or(false),
+        )
+        .await?)
+    }
+
+    /// Changes the viewer's profile.
+    #[graphql(guard = "Authenticated")]
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateProfileInput,
+    ) -> async_graphql::Result<User> {
+        let viewer = require_user(ctx)?;
+        let changes = ProfileInput {
+            display_name: maybe(input.display_name),
+            username: maybe(input.username),
+            bio: maybe(input.bio),
+            avatar_url: maybe(input.avatar_url),
+            profile_visibility: input.profile_visibility,
+            allow_gallery_showcase: input.allow_gallery_showcase,
+            preferred_language: input.preferred_language,
+            timezone: input.timezone,
+        };
+        Ok(User::new(
+            service::update_profile(ctx.state()?, viewer.id, changes).await?,
+        ))
+    }
+
+    /// Makes the viewer a vendor, with a vendor profile.
+    #[graphql(guard = "Authenticated")]
+    async fn become_vendor(
+        &self,
+        ctx: &Context<'_>,
+        input: BecomeVendorInput,
+    ) -> async_graphql::Result<User> {
+        let viewer = require_user(ctx)?;
+        let empty = || serde_json::json!({});
+        let (user, _) = service::become_vendor(
+            ctx.state()?,
+            &meta(ctx),
+            viewer.id,
+            &input.business_name,
+            input.contact_info.map_or_else(empty, |j| j.0),
+            input.social_links.map_or_else(empty, |j| j.0),
+        )
+        .await?;
+        Ok(User::new(user))
+    }
+
+    /// Admin: suspends, bans or reactivates an account (suspending ends its sessions).
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn set_account_status(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        status: AccountStatus,
+    ) -> async_graphql::Result<User> {
+        let admin = require_user(ctx)?;
+        let user_id = parse_id(&user_id, "userId")?;
+        Ok(User::new(
+            service::set_account_status(ctx.state()?, &meta(ctx), admin, user_id, status).await?,
+        ))
     }
 }

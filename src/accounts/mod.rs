@@ -1,8 +1,13 @@
 //! Accounts: users, roles, profiles (sign-in arrives with the accounts capability).
 
 pub mod graphql;
+pub mod guards;
 pub mod loaders;
 pub mod model;
+pub mod password;
+pub mod phone;
+pub mod service;
+pub mod tokens;
 pub mod viewer;
 
 use crate::db_enum;

@@ -1,18 +1,26 @@
-//! Rows and queries of the accounts capability.
+//! Rows and queries of the accounts capability: users, vendor profiles, OTP codes, sessions.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::{AccountStatus, ProfileVisibility, Role, SubscriptionTier};
-use crate::db::schema::users;
+use crate::db::schema::{otp_codes, referrals, sessions, users, vendor_profiles};
 
-/// A user as the API reads it (secrets such as the password hash are not selected).
+diesel::define_sql_function! {
+    /// SQL `lower()`, for the case-insensitive email index.
+    fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+/// A user as the API reads it (the password hash is never selected here).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRow {
     pub id: Uuid,
+    pub phone: Option<String>,
+    pub email: Option<String>,
     pub username: Option<String>,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
@@ -20,15 +28,424 @@ pub struct UserRow {
     pub role: Role,
     pub subscription_tier: SubscriptionTier,
     pub account_status: AccountStatus,
+    pub phone_verified_at: Option<DateTime<Utc>>,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub preferred_language: String,
+    pub timezone: String,
     pub profile_visibility: ProfileVisibility,
+    pub allow_gallery_showcase: bool,
+    pub referral_code: Option<String>,
+    pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-/// Users by id, in one statement.
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+    pub phone_verified_at: Option<DateTime<Utc>>,
+    pub referral_code: &'a str,
+    pub role: Role,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// Profile fields a user may change; `None` leaves a field as it is.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct ProfileChangeset {
+    pub display_name: Option<Option<String>>,
+    pub username: Option<Option<String>>,
+    pub bio: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+    pub profile_visibility: Option<ProfileVisibility>,
+    pub allow_gallery_showcase: Option<bool>,
+    pub preferred_language: Option<String>,
+    pub timezone: Option<String>,
+}
+
+pub async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> QueryResult<UserRow> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
 pub async fn users_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<UserRow>> {
     users::table
         .filter(users::id.eq_any(ids))
         .select(UserRow::as_select())
         .load(conn)
         .await
+}
+
+pub async fn user_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn user_by_phone(
+    conn: &mut AsyncPgConnection,
+    phone: &str,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::phone.eq(phone))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn user_by_username(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::username.eq(username))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn user_by_referral_code(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::referral_code.eq(code))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A user and password hash by email, case-insensitively.
+pub async fn user_with_password_by_email(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Option<(UserRow, Option<String>)>> {
+    users::table
+        .filter(lower(users::email).eq(lower(email)))
+        .select((UserRow::as_select(), users::password_hash))
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn record_login(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    phone_verified: bool,
+) -> QueryResult<UserRow> {
+    let now = Utc::now();
+    let q = diesel::update(users::table.find(id)).set(users::last_login_at.eq(now));
+    if phone_verified {
+        diesel::update(
+            users::table
+                .find(id)
+                .filter(users::phone_verified_at.is_null()),
+        )
+        .set(users::phone_verified_at.eq(now))
+        .execute(conn)
+        .await?;
+    }
+    q.returning(UserRow::as_returning()).get_result(conn).await
+}
+
+pub async fn update_profile(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &ProfileChangeset,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set(changes)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_role(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set(users::role.eq(role))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_account_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: AccountStatus,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set(users::account_status.eq(status))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Whether PostgreSQL knows this IANA time zone name.
+pub async fn timezone_exists(conn: &mut AsyncPgConnection, name: &str) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let row: Found = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1) AS found",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
+// ---- vendor profiles ------------------------------------------------------------------
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = vendor_profiles, check_for_backend(diesel::pg::Pg))]
+pub struct VendorProfileRow {
+    pub user_id: Uuid,
+    pub business_name: String,
+    pub contact_info: serde_json::Value,
+    pub social_links: serde_json::Value,
+    pub is_verified: bool,
+    pub free_gallery_remaining: i32,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = vendor_profiles)]
+pub struct NewVendorProfile<'a> {
+    pub user_id: Uuid,
+    pub business_name: &'a str,
+    pub contact_info: &'a serde_json::Value,
+    pub social_links: &'a serde_json::Value,
+}
+
+pub async fn insert_vendor_profile(
+    conn: &mut AsyncPgConnection,
+    profile: &NewVendorProfile<'_>,
+) -> QueryResult<VendorProfileRow> {
+    diesel::insert_into(vendor_profiles::table)
+        .values(profile)
+        .returning(VendorProfileRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn vendor_profiles_by_users(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<VendorProfileRow>> {
+    vendor_profiles::table
+        .filter(vendor_profiles::user_id.eq_any(ids))
+        .select(VendorProfileRow::as_select())
+        .load(conn)
+        .await
+}
+
+// ---- referrals ------------------------------------------------------------------------
+
+pub async fn insert_referral(
+    conn: &mut AsyncPgConnection,
+    referrer: Uuid,
+    referred: Uuid,
+) -> QueryResult<()> {
+    diesel::insert_into(referrals::table)
+        .values((
+            referrals::id.eq(Uuid::now_v7()),
+            referrals::referrer_id.eq(referrer),
+            referrals::referred_id.eq(referred),
+            referrals::reward_type.eq("credits"),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+// ---- one-time codes -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = otp_codes, check_for_backend(diesel::pg::Pg))]
+pub struct OtpRow {
+    pub id: Uuid,
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub consumed_at: Option<DateTime<Utc>>,
+    pub attempt_count: i32,
+}
+
+pub async fn insert_otp(
+    conn: &mut AsyncPgConnection,
+    destination: &str,
+    purpose: &str,
+    code_hash: &str,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(otp_codes::table)
+        .values((
+            otp_codes::id.eq(Uuid::now_v7()),
+            otp_codes::destination.eq(destination),
+            otp_codes::purpose.eq(purpose),
+            otp_codes::code_hash.eq(code_hash),
+            otp_codes::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The newest code sent to `destination` for `purpose`, whatever its state.
+pub async fn latest_otp(
+    conn: &mut AsyncPgConnection,
+    destination: &str,
+    purpose: &str,
+) -> QueryResult<Option<OtpRow>> {
+    otp_codes::table
+        .filter(
+            otp_codes::destination
+                .eq(destination)
+                .and(otp_codes::purpose.eq(purpose)),
+        )
+        .order((otp_codes::created_at.desc(), otp_codes::id.desc()))
+        .select(OtpRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Atomically spends one of the newest live code's `max_attempts` tries; `None` when there
+/// is no live code or its tries are used up. Parallel guesses cannot exceed the bound.
+pub async fn reserve_otp_attempt(
+    conn: &mut AsyncPgConnection,
+    destination: &str,
+    purpose: &str,
+    max_attempts: i32,
+) -> QueryResult<Option<OtpRow>> {
+    let Some(latest) = latest_otp(conn, destination, purpose).await? else {
+        return Ok(None);
+    };
+    diesel::update(
+        otp_codes::table
+            .find(latest.id)
+            .filter(otp_codes::consumed_at.is_null())
+            .filter(otp_codes::attempt_count.lt(max_attempts))
+            .filter(otp_codes::expires_at.gt(diesel::dsl::now)),
+    )
+    .set(otp_codes::attempt_count.eq(otp_codes::attempt_count + 1))
+    .returning(OtpRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Marks a code used; false if it already was (codes are single use).
+pub async fn consume_otp(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let n = diesel::update(
+        otp_codes::table
+            .find(id)
+            .filter(otp_codes::consumed_at.is_null()),
+    )
+    .set(otp_codes::consumed_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+// ---- sessions (one row per refresh token; a family is one sign-in) ------------------------
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub rotation_counter: i32,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub refresh_token_hash: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<IpNet>,
+    pub expires_at: DateTime<Utc>,
+    pub rotation_counter: i32,
+}
+
+pub async fn insert_session(
+    conn: &mut AsyncPgConnection,
+    session: &NewSession<'_>,
+) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn session_by_refresh_hash(
+    conn: &mut AsyncPgConnection,
+    hash: &str,
+) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .filter(sessions::refresh_token_hash.eq(hash))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Retires one refresh token; false if it was already retired (a concurrent rotation).
+pub async fn retire_session(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let n = diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(diesel::dsl::now),
+        sessions::last_used_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Revokes every live token of a family; returns how many were live.
+pub async fn revoke_family(conn: &mut AsyncPgConnection, family: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::family_id.eq(family))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}
+
+/// Revokes every live token of a user.
+pub async fn revoke_user_sessions(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
 }

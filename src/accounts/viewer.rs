@@ -18,9 +18,25 @@ pub struct ViewerUser {
     pub id: Uuid,
     pub role: Role,
     pub session_id: Uuid,
+    /// When the access token expires (unix seconds).
+    pub expires_at: i64,
 }
 
 impl Viewer {
+    /// The signed-in user, if any.
+    pub fn user(&self) -> Option<&ViewerUser> {
+        match self {
+            Viewer::Anonymous => None,
+            Viewer::User(u) => Some(u),
+        }
+    }
+
+    /// Whether the viewer is this user or an admin.
+    pub fn is_self_or_admin(&self, user: Uuid) -> bool {
+        self.user()
+            .is_some_and(|u| u.id == user || u.role == super::Role::Admin)
+    }
+
     /// The viewer's user id, if signed in.
     pub fn user_id(&self) -> Option<Uuid> {
         match self {

@@ -4,27 +4,40 @@ pub mod context;
 pub mod errors;
 pub mod pagination;
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
 pub use context::{ContextExt, Loaders};
 
-use crate::{AppState, accounts::graphql::AccountsQuery, config::Config};
+use crate::{
+    AppState,
+    accounts::graphql::{AccountsMutation, AccountsQuery},
+    config::Config,
+};
 
 /// The root query: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(AccountsQuery);
 
-/// The executable schema.
-pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+/// The root mutation: one member per capability.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(AccountsMutation);
 
-fn builder(config: &Config) -> SchemaBuilder<QueryRoot, EmptyMutation, EmptySubscription> {
-    Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
-        .limit_depth(config.graphql_max_depth)
-        .limit_complexity(config.graphql_max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(16)
-        .extension(errors::ErrorCodes)
+/// The executable schema.
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(config.graphql_max_depth)
+    .limit_complexity(config.graphql_max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(16)
+    .extension(errors::ErrorCodes)
 }
 
 /// The schema the server executes, holding the application state.

@@ -5,31 +5,49 @@
 //! GET 405; a request error of GraphQL itself (syntax, validation, unknown operation, limits)
 //! is 400. Every one of them answers with a GraphQL `errors` array carrying `extensions.code`.
 
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
 use async_graphql::{
     BatchRequest, BatchResponse, Data, Request as GqlRequest,
-    http::{ALL_WEBSOCKET_PROTOCOLS, MultipartOptions},
+    http::{ALL_WEBSOCKET_PROTOCOLS, MultipartOptions, WebSocketProtocols, WsMessage},
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
-    body::{Body, to_bytes},
-    extract::{FromRequestParts, Request, State, WebSocketUpgrade},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    body::to_bytes,
+    extract::{
+        ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade,
+        ws::{CloseFrame, Message},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
 use super::{HttpState, error_response};
 use crate::{
-    accounts::viewer::Viewer,
-    error::codes,
+    AppState,
+    accounts::{
+        service::{self, RequestMeta},
+        viewer::Viewer,
+    },
+    error::{AppError, codes},
     graphql::{Loaders, errors::is_request_error},
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 /// `POST /graphql`: JSON bodies, and GraphQL multipart requests (file uploads).
-pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(State(state): State<HttpState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let who = match Caller::from_parts(&state.app, &parts) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let headers = &parts.headers;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -93,7 +111,70 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Body
             );
         }
     };
-    execute(&state, batch, &headers).await
+    execute(&state, batch, headers, who).await
+}
+
+/// Who sent a request: the viewer from the bearer token, and where it came from.
+struct Caller {
+    viewer: Viewer,
+    meta: RequestMeta,
+}
+
+impl Caller {
+    /// A bad or expired token answers 401 at once: never silently anonymous.
+    fn from_parts(app: &AppState, parts: &Parts) -> Result<Self, Box<Response>> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        let viewer =
+            service::authenticate(app, authorization).map_err(|e| Box::new(unauthorized(e)))?;
+        Ok(Caller {
+            viewer,
+            meta: request_meta(app, parts),
+        })
+    }
+}
+
+fn unauthorized(err: AppError) -> Response {
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, err.code(), err.message());
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    resp
+}
+
+/// Client IP (from `X-Forwarded-For` only when `EASEL_TRUST_PROXY` is set) and user agent.
+fn request_meta(app: &AppState, parts: &Parts) -> RequestMeta {
+    let forwarded = app
+        .config
+        .trust_proxy
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .flatten();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    RequestMeta {
+        ip: forwarded.or(peer),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
+    }
 }
 
 fn parse_json_body(bytes: &[u8]) -> Result<BatchRequest, String> {
@@ -122,14 +203,12 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
     {
-        let protocol = GraphQLProtocol::from_request_parts(&mut parts, &state).await;
-        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
-        return match (protocol, upgrade) {
-            (Ok(protocol), Ok(ws)) => serve_websocket(state, protocol, ws),
-            (Err(e), _) => e.into_response(),
-            (_, Err(e)) => e.into_response(),
-        };
+        return upgrade(state, &mut parts).await;
     }
+    let who = match Caller::from_parts(&state.app, &parts) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
     let request = match parse_get_query(parts.uri.query().unwrap_or_default()) {
         Ok(r) => r,
         Err(message) => {
@@ -148,7 +227,7 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&state, BatchRequest::Single(request), &parts.headers).await
+    execute(&state, BatchRequest::Single(request), &parts.headers, who).await
 }
 
 /// The GraphQL-over-HTTP query string: `query`, `operationName`, and JSON-encoded
@@ -199,7 +278,12 @@ fn non_query_operation(request: &GqlRequest) -> Option<&'static str> {
     }
 }
 
-async fn execute(state: &HttpState, batch: BatchRequest, headers: &HeaderMap) -> Response {
+async fn execute(
+    state: &HttpState,
+    batch: BatchRequest,
+    headers: &HeaderMap,
+    who: Caller,
+) -> Response {
     let max = state.app.config.graphql_max_batch;
     if let BatchRequest::Batch(items) = &batch
         && items.len() > max
@@ -210,12 +294,11 @@ async fn execute(state: &HttpState, batch: BatchRequest, headers: &HeaderMap) ->
             format!("a batch may hold at most {max} operations"),
         );
     }
-    let viewer = Viewer::Anonymous;
     let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(with_request_data(state, r, viewer)),
+        BatchRequest::Single(r) => BatchRequest::Single(with_request_data(state, r, &who)),
         BatchRequest::Batch(rs) => BatchRequest::Batch(
             rs.into_iter()
-                .map(|r| with_request_data(state, r, viewer.clone()))
+                .map(|r| with_request_data(state, r, &who))
                 .collect(),
         ),
     };
@@ -246,8 +329,11 @@ async fn execute(state: &HttpState, batch: BatchRequest, headers: &HeaderMap) ->
     }
 }
 
-fn with_request_data(state: &HttpState, request: GqlRequest, viewer: Viewer) -> GqlRequest {
-    request.data(viewer).data(Loaders::new(&state.app))
+fn with_request_data(state: &HttpState, request: GqlRequest, who: &Caller) -> GqlRequest {
+    request
+        .data(who.viewer.clone())
+        .data(who.meta.clone())
+        .data(Loaders::new(&state.app))
 }
 
 fn too_large(limit: usize) -> Response {
@@ -260,26 +346,116 @@ fn too_large(limit: usize) -> Response {
 
 /// `GET /graphql/ws`: subscriptions (and queries) over `graphql-transport-ws`, or the legacy
 /// `graphql-ws` subprotocol.
-pub async fn websocket(
-    State(state): State<HttpState>,
-    protocol: GraphQLProtocol,
-    ws: WebSocketUpgrade,
-) -> Response {
-    serve_websocket(state, protocol, ws)
+pub async fn websocket(State(state): State<HttpState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    upgrade(state, &mut parts).await
 }
 
-fn serve_websocket(state: HttpState, protocol: GraphQLProtocol, ws: WebSocketUpgrade) -> Response {
-    ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let schema = state.schema.clone();
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |_payload| async move {
-                    let mut data = Data::default();
-                    data.insert(Viewer::Anonymous);
-                    data.insert(Loaders::new(&state.app));
-                    Ok(data)
-                })
-                .serve()
+/// Close code for a refused or expired token (graphql-ws `Forbidden`).
+const CLOSE_FORBIDDEN: u16 = 4403;
+const FORBIDDEN_MARK: &str = "\u{1}forbidden:";
+
+async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
+    let ws = match WebSocketUpgrade::from_request_parts(parts, &state).await {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
+    let protocol = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
         })
-        .into_response()
+        .unwrap_or(WebSocketProtocols::GraphQLWS);
+    let meta = request_meta(&state.app, parts);
+    ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve_socket(state, protocol, meta, socket))
+}
+
+/// Runs one websocket connection. The access token comes in the `connection_init` payload
+/// (`{"authorization": "Bearer <jwt>"}`); a bad one closes the socket with 4403, and the
+/// socket is closed with 4403 when the token expires, ending its subscriptions.
+async fn serve_socket(
+    state: HttpState,
+    protocol: WebSocketProtocols,
+    meta: RequestMeta,
+    socket: axum::extract::ws::WebSocket,
+) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|r| futures_util::future::ready(r.is_ok()))
+        .filter_map(|r| {
+            futures_util::future::ready(match r {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                _ => None,
+            })
+        });
+    let expires_at: Arc<Mutex<Option<i64>>> = Arc::default();
+    let expiry = expires_at.clone();
+    let app = state.app.clone();
+    let on_init = move |payload: serde_json::Value| async move {
+        let authorization = payload
+            .get("authorization")
+            .or_else(|| payload.get("Authorization"))
+            .and_then(|v| v.as_str());
+        let viewer = service::authenticate(&app, authorization)
+            .map_err(|e| async_graphql::Error::new(format!("{FORBIDDEN_MARK}{}", e.message())))?;
+        if let Viewer::User(u) = &viewer {
+            *expiry.lock().unwrap_or_else(|e| e.into_inner()) = Some(u.expires_at);
+        }
+        let mut data = Data::default();
+        data.insert(viewer);
+        data.insert(meta);
+        data.insert(Loaders::new(&app));
+        Ok(data)
+    };
+    let messages = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+        .on_connection_init(on_init)
+        .map(|msg| match msg {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => match reason.strip_prefix(FORBIDDEN_MARK) {
+                Some(reason) => close(CLOSE_FORBIDDEN, reason),
+                None => close(code, &reason),
+            },
+        });
+    futures_util::pin_mut!(messages);
+    loop {
+        let deadline = expires_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|exp| {
+                let left = exp - chrono::Utc::now().timestamp();
+                tokio::time::Instant::now() + Duration::from_secs(left.max(0) as u64)
+            });
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => if sink.send(msg).await.is_err() { break },
+                None => break,
+            },
+            _ = expired => {
+                let _ = sink.send(close(CLOSE_FORBIDDEN, "the access token has expired")).await;
+                break;
+            }
+        }
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    // A close reason may hold at most 123 bytes.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
 }

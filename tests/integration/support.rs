@@ -9,7 +9,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::{Command, Stdio},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -20,7 +20,9 @@ use easel::{
         self,
         embedded::{ClusterOptions, EmbeddedPostgres, PgBinaries, RunAs},
     },
-    http, server,
+    http,
+    outbox::MemorySender,
+    server,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -186,6 +188,11 @@ pub async fn blank_database() -> String {
 pub fn test_config() -> Config {
     let mut config = Config::from_lookup(|_| None).unwrap();
     config.bind = "127.0.0.1:0".parse().unwrap();
+    config.jwt_secret = Some(secrecy::SecretString::from(format!(
+        "test-secret-{}",
+        Uuid::now_v7()
+    )));
+    config.data_dir = std::env::temp_dir().join("easel-test-data-unused");
     config.db_pool_size = 8;
     config
 }
@@ -196,6 +203,8 @@ pub struct TestApp {
     pub db_url: String,
     pub state: AppState,
     pub client: reqwest::Client,
+    /// Every SMS the server delivered, as a phone would receive them.
+    pub sms: Arc<MemorySender>,
 }
 
 impl TestApp {
@@ -211,16 +220,22 @@ impl TestApp {
     pub async fn spawn_on(db_url: String, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config();
         configure(&mut config);
-        let state = server::app_state(config, &db_url).unwrap();
+        let sms = Arc::new(MemorySender::default());
+        let state = server::app_state(config, &db_url)
+            .unwrap()
+            .with_sender(sms.clone());
+        server::spawn_background(&state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = http::router(state.clone());
+        let router =
+            http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TestApp {
             addr,
             db_url,
             state,
             client: reqwest::Client::new(),
+            sms,
         }
     }
 
@@ -228,17 +243,77 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// POSTs a GraphQL operation; returns the status and the JSON body.
+    /// POSTs a GraphQL operation anonymously; returns the status and the JSON body.
     pub async fn gql(&self, query: &str, variables: Value) -> (u16, Value) {
-        let resp = self
+        self.gql_with(None, query, variables).await
+    }
+
+    /// POSTs a GraphQL operation with `Authorization: Bearer <token>`.
+    pub async fn gql_as(&self, token: &str, query: &str, variables: Value) -> (u16, Value) {
+        self.gql_with(Some(token), query, variables).await
+    }
+
+    pub async fn gql_with(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut req = self
             .client
             .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
+    }
+
+    /// Asks for a code for `phone` and returns it once the SMS arrived (waits up to 5 s).
+    pub async fn request_code(&self, phone: &str) -> String {
+        let normalized = easel::accounts::phone::normalize(phone, "phone").unwrap();
+        let before = self.sms_count(&normalized);
+        let (status, body) = self.gql(REQUEST_OTP, json!({ "phone": phone })).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["errors"].is_null(), "{body}");
+        for _ in 0..100 {
+            let sent = self.sms.sent();
+            let mine: Vec<_> = sent
+                .iter()
+                .filter(|m| m.destination == normalized)
+                .collect();
+            if mine.len() > before {
+                let body = &mine.last().unwrap().body;
+                return body
+                    .split_whitespace()
+                    .find(|w| w.len() == 7 && w.ends_with('.'))
+                    .map(|w| w[..6].to_string())
+                    .expect("a code in the SMS");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no SMS reached {phone}");
+    }
+
+    /// How many SMS reached `phone`.
+    pub fn sms_count(&self, phone: &str) -> usize {
+        self.sms
+            .sent()
+            .iter()
+            .filter(|m| m.destination == phone)
+            .count()
+    }
+
+    /// Signs in a new user by phone; returns the AuthPayload JSON.
+    pub async fn sign_up_by_phone(&self, phone: &str) -> Value {
+        let code = self.request_code(phone).await;
+        let (_, body) = self
+            .gql(VERIFY_OTP, json!({ "phone": phone, "code": code }))
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+        body["data"]["verifyOtp"].clone()
     }
 
     /// A direct database connection, for arranging and checking state.
@@ -253,6 +328,11 @@ impl TestApp {
             .expect("websocket handshake")
     }
 }
+
+pub const REQUEST_OTP: &str = "mutation($phone: String!) { requestOtp(input: { phone: $phone }) { expiresAt resendAfterSeconds } }";
+pub const VERIFY_OTP: &str = "mutation($phone: String!, $code: String!, $ref: String) { \
+    verifyOtp(input: { phone: $phone, code: $code, referralCode: $ref }) { \
+    accessToken accessTokenExpiresAt refreshToken isNewUser user { id phone role referralCode } } }";
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
