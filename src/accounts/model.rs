@@ -282,6 +282,17 @@ pub struct OtpRow {
     pub expires_at: DateTime<Utc>,
     pub consumed_at: Option<DateTime<Utc>>,
     pub attempt_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Serialises code requests for one destination until the transaction ends (across every
+/// server process), so the resend check and the insert cannot interleave.
+pub async fn lock_destination(conn: &mut AsyncPgConnection, destination: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(format!("otp:{destination}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 pub async fn insert_otp(

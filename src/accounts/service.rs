@@ -115,7 +115,18 @@ pub async fn request_otp(
     );
     let mut conn = db::conn(&state.pool).await?;
     conn.transaction(async |conn| {
-        ratelimit::hit(conn, &format!("otp:resend:{phone}"), cfg.otp_resend, 1).await?;
+        model::lock_destination(conn, &phone).await?;
+        if let Some(last) = model::latest_otp(conn, &phone, OTP_PURPOSE_LOGIN).await? {
+            let wait = last.created_at
+                + chrono::Duration::from_std(cfg.otp_resend).map_err(AppError::internal)?
+                - Utc::now();
+            if wait > chrono::Duration::zero() {
+                let secs = (wait.num_milliseconds() as u64).div_ceil(1000).max(1);
+                return Err(AppError::RateLimited {
+                    retry_after_seconds: secs,
+                });
+            }
+        }
         ratelimit::hit(
             conn,
             &format!("otp:hour:{phone}"),

@@ -279,6 +279,31 @@ async fn parallel_verifications_are_bounded_and_single_use() {
     assert_eq!(code(&body), "BAD_USER_INPUT", "the code died: {body}");
 }
 
+/// Parallel requests for one phone send one code: the resend check holds under concurrency.
+#[tokio::test]
+async fn parallel_code_requests_send_once() {
+    let app = TestApp::spawn().await;
+    let requests: Vec<_> = (0..6)
+        .map(|_| app.gql(REQUEST_OTP, json!({ "phone": "+14155552690" })))
+        .collect();
+    let results = futures_util::future::join_all(requests).await;
+    let sent = results
+        .iter()
+        .filter(|(_, b)| b["errors"].is_null())
+        .count();
+    assert_eq!(sent, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|(_, b)| b["errors"].is_null() || code(b) == "RATE_LIMITED")
+    );
+    assert_eq!(count(&app, "SELECT count(*) AS n FROM otp_codes").await, 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM outbox_messages").await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn resend_is_limited_per_ip_across_phones() {
     let app = TestApp::spawn_with(|c| c.otp_max_per_hour_per_ip = 3).await;
