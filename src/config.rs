@@ -32,6 +32,13 @@
 //! | `EASEL_SMS_HTTP_URL` | unset | the HTTP SMS gateway endpoint (`http` sender) |
 //! | `EASEL_SMS_HTTP_TOKEN` | unset | bearer token for the SMS gateway |
 //! | `EASEL_TRUST_PROXY` | `false` | take the client IP from `X-Forwarded-For` (behind a reverse proxy) |
+//! | `EASEL_PUBLIC_URL` | `http://<EASEL_BIND>` | the server's public base URL (checkout pages, webhooks) |
+//! | `EASEL_PAYMENT_GATEWAYS` | `sandbox` | enabled gateways, comma-separated: `sandbox`, `stripe` |
+//! | `EASEL_PAYMENT_EXPIRY_MINUTES` | `60` | how long a pending payment may be paid |
+//! | `EASEL_SANDBOX_WEBHOOK_SECRET` | `easel-sandbox-secret` (development) | HMAC key of sandbox webhooks; required in production when `sandbox` is enabled |
+//! | `EASEL_STRIPE_API_URL` | `https://api.stripe.com` | Stripe's API base URL |
+//! | `EASEL_STRIPE_SECRET_KEY` | unset | Stripe secret key (`sk_...`); required when `stripe` is enabled |
+//! | `EASEL_STRIPE_WEBHOOK_SECRET` | unset | Stripe webhook signing secret (`whsec_...`); required when `stripe` is enabled |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 
@@ -39,6 +46,9 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
+
+/// The sandbox webhook key in development (documented, so test suites can sign events).
+pub const DEV_SANDBOX_SECRET: &str = "easel-sandbox-secret";
 
 /// Deployment environment: production refuses unsafe development defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +109,19 @@ pub struct Config {
     pub signup_bonus: i64,
     pub sms_sender: SmsSender,
     pub trust_proxy: bool,
+    pub public_url: String,
+    pub payment_gateways: Vec<String>,
+    pub payment_expiry: Duration,
+    pub sandbox_webhook_secret: SecretString,
+    pub stripe: Option<StripeConfig>,
+}
+
+/// Stripe credentials (set when the `stripe` gateway is enabled).
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_url: String,
+    pub secret_key: SecretString,
+    pub webhook_secret: SecretString,
 }
 
 impl Config {
@@ -193,7 +216,48 @@ impl Config {
                 Some(other) => bail!("EASEL_SMS_SENDER must be `log` or `http`, not `{other}`"),
             },
             trust_proxy: parse(&get, "EASEL_TRUST_PROXY", "false")?,
+            public_url: String::new(),
+            payment_gateways: get("EASEL_PAYMENT_GATEWAYS")
+                .unwrap_or_else(|| "sandbox".into())
+                .split(',')
+                .map(|g| g.trim().to_lowercase())
+                .filter(|g| !g.is_empty())
+                .collect(),
+            payment_expiry: Duration::from_secs(
+                60 * parse::<u64>(&get, "EASEL_PAYMENT_EXPIRY_MINUTES", "60")?,
+            ),
+            sandbox_webhook_secret: SecretString::from(
+                get("EASEL_SANDBOX_WEBHOOK_SECRET")
+                    .unwrap_or_else(|| DEV_SANDBOX_SECRET.to_string()),
+            ),
+            stripe: None,
         };
+        let mut config = config;
+        config.public_url = get("EASEL_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{}", config.bind))
+            .trim_end_matches('/')
+            .to_string();
+        for gateway in &config.payment_gateways {
+            if !matches!(gateway.as_str(), "sandbox" | "stripe") {
+                bail!(
+                    "EASEL_PAYMENT_GATEWAYS: unknown gateway `{gateway}` (known: sandbox, stripe)"
+                );
+            }
+        }
+        if config.payment_gateways.iter().any(|g| g == "stripe") {
+            config.stripe = Some(StripeConfig {
+                api_url: get("EASEL_STRIPE_API_URL")
+                    .unwrap_or_else(|| "https://api.stripe.com".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                secret_key: get("EASEL_STRIPE_SECRET_KEY")
+                    .map(SecretString::from)
+                    .context("the stripe gateway needs EASEL_STRIPE_SECRET_KEY")?,
+                webhook_secret: get("EASEL_STRIPE_WEBHOOK_SECRET")
+                    .map(SecretString::from)
+                    .context("the stripe gateway needs EASEL_STRIPE_WEBHOOK_SECRET")?,
+            });
+        }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
         }
@@ -214,6 +278,13 @@ impl Config {
                     bail!("EASEL_JWT_SECRET must be at least 32 characters")
                 }
                 Some(_) => {}
+            }
+            if config.payment_gateways.iter().any(|g| g == "sandbox")
+                && get("EASEL_SANDBOX_WEBHOOK_SECRET").is_none()
+            {
+                bail!(
+                    "EASEL_ENV=production with the sandbox gateway needs its own EASEL_SANDBOX_WEBHOOK_SECRET (or remove `sandbox` from EASEL_PAYMENT_GATEWAYS)"
+                );
             }
         }
         Ok(config)
@@ -289,7 +360,20 @@ mod tests {
         let secret = "k".repeat(40);
         let mut ok = http.to_vec();
         ok.push(("EASEL_JWT_SECRET", &secret));
+        let err = config(&ok).unwrap_err().to_string();
+        assert!(
+            err.contains("EASEL_SANDBOX_WEBHOOK_SECRET"),
+            "the documented dev key is refused: {err}"
+        );
+        ok.push(("EASEL_SANDBOX_WEBHOOK_SECRET", "a-private-sandbox-key"));
         assert!(config(&ok).is_ok());
+        let stripe_without_keys = [("EASEL_PAYMENT_GATEWAYS", "stripe")];
+        assert!(
+            config(&stripe_without_keys)
+                .unwrap_err()
+                .to_string()
+                .contains("EASEL_STRIPE_SECRET_KEY")
+        );
         assert!(
             config(&[("EASEL_SMS_SENDER", "http")]).is_err(),
             "http sender needs a URL"

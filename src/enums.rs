@@ -9,12 +9,12 @@ macro_rules! db_enum {
         $(#[$meta:meta])*
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $db:literal ),+ $(,)? }
     ) => {
-        $(#[$meta])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash,
             async_graphql::Enum, diesel::AsExpression, diesel::FromSqlRow,
         )]
         #[diesel(sql_type = diesel::sql_types::Text)]
+        $(#[$meta])*
         pub enum $name { $( $(#[$vmeta])* $variant ),+ }
 
         impl $name {

@@ -49,6 +49,10 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The `CONFLICT` message of an idempotency key reused with a different input.
+pub const IDEMPOTENCY_CONFLICT: &str =
+    "this idempotency key was already used for a different request";
+
 impl AppError {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
         AppError::BadUserInput {
@@ -164,9 +168,7 @@ fn conflict_message(constraint: Option<&str>) -> String {
         "users_email_lower_key" => "this email address is already registered",
         "users_username_key" => "this username is taken",
         "users_referral_code_key" => "this referral code is taken",
-        c if c.ends_with("idempotency_key_key") => {
-            "this idempotency key was already used for a different request"
-        }
+        c if c.ends_with("idempotency_key_key") => IDEMPOTENCY_CONFLICT,
         _ => "this already exists",
     };
     what.to_string()

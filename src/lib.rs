@@ -10,9 +10,11 @@ pub mod credits;
 pub mod db;
 pub mod enums;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod outbox;
+pub mod payments;
 pub mod ratelimit;
 pub mod server;
 
@@ -34,10 +36,16 @@ pub struct AppState {
     pub sender: Arc<dyn MessageSender>,
     /// Wakes the outbox delivery task when a message was queued.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Committed events from every server process (fed by one LISTEN connection).
+    pub events: events::EventHub,
+    /// The database this process uses (the event listener opens its own connection).
+    pub db_url: Arc<str>,
+    /// The enabled payment gateways.
+    pub gateways: Arc<payments::service::Gateways>,
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: DbPool) -> anyhow::Result<Self> {
+    pub fn new(config: Config, pool: DbPool, db_url: &str) -> anyhow::Result<Self> {
         let keys = Keys::from_config(&config)?;
         let sender: Arc<dyn MessageSender> = match &config.sms_sender {
             SmsSender::Log => Arc::new(LogSender),
@@ -46,11 +54,14 @@ impl AppState {
             }
         };
         Ok(AppState {
+            gateways: payments::service::shared(&config),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),
             sender,
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
+            events: events::EventHub::new(),
+            db_url: Arc::from(db_url),
         })
     }
 

@@ -101,7 +101,7 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
         config.db_pool_timeout,
         config.db_connect_timeout,
     )?;
-    AppState::new(config, pool)
+    AppState::new(config, pool, url)
 }
 
 /// `easel serve`: runs until SIGINT/SIGTERM, then drains requests and stops the database.
@@ -163,7 +163,20 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    vec![delivery, prune]
+    let listener = state.events.spawn_listener(state.db_url.to_string());
+    let app = state.clone();
+    let expiry = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match crate::payments::service::expire_overdue(&app).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "expired unpaid payments"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "expiring payments"),
+            }
+        }
+    });
+    vec![delivery, prune, listener, expiry]
 }
 
 fn graphiql_url(addr: SocketAddr) -> String {

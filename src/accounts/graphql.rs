@@ -96,6 +96,17 @@ impl User {
             .map(VendorProfile))
     }
 
+    /// Credits and today's allowance (the user and admins only).
+    async fn credits(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::credits::graphql::CreditAccount>> {
+        if !(self.1 || ctx.viewer().is_self_or_admin(self.0.id)) {
+            return Ok(None);
+        }
+        crate::credits::graphql::account_of(ctx, self.0.id).await
+    }
+
     /// Phone number in E.164 (the user and admins only).
     async fn phone(&self, ctx: &Context<'_>) -> Option<&str> {
         self.private(ctx, self.0.phone.as_deref())

@@ -461,6 +461,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    tier_allowances (tier) {
+        tier -> Text,
+        daily_allowance -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         phone -> Nullable<Text>,
@@ -571,6 +579,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     referrals,
     sessions,
     subscriptions,
+    tier_allowances,
     users,
     vendor_profiles,
 );

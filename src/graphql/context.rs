@@ -5,6 +5,7 @@ use async_graphql::{Context, dataloader::DataLoader};
 use crate::{
     AppState,
     accounts::{loaders::AccountsLoader, viewer::Viewer},
+    credits::loaders::CreditsLoader,
     error::{AppError, AppResult},
 };
 
@@ -12,12 +13,14 @@ use crate::{
 /// They batch; they do not cache across requests.
 pub struct Loaders {
     pub accounts: DataLoader<AccountsLoader>,
+    pub credits: DataLoader<CreditsLoader>,
 }
 
 impl Loaders {
     pub fn new(state: &AppState) -> Self {
         Loaders {
             accounts: DataLoader::new(AccountsLoader(state.pool.clone()), tokio::spawn),
+            credits: DataLoader::new(CreditsLoader(state.pool.clone()), tokio::spawn),
         }
     }
 }

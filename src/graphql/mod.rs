@@ -4,7 +4,7 @@ pub mod context;
 pub mod errors;
 pub mod pagination;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 pub use context::{ContextExt, Loaders};
 
@@ -12,26 +12,33 @@ use crate::{
     AppState,
     accounts::graphql::{AccountsMutation, AccountsQuery},
     config::Config,
+    credits::graphql::{CreditsMutation, CreditsQuery, CreditsSubscription},
+    payments::graphql::{PaymentsMutation, PaymentsQuery},
 };
 
 /// The root query: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AccountsQuery);
+pub struct QueryRoot(AccountsQuery, CreditsQuery, PaymentsQuery);
 
 /// The root mutation: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AccountsMutation);
+pub struct MutationRoot(AccountsMutation, CreditsMutation, PaymentsMutation);
+
+/// The root subscription: one member per capability.
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(CreditsSubscription);
 
 /// The executable schema.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(config.graphql_max_depth)
     .limit_complexity(config.graphql_max_complexity)

@@ -10,7 +10,7 @@ use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::json;
 use tower_http::{
@@ -48,6 +48,12 @@ pub fn router(app: AppState) -> Router {
         .route("/graphiql", get(graphiql::page))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql::websocket))
+        .route("/webhooks/payments/{gateway}", post(crate::payments::http::webhook))
+        .route(
+            "/sandbox/checkout/{payment}",
+            get(crate::payments::http::checkout_page).post(crate::payments::http::checkout_decide),
+        )
+        .route("/sandbox/done", get(crate::payments::http::done))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

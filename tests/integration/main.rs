@@ -4,4 +4,5 @@
 mod support;
 
 mod accounts;
+mod credits;
 mod foundation;

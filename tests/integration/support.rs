@@ -220,13 +220,15 @@ impl TestApp {
     pub async fn spawn_on(db_url: String, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config();
         configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.public_url = format!("http://{addr}");
         let sms = Arc::new(MemorySender::default());
         let state = server::app_state(config, &db_url)
             .unwrap()
             .with_sender(sms.clone());
         server::spawn_background(&state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        state.events.listening().await;
         let router =
             http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -295,6 +297,39 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("no SMS reached {phone}");
+    }
+
+    /// A fresh admin's access token (promoted through the `easel create-admin` service).
+    pub async fn admin_token(&self, phone: &str) -> String {
+        let auth = self.sign_up_by_phone(phone).await;
+        easel::accounts::service::create_admin(&self.state, Some(phone), None, None)
+            .await
+            .unwrap();
+        // The role travels in the token: refresh to get one that says ADMIN.
+        let (_, body) = self
+            .gql(
+                "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken user { role } } }",
+                json!({ "t": auth["refreshToken"] }),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["refreshSession"]["user"]["role"], "ADMIN",
+            "{body}"
+        );
+        body["data"]["refreshSession"]["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Fails the test unless every balance equals its ledger, none is negative, and every
+    /// completed payment has exactly one purchase entry.
+    pub async fn assert_ledger_ok(&self) {
+        let mut conn = self.db().await;
+        let problems = easel::credits::model::ledger_violations(&mut conn)
+            .await
+            .unwrap();
+        assert!(problems.is_empty(), "ledger invariant broken: {problems:?}");
     }
 
     /// How many SMS reached `phone`.

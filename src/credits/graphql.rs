@@ -1,0 +1,747 @@
+//! GraphQL types and root fields of the credits capability.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, Subscription, connection::Connection};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::{
+    TransactionKind,
+    loaders::AccountOf,
+    model::{
+        self, AccountView, HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow,
+        TransactionRow,
+    },
+    service,
+};
+use crate::{
+    accounts::{
+        Role, SubscriptionTier,
+        guards::{Authenticated, HasRole, require_user},
+        loaders::UserId,
+    },
+    db,
+    error::AppError,
+    events::Event,
+    graphql::{
+        ContextExt,
+        pagination::{Page, connection},
+    },
+};
+
+/// A user's credits.
+pub struct CreditAccount(pub AccountView);
+
+/// A user's credits: the balance, and today's free allowance (it resets at midnight in the
+/// user's time zone and is spent before the balance).
+#[Object]
+impl CreditAccount {
+    /// Credits that can be spent, beyond today's allowance.
+    async fn balance(&self) -> i64 {
+        self.0.balance
+    }
+
+    /// Free credits per day for the user's tier.
+    async fn daily_allowance(&self) -> i64 {
+        self.0.daily_allowance
+    }
+
+    /// Free credits used today.
+    async fn daily_used(&self) -> i64 {
+        self.0.daily_used
+    }
+
+    /// Free credits left today.
+    async fn daily_remaining(&self) -> i64 {
+        (self.0.daily_allowance - self.0.daily_used).max(0)
+    }
+
+    /// All credits ever bought.
+    async fn total_purchased(&self) -> i64 {
+        self.0.total_purchased
+    }
+
+    /// All credits ever spent from the balance.
+    async fn total_spent(&self) -> i64 {
+        self.0.total_spent
+    }
+
+    /// All credits ever received for free (bonuses, gifts, refunds, adjustments).
+    async fn total_earned(&self) -> i64 {
+        self.0.total_earned
+    }
+
+    /// When the balance last changed.
+    async fn last_transaction_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_transaction_at
+    }
+}
+
+/// A ledger entry.
+pub struct CreditTransaction(pub TransactionRow);
+
+/// One entry of the append-only credit ledger: every change of a balance is one entry.
+#[Object]
+impl CreditTransaction {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Why the entry exists.
+    async fn kind(&self) -> TransactionKind {
+        self.0.kind
+    }
+
+    /// Credits added (positive) or taken (negative) from the balance.
+    async fn amount(&self) -> i64 {
+        self.0.amount
+    }
+
+    /// The balance right after this entry.
+    async fn balance_after(&self) -> i64 {
+        self.0.balance_after
+    }
+
+    /// For usage: the part paid from the free daily allowance (not from the balance).
+    async fn allowance_used(&self) -> i32 {
+        self.0.allowance_used
+    }
+
+    /// Human-readable description.
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    /// The generation job charged or refunded, if any.
+    async fn job_id(&self) -> Option<ID> {
+        self.0.job_id.map(|id| ID(id.to_string()))
+    }
+
+    /// The payment that bought these credits, if any.
+    async fn payment(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::payments::graphql::Payment>> {
+        let Some(id) = self.0.payment_id else {
+            return Ok(None);
+        };
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        let row = crate::payments::model::by_id(&mut conn, id)
+            .await
+            .map_err(AppError::from)?;
+        Ok(row
+            .filter(|p| ctx.viewer().is_self_or_admin(p.user_id))
+            .map(crate::payments::graphql::Payment))
+    }
+
+    /// The other user of a gift.
+    async fn counterparty(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::accounts::graphql::User>> {
+        let Some(id) = self.0.counterparty_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()?
+            .accounts
+            .load_one(UserId(id))
+            .await?
+            .map(crate::accounts::graphql::User::new))
+    }
+
+    /// The entry this refund undoes.
+    async fn refund_of_id(&self) -> Option<ID> {
+        self.0.refund_of_id.map(|id| ID(id.to_string()))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A credit package on sale.
+pub struct CreditPackage(pub PackageRow);
+
+/// A package of credits that can be bought with `purchaseCredits`.
+#[Object]
+impl CreditPackage {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// Credits bought.
+    async fn credits(&self) -> i64 {
+        self.0.credits
+    }
+
+    /// Extra credits on top.
+    async fn bonus_credits(&self) -> i64 {
+        self.0.bonus_credits
+    }
+
+    /// Credits granted in all.
+    async fn total_credits(&self) -> i64 {
+        self.0.credits + self.0.bonus_credits
+    }
+
+    /// Price in minor units of `currency` (cents for USD).
+    async fn price_minor(&self) -> i64 {
+        self.0.price_minor
+    }
+
+    /// ISO 4217 currency code.
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    async fn is_active(&self) -> bool {
+        self.0.is_active
+    }
+
+    async fn sort_order(&self) -> i32 {
+        self.0.sort_order
+    }
+
+    /// A badge such as `POPULAR`.
+    async fn badge_text(&self) -> Option<&str> {
+        self.0.badge_text.as_deref()
+    }
+}
+
+/// A subscription plan.
+pub struct PaymentPlan(pub PlanRow);
+
+/// A subscription plan and what it includes.
+#[Object]
+impl PaymentPlan {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// The tier a subscriber gets.
+    async fn tier(&self) -> SubscriptionTier {
+        self.0.tier
+    }
+
+    async fn price_minor(&self) -> i64 {
+        self.0.price_minor
+    }
+
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+
+    /// `month` or `year`.
+    async fn interval(&self) -> &str {
+        &self.0.interval
+    }
+
+    async fn monthly_credits(&self) -> i64 {
+        self.0.monthly_credits
+    }
+
+    async fn monthly_generation_limit(&self) -> Option<i32> {
+        self.0.monthly_generation_limit
+    }
+
+    async fn features(&self) -> &[String] {
+        &self.0.features
+    }
+}
+
+/// An operation's price as the viewer would pay it.
+pub struct OperationPrice {
+    row: PriceRow,
+    tier: SubscriptionTier,
+}
+
+/// What an operation costs, for the viewer's tier (anonymous viewers see FREE prices).
+#[Object]
+impl OperationPrice {
+    /// e.g. `generate.character`.
+    async fn operation(&self) -> &str {
+        &self.row.operation
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.row.description.as_deref()
+    }
+
+    /// The price before the tier multiplier.
+    async fn base_cost(&self) -> i64 {
+        self.row.base_cost
+    }
+
+    /// The price for `tier`: base cost × the tier's multiplier, rounded up.
+    async fn price(&self) -> i64 {
+        service::price_for_tier(&self.row, self.tier)
+    }
+
+    /// The tier `price` is for.
+    async fn tier(&self) -> SubscriptionTier {
+        self.tier
+    }
+
+    /// Multiplier per tier, e.g. `{"FREE": 1.0, "PRO": 0.6}`.
+    async fn tier_multipliers(&self) -> Json<&serde_json::Value> {
+        Json(&self.row.tier_multipliers)
+    }
+
+    /// Uses allowed per user per day, if limited.
+    async fn daily_limit(&self) -> Option<i32> {
+        self.row.daily_limit
+    }
+
+    /// Uses allowed per user per minute, if limited.
+    async fn per_minute_limit(&self) -> Option<i32> {
+        self.row.per_minute_limit
+    }
+
+    /// The lowest tier that may use the operation, if gated.
+    async fn minimum_tier(&self) -> Option<SubscriptionTier> {
+        self.row.minimum_tier
+    }
+
+    /// Whether the operation is switched on at all.
+    async fn is_enabled(&self) -> bool {
+        self.row.is_enabled
+    }
+
+    /// Whether the viewer's tier may use it now (enabled and not gated above the tier).
+    async fn is_available(&self) -> bool {
+        self.row.is_enabled && service::tier_allows(self.tier, self.row.minimum_tier)
+    }
+}
+
+/// Filters of `creditHistory`.
+#[derive(InputObject, Default)]
+pub struct CreditHistoryFilter {
+    /// Only these kinds.
+    kinds: Option<Vec<TransactionKind>>,
+    /// From this moment on (inclusive).
+    from: Option<DateTime<Utc>>,
+    /// Before this moment (exclusive).
+    to: Option<DateTime<Utc>>,
+}
+
+/// Input of `giftCredits`.
+#[derive(InputObject)]
+pub struct GiftCreditsInput {
+    to_user_id: ID,
+    /// A positive number of credits.
+    amount: i64,
+    /// Shown to both users, up to 200 characters.
+    note: Option<String>,
+    /// Retrying with the same key returns the first result instead of gifting twice.
+    idempotency_key: Option<String>,
+}
+
+/// Input of `adjustCredits`.
+#[derive(InputObject)]
+pub struct AdjustCreditsInput {
+    user_id: ID,
+    /// Credits to add (positive) or remove (negative).
+    amount: i64,
+    /// Why; kept in the ledger and the audit log.
+    reason: String,
+    idempotency_key: Option<String>,
+}
+
+/// Input of `upsertCreditPackage`: without `id` a package is created.
+#[derive(InputObject)]
+pub struct CreditPackageInput {
+    id: Option<ID>,
+    name: String,
+    description: Option<String>,
+    credits: i64,
+    #[graphql(default)]
+    bonus_credits: i64,
+    price_minor: i64,
+    currency: String,
+    #[graphql(default = true)]
+    is_active: bool,
+    #[graphql(default)]
+    sort_order: i32,
+    badge_text: Option<String>,
+}
+
+/// Input of `setOperationPrice`.
+#[derive(InputObject)]
+pub struct OperationPriceInput {
+    operation: String,
+    base_cost: i64,
+    /// e.g. `{"FREE": 1.0, "PREMIUM": 0.8}`; missing tiers pay the base cost.
+    tier_multipliers: Option<Json<serde_json::Value>>,
+    daily_limit: Option<i32>,
+    per_minute_limit: Option<i32>,
+    minimum_tier: Option<SubscriptionTier>,
+    #[graphql(default = true)]
+    is_enabled: bool,
+    description: Option<String>,
+}
+
+pub(crate) fn parse_id(id: &ID, field: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
+}
+
+async fn viewer_tier(ctx: &Context<'_>) -> async_graphql::Result<SubscriptionTier> {
+    let Some(id) = ctx.viewer().user_id() else {
+        return Ok(SubscriptionTier::Free);
+    };
+    Ok(ctx
+        .loaders()?
+        .accounts
+        .load_one(UserId(id))
+        .await?
+        .map_or(SubscriptionTier::Free, |u| u.subscription_tier))
+}
+
+/// Loads a user's credit account through the request's loader.
+pub async fn account_of(
+    ctx: &Context<'_>,
+    user: Uuid,
+) -> async_graphql::Result<Option<CreditAccount>> {
+    Ok(ctx
+        .loaders()?
+        .credits
+        .load_one(AccountOf(user))
+        .await?
+        .map(CreditAccount))
+}
+
+async fn load_account(state: &crate::AppState, user: Uuid) -> async_graphql::Result<CreditAccount> {
+    let mut conn = db::conn(&state.pool).await?;
+    let view = model::account_views(&mut conn, &[user])
+        .await
+        .map_err(AppError::from)?;
+    Ok(view
+        .into_iter()
+        .next()
+        .map(CreditAccount)
+        .ok_or(AppError::NotFound("credit account"))?)
+}
+
+/// Credit queries.
+#[derive(Default)]
+pub struct CreditsQuery;
+
+#[Object]
+impl CreditsQuery {
+    /// The viewer's ledger, newest first.
+    #[graphql(guard = "Authenticated")]
+    async fn credit_history(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<CreditHistoryFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<
+        Connection<
+            async_graphql::connection::OpaqueCursor<(DateTime<Utc>, Uuid)>,
+            CreditTransaction,
+        >,
+    > {
+        let viewer = require_user(ctx)?;
+        let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
+        let filter = filter.unwrap_or_default();
+        if let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from > to
+        {
+            return Err(AppError::bad_input("filter.to", "`to` is before `from`").into());
+        }
+        let f = HistoryFilter {
+            kinds: filter.kinds,
+            from: filter.from,
+            to: filter.to,
+        };
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        let rows = model::history(&mut conn, viewer.id, &f, page.after, page.limit())
+            .await
+            .map_err(AppError::from)?;
+        Ok(connection(
+            &page,
+            rows.into_iter().map(CreditTransaction).collect(),
+            |t| (t.0.created_at, t.0.id),
+        ))
+    }
+
+    /// Credit packages on sale, in display order.
+    async fn credit_packages(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<CreditPackage>> {
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        let admin = ctx.viewer().user().is_some_and(|u| u.role == Role::Admin);
+        let rows = model::packages(&mut conn, admin)
+            .await
+            .map_err(AppError::from)?;
+        Ok(rows.into_iter().map(CreditPackage).collect())
+    }
+
+    /// Every operation's price for the viewer's tier, with gated or disabled ones marked.
+    async fn operation_prices(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<OperationPrice>> {
+        let tier = viewer_tier(ctx).await?;
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        let rows = model::prices(&mut conn).await.map_err(AppError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| OperationPrice { row, tier })
+            .collect())
+    }
+
+    /// Subscription plans.
+    async fn payment_plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PaymentPlan>> {
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        Ok(model::plans(&mut conn)
+            .await
+            .map_err(AppError::from)?
+            .into_iter()
+            .map(PaymentPlan)
+            .collect())
+    }
+}
+
+/// Credit mutations.
+#[derive(Default)]
+pub struct CreditsMutation;
+
+#[Object]
+impl CreditsMutation {
+    /// Gives some of the viewer's credits to another user.
+    #[graphql(guard = "Authenticated")]
+    async fn gift_credits(
+        &self,
+        ctx: &Context<'_>,
+        input: GiftCreditsInput,
+    ) -> async_graphql::Result<CreditTransaction> {
+        let viewer = require_user(ctx)?;
+        let to = parse_id(&input.to_user_id, "input.toUserId")?;
+        let row = service::gift(
+            ctx.state()?,
+            viewer.id,
+            to,
+            input.amount,
+            input.note.as_deref(),
+            input.idempotency_key.as_deref(),
+        )
+        .await?;
+        Ok(CreditTransaction(row))
+    }
+
+    /// Admin: adds or removes a user's credits, with a reason.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn adjust_credits(
+        &self,
+        ctx: &Context<'_>,
+        input: AdjustCreditsInput,
+    ) -> async_graphql::Result<CreditTransaction> {
+        let admin = require_user(ctx)?;
+        let user = parse_id(&input.user_id, "input.userId")?;
+        let row = service::adjust(
+            ctx.state()?,
+            admin.id,
+            user,
+            input.amount,
+            &input.reason,
+            input.idempotency_key.as_deref(),
+        )
+        .await?;
+        Ok(CreditTransaction(row))
+    }
+
+    /// Admin: creates or changes a credit package.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn upsert_credit_package(
+        &self,
+        ctx: &Context<'_>,
+        input: CreditPackageInput,
+    ) -> async_graphql::Result<CreditPackage> {
+        let id = input
+            .id
+            .as_ref()
+            .map(|id| parse_id(id, "input.id"))
+            .transpose()?
+            .unwrap_or_else(Uuid::now_v7);
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AppError::bad_input("input.name", "1 to 100 characters").into());
+        }
+        if input.credits <= 0 {
+            return Err(AppError::bad_input("input.credits", "must be positive").into());
+        }
+        if input.bonus_credits < 0 {
+            return Err(AppError::bad_input("input.bonusCredits", "must not be negative").into());
+        }
+        if input.price_minor < 0 {
+            return Err(AppError::bad_input("input.priceMinor", "must not be negative").into());
+        }
+        let currency = input.currency.trim().to_uppercase();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(
+                AppError::bad_input("input.currency", "an ISO 4217 code such as USD").into(),
+            );
+        }
+        let changes = PackageChanges {
+            name,
+            description: input.description.as_deref(),
+            credits: input.credits,
+            bonus_credits: input.bonus_credits,
+            price_minor: input.price_minor,
+            currency: &currency,
+            is_active: input.is_active,
+            sort_order: input.sort_order,
+            badge_text: input.badge_text.as_deref(),
+        };
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        Ok(CreditPackage(
+            model::upsert_package(&mut conn, id, &changes)
+                .await
+                .map_err(AppError::from)?,
+        ))
+    }
+
+    /// Admin: sets an operation's price and limits.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn set_operation_price(
+        &self,
+        ctx: &Context<'_>,
+        input: OperationPriceInput,
+    ) -> async_graphql::Result<OperationPrice> {
+        let operation = input.operation.trim().to_string();
+        let valid_op = operation.len() <= 64
+            && operation.contains('.')
+            && operation.split('.').all(|p| {
+                p.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            });
+        if !valid_op {
+            return Err(AppError::bad_input(
+                "input.operation",
+                "dotted lowercase, e.g. generate.character",
+            )
+            .into());
+        }
+        if input.base_cost < 0 {
+            return Err(AppError::bad_input("input.baseCost", "must not be negative").into());
+        }
+        for (v, f) in [
+            (input.daily_limit, "input.dailyLimit"),
+            (input.per_minute_limit, "input.perMinuteLimit"),
+        ] {
+            if v.is_some_and(|v| v < 0) {
+                return Err(AppError::bad_input(f, "must not be negative").into());
+            }
+        }
+        let multipliers = input
+            .tier_multipliers
+            .map(|j| j.0)
+            .unwrap_or_else(|| serde_json::json!({}));
+        let ok = multipliers.as_object().is_some_and(|m| {
+            m.iter().all(|(k, v)| {
+                SubscriptionTier::from_db(k).is_some()
+                    && v.as_f64().is_some_and(|f| (0.0..=100.0).contains(&f))
+            })
+        });
+        if !ok {
+            return Err(AppError::bad_input(
+                "input.tierMultipliers",
+                "an object of tier names to multipliers between 0 and 100",
+            )
+            .into());
+        }
+        let row = PriceRow {
+            operation,
+            base_cost: input.base_cost,
+            tier_multipliers: multipliers,
+            daily_limit: input.daily_limit,
+            per_minute_limit: input.per_minute_limit,
+            minimum_tier: input.minimum_tier,
+            is_enabled: input.is_enabled,
+            description: input.description,
+        };
+        let tier = viewer_tier(ctx).await?;
+        let state = ctx.state()?;
+        let mut conn = db::conn(&state.pool).await?;
+        Ok(OperationPrice {
+            row: model::upsert_price(&mut conn, &row)
+                .await
+                .map_err(AppError::from)?,
+            tier,
+        })
+    }
+}
+
+/// Credit subscriptions.
+#[derive(Default)]
+pub struct CreditsSubscription;
+
+#[Subscription]
+impl CreditsSubscription {
+    /// The viewer's account after each ledger entry (from any server process).
+    #[graphql(guard = "Authenticated")]
+    async fn credit_balance_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CreditAccount>>> {
+        let viewer = require_user(ctx)?.id;
+        let state = ctx.state()?.clone();
+        let rx = state.events.subscribe();
+        Ok(futures_util::stream::unfold(
+            (rx, state, false),
+            move |(mut rx, state, ended)| async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(Event::CreditBalance { user_id, .. }) if user_id == viewer => {
+                            let item = load_account(&state, viewer).await;
+                            return Some((item, (rx, state, false)));
+                        }
+                        Ok(_) => continue,
+                        // A subscriber that fell behind ends with an error rather than miss entries.
+                        Err(RecvError::Lagged(_)) => {
+                            let err = async_graphql::Error::new(
+                                "this subscription fell behind; subscribe again",
+                            );
+                            return Some((Err(err), (rx, state, true)));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        ))
+    }
+}

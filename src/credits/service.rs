@@ -1,0 +1,516 @@
+//! The rules of credits: charges (daily allowance first), refunds (exactly once), gifts,
+//! admin adjustments, purchases, prices. Each function is one transaction, or a `*_in`
+//! function that runs inside the caller's transaction (the generation queue charges in the
+//! same transaction that queues the job).
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    TransactionKind,
+    model::{self, NewTransaction, PriceRow, TransactionRow},
+};
+use crate::{
+    AppState,
+    accounts::SubscriptionTier,
+    audit::{self, AuditEntry},
+    db,
+    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+    events::{self, Event},
+};
+
+/// A charge for an operation.
+#[derive(Debug, Clone)]
+pub struct Charge<'a> {
+    pub user: Uuid,
+    pub cost: i64,
+    pub description: &'a str,
+    pub job_id: Option<Uuid>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+/// A fingerprint of a request's input, stored beside its idempotency key.
+pub fn request_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks an idempotency key's shape.
+pub fn validate_key(key: Option<&str>) -> AppResult<Option<&str>> {
+    match key.map(str::trim) {
+        None => Ok(None),
+        Some(k) if !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control) => {
+            Ok(Some(k))
+        }
+        Some(_) => Err(AppError::bad_input(
+            "input.idempotencyKey",
+            "1 to 128 printable characters",
+        )),
+    }
+}
+
+/// The first result of an idempotent request, if this key was used before with this input;
+/// `CONFLICT` if it was used with a different input.
+async fn replayed(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    key: Option<&str>,
+    hash: &str,
+) -> AppResult<Option<TransactionRow>> {
+    let Some(key) = key else { return Ok(None) };
+    match model::transaction_by_key(conn, user, key).await? {
+        Some(t) if t.request_hash.as_deref() == Some(hash) => Ok(Some(t)),
+        Some(_) => Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into())),
+        None => Ok(None),
+    }
+}
+
+/// Runs an idempotent ledger operation: replays the first result of a key, and resolves the
+/// race of two parallel first uses through the unique constraint.
+async fn idempotent<F>(
+    state: &AppState,
+    user: Uuid,
+    key: Option<&str>,
+    hash: &str,
+    op: F,
+) -> AppResult<TransactionRow>
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> AppResult<TransactionRow>,
+{
+    let mut conn = db::conn(&state.pool).await?;
+    if let Some(done) = replayed(&mut conn, user, key, hash).await? {
+        return Ok(done);
+    }
+    match op(&mut conn).await {
+        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT && key.is_some() => {
+            replayed(&mut conn, user, key, hash)
+                .await?
+                .ok_or(AppError::Conflict(m))
+        }
+        other => other,
+    }
+}
+
+fn insufficient(cost: i64, (balance, allowance_left): (i64, i64)) -> AppError {
+    AppError::InsufficientCredits {
+        required: cost,
+        available: balance + allowance_left,
+    }
+}
+
+fn entry<'a>(
+    user: Uuid,
+    kind: TransactionKind,
+    amount: i64,
+    balance_after: i64,
+    description: &'a str,
+) -> NewTransaction<'a> {
+    NewTransaction {
+        id: Uuid::now_v7(),
+        user_id: user,
+        kind,
+        amount,
+        balance_after,
+        allowance_used: 0,
+        description,
+        job_id: None,
+        payment_id: None,
+        counterparty_id: None,
+        performed_by: None,
+        refund_of_id: None,
+        idempotency_key: None,
+        request_hash: None,
+    }
+}
+
+async fn written(
+    conn: &mut AsyncPgConnection,
+    t: &NewTransaction<'_>,
+) -> AppResult<TransactionRow> {
+    let row = model::insert_transaction(conn, t).await?;
+    events::notify(
+        conn,
+        &Event::CreditBalance {
+            user_id: row.user_id,
+            balance: row.balance_after,
+            transaction_id: row.id,
+        },
+    )
+    .await?;
+    Ok(row)
+}
+
+/// Charges inside the caller's transaction: allowance first, then balance; a `usage` row
+/// records both parts (its `amount` is the balance part, `allowanceUsed` the rest).
+pub async fn charge_in(conn: &mut AsyncPgConnection, c: &Charge<'_>) -> AppResult<TransactionRow> {
+    if c.cost < 0 {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "negative charge {}",
+            c.cost
+        )));
+    }
+    let charged = model::take(conn, c.user, c.cost)
+        .await?
+        .map_err(|short| insufficient(c.cost, short))?;
+    let mut t = entry(
+        c.user,
+        TransactionKind::Usage,
+        -charged.from_balance,
+        charged.balance,
+        c.description,
+    );
+    t.allowance_used = i32::try_from(charged.from_allowance).map_err(AppError::internal)?;
+    t.job_id = c.job_id;
+    t.idempotency_key = c.idempotency_key;
+    t.request_hash = c.request_hash;
+    written(conn, &t).await
+}
+
+/// Charges in a transaction of its own.
+pub async fn charge(state: &AppState, c: &Charge<'_>) -> AppResult<TransactionRow> {
+    let hash = c
+        .request_hash
+        .map(str::to_string)
+        .unwrap_or_else(|| request_hash(&[&c.cost.to_string(), c.description]));
+    let c = Charge {
+        request_hash: Some(&hash),
+        ..c.clone()
+    };
+    idempotent(state, c.user, c.idempotency_key, &hash, async |conn| {
+        conn.transaction(async |conn| charge_in(conn, &c).await)
+            .await
+    })
+    .await
+}
+
+/// Undoes a charge inside the caller's transaction, exactly once: a second refund of the same
+/// charge is refused by the unique constraint on `refund_of_id` and answers the first refund.
+/// Allowance uses come back when refunded the same day.
+pub async fn refund_in(
+    conn: &mut AsyncPgConnection,
+    charge_id: Uuid,
+    description: &str,
+) -> AppResult<TransactionRow> {
+    if let Some(done) = model::refund_of(conn, charge_id).await? {
+        return Ok(done);
+    }
+    let charge = model::transaction_by_id(conn, charge_id)
+        .await?
+        .ok_or(AppError::NotFound("charge"))?;
+    if charge.kind != TransactionKind::Usage {
+        return Err(AppError::bad_input(
+            "chargeId",
+            "only usage charges can be refunded",
+        ));
+    }
+    let amount = -charge.amount;
+    let balance = model::credit(
+        conn,
+        charge.user_id,
+        amount,
+        false,
+        i64::from(charge.allowance_used),
+    )
+    .await?
+    .ok_or(AppError::NotFound("credit account"))?;
+    let mut t = entry(
+        charge.user_id,
+        TransactionKind::Refund,
+        amount,
+        balance,
+        description,
+    );
+    t.job_id = charge.job_id;
+    t.refund_of_id = Some(charge.id);
+    written(conn, &t).await
+}
+
+/// Refunds in a transaction of its own (idempotent: the same refund comes back).
+pub async fn refund(
+    state: &AppState,
+    charge_id: Uuid,
+    description: &str,
+) -> AppResult<TransactionRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let result = conn
+        .transaction(async |conn| refund_in(conn, charge_id, description).await)
+        .await;
+    match result {
+        Err(AppError::Conflict(_)) => model::refund_of(&mut conn, charge_id)
+            .await?
+            .ok_or(AppError::NotFound("refund")),
+        other => other,
+    }
+}
+
+/// Moves credits from one user to another: two ledger rows in one transaction; never to
+/// oneself, never below zero, never deadlocking with a gift the other way.
+pub async fn gift(
+    state: &AppState,
+    from: Uuid,
+    to: Uuid,
+    amount: i64,
+    note: Option<&str>,
+    key: Option<&str>,
+) -> AppResult<TransactionRow> {
+    if amount <= 0 {
+        return Err(AppError::bad_input(
+            "input.amount",
+            "must be a positive number of credits",
+        ));
+    }
+    if from == to {
+        return Err(AppError::bad_input(
+            "input.toUserId",
+            "you cannot gift credits to yourself",
+        ));
+    }
+    let note = note.map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 200) {
+        return Err(AppError::bad_input("input.note", "at most 200 characters"));
+    }
+    let key = validate_key(key)?;
+    let hash = request_hash(&[
+        "gift",
+        &to.to_string(),
+        &amount.to_string(),
+        note.unwrap_or(""),
+    ]);
+    let sent_text = note.map_or_else(|| "Gift".to_string(), |n| format!("Gift: {n}"));
+    idempotent(state, from, key, &hash, async |conn| {
+        conn.transaction(async |conn| {
+            if model::lock_accounts(conn, &[from, to]).await? < 2 {
+                return Err(AppError::NotFound("recipient"));
+            }
+            let Some(balance) = model::debit(conn, from, amount, false).await? else {
+                let have = model::account_views(conn, &[from])
+                    .await?
+                    .first()
+                    .map_or(0, |a| a.balance);
+                return Err(AppError::InsufficientCredits {
+                    required: amount,
+                    available: have,
+                });
+            };
+            let mut sent = entry(
+                from,
+                TransactionKind::GiftSent,
+                -amount,
+                balance,
+                &sent_text,
+            );
+            sent.counterparty_id = Some(to);
+            sent.idempotency_key = key;
+            sent.request_hash = Some(&hash);
+            let sent = written(conn, &sent).await?;
+            let to_balance = model::credit(conn, to, amount, false, 0)
+                .await?
+                .ok_or(AppError::NotFound("recipient"))?;
+            let mut received = entry(
+                to,
+                TransactionKind::GiftReceived,
+                amount,
+                to_balance,
+                &sent_text,
+            );
+            received.counterparty_id = Some(from);
+            written(conn, &received).await?;
+            Ok(sent)
+        })
+        .await
+    })
+    .await
+}
+
+/// Admin: adds or removes credits with a reason (audit-logged).
+pub async fn adjust(
+    state: &AppState,
+    admin: Uuid,
+    user: Uuid,
+    amount: i64,
+    reason: &str,
+    key: Option<&str>,
+) -> AppResult<TransactionRow> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(AppError::bad_input(
+            "input.reason",
+            "say why, in at most 500 characters",
+        ));
+    }
+    if amount == 0 {
+        return Err(AppError::bad_input("input.amount", "must not be zero"));
+    }
+    let key = validate_key(key)?;
+    let hash = request_hash(&["adjust", &amount.to_string(), reason]);
+    idempotent(state, user, key, &hash, async |conn| {
+        conn.transaction(async |conn| {
+            let balance = if amount > 0 {
+                model::credit(conn, user, amount, false, 0)
+                    .await?
+                    .ok_or(AppError::NotFound("user"))?
+            } else {
+                match model::debit(conn, user, -amount, false).await? {
+                    Some(b) => b,
+                    None => {
+                        let have = model::account_views(conn, &[user])
+                            .await?
+                            .first()
+                            .map(|a| a.balance);
+                        return match have {
+                            Some(b) => Err(AppError::InsufficientCredits {
+                                required: -amount,
+                                available: b,
+                            }),
+                            None => Err(AppError::NotFound("user")),
+                        };
+                    }
+                }
+            };
+            let mut t = entry(
+                user,
+                TransactionKind::AdminAdjustment,
+                amount,
+                balance,
+                reason,
+            );
+            t.performed_by = Some(admin);
+            t.idempotency_key = key;
+            t.request_hash = Some(&hash);
+            let row = written(conn, &t).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    actor_id: Some(admin),
+                    actor_type: "admin",
+                    action: "credits.adjusted",
+                    resource: Some("user"),
+                    resource_id: Some(user.to_string()),
+                    ip: None,
+                    metadata: json!({ "amount": amount, "reason": reason, "transaction": row.id }),
+                },
+            )
+            .await?;
+            Ok(row)
+        })
+        .await
+    })
+    .await
+}
+
+/// Grants a completed payment's credits inside the caller's transaction (exactly once per
+/// payment: a unique index allows one `purchase` row per payment).
+pub async fn grant_purchase_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    payment: Uuid,
+    credits: i64,
+    description: &str,
+) -> AppResult<TransactionRow> {
+    let balance = model::credit(conn, user, credits, true, 0)
+        .await?
+        .ok_or(AppError::NotFound("credit account"))?;
+    let mut t = entry(
+        user,
+        TransactionKind::Purchase,
+        credits,
+        balance,
+        description,
+    );
+    t.payment_id = Some(payment);
+    written(conn, &t).await
+}
+
+/// An operation's price for a tier: base cost × the tier's multiplier, rounded up, in
+/// integer arithmetic (multipliers are read to a thousandth).
+pub fn price_for_tier(price: &PriceRow, tier: SubscriptionTier) -> i64 {
+    let milli = price
+        .tier_multipliers
+        .get(tier.as_str())
+        .and_then(|m| m.as_f64())
+        .map_or(1000, |m| (m * 1000.0).round().max(0.0) as i64);
+    (price.base_cost * milli + 999) / 1000
+}
+
+/// Whether `tier` may use an operation gated at `minimum`.
+pub fn tier_allows(tier: SubscriptionTier, minimum: Option<SubscriptionTier>) -> bool {
+    let rank = |t: SubscriptionTier| {
+        SubscriptionTier::ALL
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or(0)
+    };
+    minimum.is_none_or(|m| rank(tier) >= rank(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(base: i64, multipliers: serde_json::Value) -> PriceRow {
+        PriceRow {
+            operation: "generate.character".into(),
+            base_cost: base,
+            tier_multipliers: multipliers,
+            daily_limit: None,
+            per_minute_limit: None,
+            minimum_tier: None,
+            is_enabled: true,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn prices_round_up_without_float_error() {
+        let p = price(
+            10,
+            json!({ "FREE": 1.0, "PREMIUM": 0.8, "PRO": 0.6, "ENTERPRISE": 0.4 }),
+        );
+        assert_eq!(price_for_tier(&p, SubscriptionTier::Free), 10);
+        assert_eq!(price_for_tier(&p, SubscriptionTier::Premium), 8);
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Pro),
+            6,
+            "10 × 0.6 is 6, not 7"
+        );
+        assert_eq!(price_for_tier(&p, SubscriptionTier::Enterprise), 4);
+        let p = price(3, json!({ "PRO": 0.5 }));
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Pro),
+            2,
+            "1.5 rounds up"
+        );
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Free),
+            3,
+            "missing multiplier is 1"
+        );
+    }
+
+    #[test]
+    fn tiers_are_ordered() {
+        assert!(tier_allows(SubscriptionTier::Free, None));
+        assert!(!tier_allows(
+            SubscriptionTier::Free,
+            Some(SubscriptionTier::Pro)
+        ));
+        assert!(tier_allows(
+            SubscriptionTier::Enterprise,
+            Some(SubscriptionTier::Pro)
+        ));
+    }
+
+    #[test]
+    fn request_hashes_separate_their_parts() {
+        assert_ne!(request_hash(&["ab", "c"]), request_hash(&["a", "bc"]));
+        assert_eq!(validate_key(Some(" k1 ")).unwrap(), Some("k1"));
+        assert!(validate_key(Some("")).is_err() && validate_key(Some(&"k".repeat(200))).is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! The rules of payments: purchases, the webhook inbox, the sandbox's decisions, expiry.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use reqwest::header::HeaderMap;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    Gateway, PaymentStatus,
+    gateways::{self, CheckoutRequest, Outcome, PaymentGateway, Sandbox, Stripe, WebhookEvent},
+    model::{self, NewPayment, PaymentRow},
+};
+use crate::{
+    AppState,
+    config::Config,
+    credits::{self, service::request_hash},
+    db,
+    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+};
+
+/// The enabled gateways.
+pub struct Gateways {
+    sandbox: Option<Sandbox>,
+    stripe: Option<Stripe>,
+}
+
+impl Gateways {
+    pub fn from_config(config: &Config) -> Self {
+        let enabled = |name: &str| config.payment_gateways.iter().any(|g| g == name);
+        Gateways {
+            sandbox: enabled("sandbox").then(|| Sandbox {
+                public_url: config.public_url.clone(),
+                secret: config.sandbox_webhook_secret.clone(),
+            }),
+            stripe: config
+                .stripe
+                .clone()
+                .filter(|_| enabled("stripe"))
+                .map(Stripe::new),
+        }
+    }
+
+    pub fn get(&self, gateway: Gateway) -> Option<&dyn PaymentGateway> {
+        match gateway {
+            Gateway::Sandbox => self.sandbox.as_ref().map(|g| g as &dyn PaymentGateway),
+            Gateway::Stripe => self.stripe.as_ref().map(|g| g as &dyn PaymentGateway),
+        }
+    }
+}
+
+/// Starts buying a credit package: a pending payment and the gateway's checkout URL.
+pub async fn purchase(
+    state: &AppState,
+    user: Uuid,
+    package_id: Uuid,
+    gateway: Gateway,
+    return_url: Option<&str>,
+    key: Option<&str>,
+) -> AppResult<PaymentRow> {
+    let key = credits::service::validate_key(key)?;
+    let gw = state.gateways.get(gateway).ok_or_else(|| {
+        AppError::bad_input(
+            "input.gateway",
+            format!("the {} gateway is not enabled here", gateway.as_str()),
+        )
+    })?;
+    let return_url = match return_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => {
+            let parsed = reqwest::Url::parse(u)
+                .map_err(|_| AppError::bad_input("input.returnUrl", "not a valid URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || u.len() > 2048 {
+                return Err(AppError::bad_input(
+                    "input.returnUrl",
+                    "an http(s) URL of at most 2048 characters",
+                ));
+            }
+            u.to_string()
+        }
+        None => format!("{}/sandbox/done", state.config.public_url),
+    };
+    let hash = request_hash(&[
+        "purchase",
+        &package_id.to_string(),
+        gateway.as_str(),
+        &return_url,
+    ]);
+    let mut conn = db::conn(&state.pool).await?;
+    if let Some(key) = key
+        && let Some(existing) = model::by_key(&mut conn, user, key).await?
+    {
+        return replay(existing, &hash);
+    }
+    let package = credits::model::package(&mut conn, package_id)
+        .await?
+        .filter(|p| p.is_active)
+        .ok_or_else(|| AppError::bad_input("input.packageId", "no such credit package on sale"))?;
+    let credits = package.credits + package.bonus_credits;
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(state.config.payment_expiry).map_err(AppError::internal)?;
+    let inserted = model::insert(
+        &mut conn,
+        &NewPayment {
+            id: Uuid::now_v7(),
+            user_id: user,
+            package_id: Some(package.id),
+            gateway,
+            amount_minor: package.price_minor,
+            currency: &package.currency,
+            status: PaymentStatus::Pending,
+            gateway_data: json!({ "credits": credits, "package": package.name, "return_url": return_url }),
+            idempotency_key: key,
+            request_hash: Some(&hash),
+            expires_at,
+        },
+    )
+    .await;
+    let payment = match inserted.map_err(AppError::from) {
+        Ok(p) => p,
+        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT => {
+            let existing = model::by_key(&mut conn, user, key.unwrap_or_default())
+                .await?
+                .ok_or(AppError::Conflict(m))?;
+            return replay(existing, &hash);
+        }
+        Err(e) => return Err(e),
+    };
+    let description = format!("{} ({} credits)", package.name, credits);
+    let checkout = gw
+        .create_checkout(CheckoutRequest {
+            payment_id: payment.id,
+            amount_minor: payment.amount_minor,
+            currency: &payment.currency,
+            description: &description,
+            return_url: &return_url,
+        })
+        .await;
+    match checkout {
+        Ok(c) => Ok(model::set_checkout(
+            &mut conn,
+            payment.id,
+            &c.checkout_url,
+            c.gateway_ref.as_deref(),
+        )
+        .await?),
+        Err(e) => {
+            model::settle(
+                &mut conn,
+                payment.id,
+                PaymentStatus::Failed,
+                0,
+                Some(json!({ "checkout_error": e })),
+            )
+            .await?;
+            Err(AppError::internal(anyhow::anyhow!(
+                "creating a {} checkout: {e}",
+                gateway.as_str()
+            )))
+        }
+    }
+}
+
+fn replay(existing: PaymentRow, hash: &str) -> AppResult<PaymentRow> {
+    if existing.request_hash.as_deref() == Some(hash) {
+        Ok(existing)
+    } else {
+        Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into()))
+    }
+}
+
+/// Why a webhook was refused (the gateway is told with a 4xx and nothing changes).
+#[derive(Debug)]
+pub enum WebhookError {
+    UnknownGateway,
+    BadSignature(String),
+    Internal(AppError),
+}
+
+/// Verifies and applies one webhook delivery. Replays and unknown payments are acknowledged
+/// and change nothing.
+pub async fn handle_webhook(
+    state: &AppState,
+    gateway: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), WebhookError> {
+    let gateway = Gateway::from_db(gateway).ok_or(WebhookError::UnknownGateway)?;
+    let gw = state
+        .gateways
+        .get(gateway)
+        .ok_or(WebhookError::UnknownGateway)?;
+    let event = gw
+        .verify_webhook(headers, body)
+        .map_err(WebhookError::BadSignature)?;
+    apply(state, gateway, &event)
+        .await
+        .map_err(WebhookError::Internal)
+}
+
+async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppResult<()> {
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        if !model::record_event(conn, gateway, &event.event_id, event.payment_id, &event.payload).await? {
+            return Ok(()); // a replay: the first delivery did the work
+        }
+        let payment = model::lock(conn, gateway, event.payment_id, event.gateway_ref.as_deref()).await?;
+        let Some(payment) = payment else {
+            model::finish_event(conn, gateway, &event.event_id, None, Some("unknown payment")).await?;
+            return Ok(());
+        };
+        let note = match (event.outcome, payment.status) {
+            (Outcome::Ignored, _) => Some("event type not acted on"),
+            (_, status) if status != PaymentStatus::Pending => Some("payment already settled"),
+            (Outcome::Succeeded, _) if payment.expires_at.is_some_and(|at| at < Utc::now()) => {
+                model::settle(conn, payment.id, PaymentStatus::Expired, 0, Some(json!({ "late_success_event": event.event_id })))
+                    .await?;
+                Some("payment had expired; nothing granted")
+            }
+            (Outcome::Succeeded, _) => {
+                let amount_ok = event.amount_minor == Some(payment.amount_minor);
+                let currency_ok = event.currency.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&payment.currency));
+                if amount_ok && currency_ok {
+                    let credits = payment.gateway_data["credits"].as_i64().unwrap_or(0);
+                    model::settle(conn, payment.id, PaymentStatus::Completed, credits, None).await?;
+                    let what = payment.gateway_data["package"].as_str().unwrap_or("credit package");
+                    credits::service::grant_purchase_in(conn, payment.user_id, payment.id, credits, &format!("Purchase: {what}"))
+                        .await?;
+                    None
+                } else {
+                    let mismatch = json!({ "mismatch": { "amount_minor": event.amount_minor, "currency": event.currency } });
+                    model::settle(conn, payment.id, PaymentStatus::Failed, 0, Some(mismatch)).await?;
+                    Some("amount or currency does not match the payment; failed")
+                }
+            }
+            (Outcome::Failed, _) => {
+                model::settle(conn, payment.id, PaymentStatus::Failed, 0, None).await?;
+                None
+            }
+            (Outcome::Expired, _) => {
+                model::settle(conn, payment.id, PaymentStatus::Expired, 0, None).await?;
+                None
+            }
+        };
+        model::finish_event(conn, gateway, &event.event_id, Some(payment.id), note).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The sandbox's Approve/Decline: sends the signed webhook a real gateway would send, over
+/// HTTP to this server's own webhook endpoint, then answers the payment as it now stands.
+pub async fn sandbox_decide(
+    state: &AppState,
+    payment_id: Uuid,
+    approve: bool,
+) -> AppResult<PaymentRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let payment = model::by_id(&mut conn, payment_id)
+        .await?
+        .filter(|p| p.gateway == Gateway::Sandbox)
+        .ok_or(AppError::NotFound("payment"))?;
+    drop(conn);
+    if payment.status == PaymentStatus::Pending {
+        let body = json!({
+            "id": format!("evt_{}", Uuid::now_v7().simple()),
+            "type": if approve { "payment.succeeded" } else { "payment.failed" },
+            "paymentId": payment.id,
+            "amountMinor": payment.amount_minor,
+            "currency": payment.currency,
+        })
+        .to_string();
+        let signature = gateways::sign(
+            state
+                .config
+                .sandbox_webhook_secret
+                .expose_secret()
+                .as_bytes(),
+            Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/webhooks/payments/sandbox",
+                state.config.public_url
+            ))
+            .header(gateways::SANDBOX_SIGNATURE_HEADER, signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!("sandbox webhook delivery: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "sandbox webhook answered {}",
+                resp.status()
+            )));
+        }
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    model::by_id(&mut conn, payment_id)
+        .await?
+        .ok_or(AppError::NotFound("payment"))
+}
+
+/// Expires pending payments nobody paid in time (run periodically).
+pub async fn expire_overdue(state: &AppState) -> AppResult<usize> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::expire_overdue(&mut conn).await?)
+}
+
+/// The viewer's payment, or an admin's view of any; `None` when not theirs.
+pub async fn payment_for(
+    state: &AppState,
+    viewer: &crate::accounts::viewer::Viewer,
+    id: Uuid,
+) -> AppResult<Option<PaymentRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::by_id(&mut conn, id)
+        .await?
+        .filter(|p| viewer.is_self_or_admin(p.user_id)))
+}
+
+pub fn shared(config: &Config) -> Arc<Gateways> {
+    Arc::new(Gateways::from_config(config))
+}
