@@ -39,6 +39,16 @@
 //! | `EASEL_STRIPE_API_URL` | `https://api.stripe.com` | Stripe's API base URL |
 //! | `EASEL_STRIPE_SECRET_KEY` | unset | Stripe secret key (`sk_...`); required when `stripe` is enabled |
 //! | `EASEL_STRIPE_WEBHOOK_SECRET` | unset | Stripe webhook signing secret (`whsec_...`); required when `stripe` is enabled |
+//! | `EASEL_WORKERS` | `2` | generation workers `easel serve` runs in-process (`easel worker` runs only workers) |
+//! | `EASEL_JOB_LEASE_SECS` | `30` | how long a worker's claim on a job lasts without a heartbeat |
+//! | `EASEL_JOB_DEADLINE_SECS` | `600` | a job not finished this long after it was queued times out (refunded) |
+//! | `EASEL_JOB_MAX_ATTEMPTS` | `3` | tries before a crashing job fails (refunded) |
+//! | `EASEL_PROVIDER` | `procedural` | image provider: `procedural` (local, deterministic PNGs) or `openai` |
+//! | `EASEL_PROCEDURAL_DELAY_MS` | `800` | artificial delay of the procedural provider, so status changes are visible |
+//! | `EASEL_OPENAI_BASE_URL` | `https://api.openai.com` | OpenAI-compatible images API base URL |
+//! | `EASEL_OPENAI_API_KEY` | unset | bearer key for the images API (required with `openai`) |
+//! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | model name sent to the images API |
+//! | `EASEL_OPENAI_TIMEOUT_SECS` | `120` | time limit of one images API call |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 
@@ -114,6 +124,26 @@ pub struct Config {
     pub payment_expiry: Duration,
     pub sandbox_webhook_secret: SecretString,
     pub stripe: Option<StripeConfig>,
+    pub workers: usize,
+    pub job_lease: Duration,
+    pub job_deadline: Duration,
+    pub job_max_attempts: i32,
+    pub provider: ProviderConfig,
+    pub procedural_delay: Duration,
+}
+
+/// Which image provider renders jobs.
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    /// Local, deterministic PNGs; no network.
+    Procedural,
+    /// An OpenAI-compatible images HTTP API.
+    OpenAi {
+        base_url: String,
+        api_key: SecretString,
+        model: String,
+        timeout: Duration,
+    },
 }
 
 /// Stripe credentials (set when the `stripe` gateway is enabled).
@@ -231,6 +261,32 @@ impl Config {
                     .unwrap_or_else(|| DEV_SANDBOX_SECRET.to_string()),
             ),
             stripe: None,
+            workers: parse(&get, "EASEL_WORKERS", "2")?,
+            job_lease: Duration::from_secs(parse(&get, "EASEL_JOB_LEASE_SECS", "30")?),
+            job_deadline: Duration::from_secs(parse(&get, "EASEL_JOB_DEADLINE_SECS", "600")?),
+            job_max_attempts: parse(&get, "EASEL_JOB_MAX_ATTEMPTS", "3")?,
+            provider: match get("EASEL_PROVIDER").as_deref() {
+                None | Some("procedural") => ProviderConfig::Procedural,
+                Some("openai") => ProviderConfig::OpenAi {
+                    base_url: get("EASEL_OPENAI_BASE_URL")
+                        .unwrap_or_else(|| "https://api.openai.com".into())
+                        .trim_end_matches('/')
+                        .to_string(),
+                    api_key: get("EASEL_OPENAI_API_KEY")
+                        .map(SecretString::from)
+                        .context("EASEL_PROVIDER=openai needs EASEL_OPENAI_API_KEY")?,
+                    model: get("EASEL_OPENAI_MODEL").unwrap_or_else(|| "gpt-image-1".into()),
+                    timeout: Duration::from_secs(parse(&get, "EASEL_OPENAI_TIMEOUT_SECS", "120")?),
+                },
+                Some(other) => {
+                    bail!("EASEL_PROVIDER must be `procedural` or `openai`, not `{other}`")
+                }
+            },
+            procedural_delay: Duration::from_millis(parse(
+                &get,
+                "EASEL_PROCEDURAL_DELAY_MS",
+                "800",
+            )?),
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -260,6 +316,9 @@ impl Config {
         }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
+        }
+        if config.job_max_attempts < 1 || config.job_lease.is_zero() {
+            bail!("EASEL_JOB_MAX_ATTEMPTS must be at least 1 and EASEL_JOB_LEASE_SECS positive");
         }
         if config.signup_bonus < 0 {
             bail!("EASEL_SIGNUP_BONUS must not be negative");

@@ -25,6 +25,13 @@ pub enum Event {
         balance: i64,
         transaction_id: Uuid,
     },
+    /// A generation job changed status.
+    Job {
+        job_id: Uuid,
+        user_id: Uuid,
+        status: String,
+        seq: i64,
+    },
 }
 
 /// Queues `event` for delivery when the surrounding transaction commits.

@@ -11,12 +11,14 @@ pub mod db;
 pub mod enums;
 pub mod error;
 pub mod events;
+pub mod generation;
 pub mod graphql;
 pub mod http;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
 pub mod server;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -42,6 +44,10 @@ pub struct AppState {
     pub db_url: Arc<str>,
     /// The enabled payment gateways.
     pub gateways: Arc<payments::service::Gateways>,
+    /// Where images live.
+    pub media: storage::MediaStore,
+    /// The image provider workers render with.
+    pub provider: Arc<dyn generation::providers::ImageProvider>,
 }
 
 impl AppState {
@@ -55,6 +61,11 @@ impl AppState {
         };
         Ok(AppState {
             gateways: payments::service::shared(&config),
+            media: storage::MediaStore::local(
+                &config.data_dir.join("media"),
+                &format!("{}/media", config.public_url),
+            )?,
+            provider: generation::providers::from_config(&config),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),

@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run the API server (the default). Without DATABASE_URL it manages its own PostgreSQL.
     Serve,
+    /// Run generation workers only (EASEL_WORKERS of them), without the HTTP server.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout.
@@ -45,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => server::serve(config).await,
+            Command::Worker => server::work(config).await,
             Command::Migrate => {
                 let database = server::Database::open(&config).await?;
                 database.close().await;

@@ -93,6 +93,34 @@ impl Database {
     }
 }
 
+/// `easel worker`: runs generation workers (and the reaper) without the HTTP server.
+pub async fn work(config: Config) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    let n = config.workers.max(1);
+    let state = app_state(config, &database.url)?;
+    let listener = state.events.spawn_listener(state.db_url.to_string());
+    state.events.listening().await;
+    let mut tasks = vec![listener, crate::generation::worker::spawn_reaper(&state)];
+    tasks.extend(crate::generation::worker::spawn_workers(
+        &state,
+        state.provider.clone(),
+        n,
+        "worker",
+    ));
+    tracing::info!(
+        workers = n,
+        provider = state.provider.name(),
+        "Easel workers running"
+    );
+    shutdown_signal().await;
+    tracing::info!("stopping workers (their jobs are re-queued when their leases run out)");
+    for t in tasks {
+        t.abort();
+    }
+    database.close().await;
+    Ok(())
+}
+
 /// Builds the shared state over a database URL.
 pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
     let pool = db::build_pool(
@@ -146,7 +174,8 @@ async fn serve_on(
     Ok(())
 }
 
-/// The background tasks of a serving process: outbox delivery and rate-limit clean-up.
+/// The background tasks of a serving process: outbox delivery, rate-limit clean-up, the event
+/// listener, payment expiry, the job reaper and `EASEL_WORKERS` generation workers.
 pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
@@ -176,7 +205,20 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    vec![delivery, prune, listener, expiry]
+    let mut tasks = vec![
+        delivery,
+        prune,
+        listener,
+        expiry,
+        crate::generation::worker::spawn_reaper(state),
+    ];
+    tasks.extend(crate::generation::worker::spawn_workers(
+        state,
+        state.provider.clone(),
+        state.config.workers,
+        "worker",
+    ));
+    tasks
 }
 
 fn graphiql_url(addr: SocketAddr) -> String {

@@ -13,23 +13,29 @@ use crate::{
     accounts::graphql::{AccountsMutation, AccountsQuery},
     config::Config,
     credits::graphql::{CreditsMutation, CreditsQuery, CreditsSubscription},
+    generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     payments::graphql::{PaymentsMutation, PaymentsQuery},
 };
 
 /// The root query: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AccountsQuery, CreditsQuery, PaymentsQuery);
+pub struct QueryRoot(AccountsQuery, CreditsQuery, PaymentsQuery, GenerationQuery);
 
 /// The root mutation: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AccountsMutation, CreditsMutation, PaymentsMutation);
+pub struct MutationRoot(
+    AccountsMutation,
+    CreditsMutation,
+    PaymentsMutation,
+    GenerationMutation,
+);
 
 /// The root subscription: one member per capability.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(CreditsSubscription);
+pub struct SubscriptionRoot(CreditsSubscription, GenerationSubscription);
 
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

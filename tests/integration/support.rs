@@ -188,11 +188,14 @@ pub async fn blank_database() -> String {
 pub fn test_config() -> Config {
     let mut config = Config::from_lookup(|_| None).unwrap();
     config.bind = "127.0.0.1:0".parse().unwrap();
+    config.workers = 0;
+    config.procedural_delay = std::time::Duration::from_millis(300);
     config.jwt_secret = Some(secrecy::SecretString::from(format!(
         "test-secret-{}",
         Uuid::now_v7()
     )));
-    config.data_dir = std::env::temp_dir().join("easel-test-data-unused");
+    config.data_dir =
+        std::env::temp_dir().join(format!("easel-test-data-{}", Uuid::now_v7().simple()));
     config.db_pool_size = 8;
     config
 }

@@ -1,0 +1,455 @@
+//! GraphQL types and root fields of generation.
+
+use async_graphql::{
+    Context, ID, InputObject, Json, Object, SimpleObject, Subscription, connection::Connection,
+};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::{
+    GenerationKind, JobStatus,
+    model::{self, JobRow},
+    service::{self, GenerateParams, GenerateRequest},
+};
+use crate::{
+    AppState,
+    accounts::guards::{Authenticated, require_user},
+    credits::graphql::parse_id,
+    db,
+    error::AppError,
+    events::Event,
+    graphql::{
+        ContextExt,
+        pagination::{Page, connection},
+    },
+};
+
+/// A generation job.
+pub struct GenerationJob(pub JobRow);
+
+/// Why a job failed.
+#[derive(SimpleObject)]
+pub struct JobError {
+    /// `PROVIDER_ERROR`, `PROVIDER_UNAVAILABLE`, `WORKER_LOST` or `TIMED_OUT`.
+    code: String,
+    message: String,
+}
+
+/// A request to render images, and where it stands. Watch it with the
+/// `generationJobUpdated` subscription.
+#[Object]
+impl GenerationJob {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn kind(&self) -> GenerationKind {
+        self.0.kind
+    }
+
+    async fn status(&self) -> JobStatus {
+        self.0.status
+    }
+
+    async fn prompt(&self) -> Option<&str> {
+        self.0.prompt.as_deref()
+    }
+
+    async fn negative_prompt(&self) -> Option<&str> {
+        self.0.negative_prompt.as_deref()
+    }
+
+    /// The rendering parameters used (`width`, `height`, `steps`, `cfgScale`, `seed`, ...).
+    async fn params(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.params)
+    }
+
+    /// The image provider (`procedural`, `openai`).
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+
+    async fn model(&self) -> Option<&str> {
+        self.0.model.as_deref()
+    }
+
+    /// Images requested.
+    async fn output_count(&self) -> i32 {
+        self.0.output_count
+    }
+
+    /// Credits charged (refunded if the job fails, times out or is cancelled).
+    async fn cost_credits(&self) -> i64 {
+        self.0.cost_credits
+    }
+
+    /// Tries so far (a crashed worker's try counts).
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    /// Why the job failed, if it did.
+    async fn error(&self) -> Option<JobError> {
+        let e = self.0.error.as_ref()?;
+        Some(JobError {
+            code: e["code"].as_str().unwrap_or("ERROR").to_string(),
+            message: e["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+
+    /// Whether the owner asked a processing job to stop.
+    async fn cancel_requested(&self) -> bool {
+        self.0.cancel_requested_at.is_some()
+    }
+
+    /// The input images' ids.
+    async fn input_image_ids(&self) -> Vec<ID> {
+        self.0
+            .input_image_ids
+            .iter()
+            .map(|i| ID(i.to_string()))
+            .collect()
+    }
+
+    /// The character this job renders, if any.
+    async fn character_id(&self) -> Option<ID> {
+        self.0.character_id.map(|i| ID(i.to_string()))
+    }
+
+    async fn queued_at(&self) -> DateTime<Utc> {
+        self.0.queued_at
+    }
+
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+
+    async fn completed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.completed_at
+    }
+
+    /// Rendering time of the last try, in milliseconds.
+    async fn processing_ms(&self) -> Option<i32> {
+        self.0.processing_ms
+    }
+}
+
+/// Rendering parameters of `generate`.
+#[derive(InputObject, Default)]
+pub struct GenerateParamsInput {
+    /// 64 to 2048, a multiple of 8 (default 512).
+    width: Option<i32>,
+    height: Option<i32>,
+    /// 1 to 150 (default 30).
+    steps: Option<i32>,
+    /// 1.0 to 30.0 (default 7.0).
+    cfg_scale: Option<f64>,
+    /// Same seed and input, same image (random when omitted).
+    seed: Option<i64>,
+    sampler: Option<String>,
+    style_type: Option<String>,
+}
+
+/// Input of `generate`.
+#[derive(InputObject)]
+pub struct GenerateInput {
+    kind: GenerationKind,
+    /// Required for CHARACTER_GENERATION, LOGO and STYLE_TRANSFER; up to 2000 characters.
+    prompt: Option<String>,
+    negative_prompt: Option<String>,
+    /// A character of the viewer's that the outputs are added to.
+    character_id: Option<ID>,
+    /// The viewer's own images; required for STYLE_TRANSFER, UPSCALE, VARIATION, BACKGROUND_REMOVAL.
+    input_image_ids: Option<Vec<ID>>,
+    /// 1 to 4 images (default 1); the price is per image.
+    output_count: Option<i32>,
+    params: Option<GenerateParamsInput>,
+    /// Retrying with the same key returns the same job instead of charging twice.
+    idempotency_key: Option<String>,
+}
+
+/// Filters of `generationJobs`.
+#[derive(InputObject, Default)]
+pub struct GenerationJobFilter {
+    status: Option<JobStatus>,
+}
+
+/// Generation queries.
+#[derive(Default)]
+pub struct GenerationQuery;
+
+#[Object]
+impl GenerationQuery {
+    /// One of the viewer's jobs (null when it is not theirs).
+    #[graphql(guard = "Authenticated")]
+    async fn generation_job(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<GenerationJob>> {
+        let viewer = require_user(ctx)?;
+        let Ok(id) = Uuid::parse_str(id.as_str()) else {
+            return Ok(None);
+        };
+        let mut conn = db::conn(&ctx.state()?.pool).await?;
+        match service::job_for(&mut conn, viewer, id).await {
+            Ok(job) => Ok(Some(GenerationJob(job))),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The viewer's jobs, newest first.
+    #[graphql(guard = "Authenticated")]
+    async fn generation_jobs(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<GenerationJobFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<
+        Connection<async_graphql::connection::OpaqueCursor<(DateTime<Utc>, Uuid)>, GenerationJob>,
+    > {
+        let viewer = require_user(ctx)?;
+        let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
+        let mut conn = db::conn(&ctx.state()?.pool).await?;
+        let status = filter.and_then(|f| f.status);
+        let rows = model::list(&mut conn, viewer.id, status, page.after, page.limit())
+            .await
+            .map_err(AppError::from)?;
+        Ok(connection(
+            &page,
+            rows.into_iter().map(GenerationJob).collect(),
+            |j| (j.0.created_at, j.0.id),
+        ))
+    }
+}
+
+/// Generation mutations.
+#[derive(Default)]
+pub struct GenerationMutation;
+
+#[Object]
+impl GenerationMutation {
+    /// Prices the operation for the viewer's tier, takes the credits (daily allowance first)
+    /// and queues the job, in one transaction. `INSUFFICIENT_CREDITS` queues nothing;
+    /// per-operation limits answer `RATE_LIMITED`.
+    #[graphql(guard = "Authenticated")]
+    async fn generate(
+        &self,
+        ctx: &Context<'_>,
+        input: GenerateInput,
+    ) -> async_graphql::Result<GenerationJob> {
+        let viewer = require_user(ctx)?;
+        let character_id = input
+            .character_id
+            .as_ref()
+            .map(|id| parse_id(id, "input.characterId"))
+            .transpose()?;
+        let input_image_ids = input
+            .input_image_ids
+            .unwrap_or_default()
+            .iter()
+            .map(|id| parse_id(id, "input.inputImageIds"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let p = input.params.unwrap_or_default();
+        let req = GenerateRequest {
+            kind: input.kind,
+            prompt: input.prompt,
+            negative_prompt: input.negative_prompt,
+            character_id,
+            input_image_ids,
+            output_count: input.output_count,
+            params: GenerateParams {
+                width: p.width,
+                height: p.height,
+                steps: p.steps,
+                cfg_scale: p.cfg_scale,
+                seed: p.seed,
+                sampler: p.sampler,
+                style_type: p.style_type,
+            },
+            idempotency_key: input.idempotency_key,
+        };
+        Ok(GenerationJob(
+            service::generate(ctx.state()?, viewer, req).await?,
+        ))
+    }
+
+    /// Cancels a queued job at once, or a processing one as soon as its worker notices (a
+    /// heartbeat); either way the credits come back.
+    #[graphql(guard = "Authenticated")]
+    async fn cancel_generation_job(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<GenerationJob> {
+        let viewer = require_user(ctx)?;
+        let id = parse_id(&id, "id")?;
+        Ok(GenerationJob(
+            service::cancel(ctx.state()?, viewer, id).await?,
+        ))
+    }
+
+    /// Queues a failed, timed-out or cancelled job again, with a fresh charge.
+    #[graphql(guard = "Authenticated")]
+    async fn retry_generation_job(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<GenerationJob> {
+        let viewer = require_user(ctx)?;
+        let id = parse_id(&id, "id")?;
+        Ok(GenerationJob(
+            service::retry(ctx.state()?, viewer, id).await?,
+        ))
+    }
+}
+
+struct Follow {
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    state: AppState,
+    first: Option<JobRow>,
+    /// The newest event sequence delivered, per job.
+    seen: std::collections::HashMap<Uuid, i64>,
+    ended: bool,
+}
+
+/// Follows job events that `wanted(job, user)` accepts, in commit order. Each status change
+/// is delivered once, in order (the status is the event's; other fields show the job as it
+/// is when the event is delivered). `first` (with the sequence number it reflects) is
+/// delivered before any event; older events are skipped. With `until_terminal` the stream
+/// ends after a terminal status.
+fn follow(
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    state: AppState,
+    first: Option<(JobRow, i64)>,
+    wanted: impl Fn(Uuid, Uuid) -> bool + Send + Sync + 'static,
+    until_terminal: bool,
+) -> impl Stream<Item = async_graphql::Result<GenerationJob>> {
+    let wanted = std::sync::Arc::new(wanted);
+    let mut seen = std::collections::HashMap::new();
+    let first = first.map(|(job, seq)| {
+        seen.insert(job.id, seq);
+        job
+    });
+    let start = Follow {
+        rx,
+        state,
+        first,
+        seen,
+        ended: false,
+    };
+    futures_util::stream::unfold(start, move |mut s| {
+        let wanted = wanted.clone();
+        async move {
+            if s.ended {
+                return None;
+            }
+            if let Some(job) = s.first.take() {
+                s.ended = until_terminal && job.status.is_terminal();
+                return Some((Ok(GenerationJob(job)), s));
+            }
+            loop {
+                match s.rx.recv().await {
+                    Ok(Event::Job {
+                        job_id,
+                        user_id,
+                        status,
+                        seq,
+                    }) if wanted(job_id, user_id) => {
+                        if s.seen.get(&job_id).is_some_and(|last| *last >= seq) {
+                            continue;
+                        }
+                        let Some(status) = JobStatus::from_db(&status) else {
+                            continue;
+                        };
+                        let row = match db::conn(&s.state.pool).await {
+                            Ok(mut conn) => model::by_id(&mut conn, job_id)
+                                .await
+                                .map_err(AppError::from),
+                            Err(e) => Err(e),
+                        };
+                        match row {
+                            Ok(Some(mut job)) => {
+                                s.seen.insert(job_id, seq);
+                                job.status = status;
+                                s.ended = until_terminal && status.is_terminal();
+                                return Some((Ok(GenerationJob(job)), s));
+                            }
+                            Ok(None) => continue,
+                            Err(e) => return Some((Err(e.into()), s)),
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        s.ended = true;
+                        return Some((
+                            Err(async_graphql::Error::new(
+                                "this subscription fell behind; subscribe again",
+                            )),
+                            s,
+                        ));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+/// Generation subscriptions.
+#[derive(Default)]
+pub struct GenerationSubscription;
+
+#[Subscription]
+impl GenerationSubscription {
+    /// The job's current state at once, then every change; completes after a terminal status.
+    /// Only the owner (or an admin) may subscribe; others get `NOT_FOUND`. A client that
+    /// reconnects loses nothing that matters: its first event is the current state.
+    #[graphql(guard = "Authenticated")]
+    async fn generation_job_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GenerationJob>>> {
+        let viewer = require_user(ctx)?.clone();
+        let state = ctx.state()?.clone();
+        let id = parse_id(&id, "id")?;
+        // Subscribe before reading the current state, so no change falls between the two.
+        let rx = state.events.subscribe();
+        let mut conn = db::conn(&state.pool).await?;
+        let seq = model::latest_seq(&mut conn, id)
+            .await
+            .map_err(AppError::from)?;
+        let job = service::job_for(&mut conn, &viewer, id).await?;
+        drop(conn);
+        Ok(follow(
+            rx,
+            state,
+            Some((job, seq)),
+            move |job, _| job == id,
+            true,
+        ))
+    }
+
+    /// Every change of any of the viewer's jobs.
+    #[graphql(guard = "Authenticated")]
+    async fn my_generation_jobs(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GenerationJob>>> {
+        let viewer = require_user(ctx)?.id;
+        let state = ctx.state()?.clone();
+        let rx = state.events.subscribe();
+        Ok(follow(
+            rx,
+            state,
+            None,
+            move |_, user| user == viewer,
+            false,
+        ))
+    }
+}

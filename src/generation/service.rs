@@ -1,0 +1,388 @@
+//! The rules of generation: validating and pricing `generate`, charging and queueing in one
+//! transaction, cancel and retry.
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    GenerationKind, JobStatus,
+    model::{self, JobRow, NewJob},
+};
+use crate::{
+    AppState,
+    accounts::{model as accounts_model, viewer::ViewerUser},
+    credits::{self, service::Charge},
+    db,
+    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+    ratelimit,
+};
+
+/// Validated generation parameters.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateParams {
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub steps: Option<i32>,
+    pub cfg_scale: Option<f64>,
+    pub seed: Option<i64>,
+    pub sampler: Option<String>,
+    pub style_type: Option<String>,
+}
+
+/// What `generate` asks for.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub kind: GenerationKind,
+    pub prompt: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub character_id: Option<Uuid>,
+    pub input_image_ids: Vec<Uuid>,
+    pub output_count: Option<i32>,
+    pub params: GenerateParams,
+    pub idempotency_key: Option<String>,
+}
+
+fn bad(field: &str, message: &str) -> AppError {
+    AppError::bad_input(field, message)
+}
+
+/// Checks the request per kind; returns the params to store.
+pub fn validate(req: &GenerateRequest) -> AppResult<serde_json::Value> {
+    let prompt = req.prompt.as_deref().map(str::trim).unwrap_or("");
+    if req.kind.needs_prompt() && prompt.is_empty() {
+        return Err(bad("input.prompt", "this kind needs a prompt"));
+    }
+    if prompt.chars().count() > 2000 {
+        return Err(bad("input.prompt", "at most 2000 characters"));
+    }
+    if req
+        .negative_prompt
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > 1000)
+    {
+        return Err(bad("input.negativePrompt", "at most 1000 characters"));
+    }
+    let count = req.output_count.unwrap_or(1);
+    if !(1..=4).contains(&count) {
+        return Err(bad("input.outputCount", "1 to 4 images"));
+    }
+    if req.kind.needs_input() && req.input_image_ids.is_empty() {
+        return Err(bad(
+            "input.inputImageIds",
+            "this kind works on an input image; upload one first",
+        ));
+    }
+    if req.input_image_ids.len() > 4 {
+        return Err(bad("input.inputImageIds", "at most 4 input images"));
+    }
+    let p = &req.params;
+    let width = p.width.unwrap_or(512);
+    let height = p.height.unwrap_or(512);
+    for (v, f) in [
+        (width, "input.params.width"),
+        (height, "input.params.height"),
+    ] {
+        if !(64..=2048).contains(&v) || v % 8 != 0 {
+            return Err(bad(f, "a multiple of 8 from 64 to 2048"));
+        }
+    }
+    let steps = p.steps.unwrap_or(30);
+    if !(1..=150).contains(&steps) {
+        return Err(bad("input.params.steps", "1 to 150"));
+    }
+    let cfg = p.cfg_scale.unwrap_or(7.0);
+    if !(1.0..=30.0).contains(&cfg) {
+        return Err(bad("input.params.cfgScale", "1.0 to 30.0"));
+    }
+    if p.seed.is_some_and(|s| s < 0) {
+        return Err(bad("input.params.seed", "must not be negative"));
+    }
+    if p.sampler
+        .as_deref()
+        .is_some_and(|s| s.is_empty() || s.len() > 32)
+    {
+        return Err(bad("input.params.sampler", "1 to 32 characters"));
+    }
+    if p.style_type
+        .as_deref()
+        .is_some_and(|s| s.is_empty() || s.len() > 32)
+    {
+        return Err(bad("input.params.styleType", "1 to 32 characters"));
+    }
+    let seed = p
+        .seed
+        .unwrap_or_else(|| rand::random_range(0..i64::from(i32::MAX)));
+    Ok(
+        json!({ "width": width, "height": height, "steps": steps, "cfgScale": cfg, "seed": seed,
+               "sampler": p.sampler, "styleType": p.style_type }),
+    )
+}
+
+/// Prices, charges and queues a job, all in one transaction; an idempotency key replays the
+/// first job.
+pub async fn generate(
+    state: &AppState,
+    viewer: &ViewerUser,
+    req: GenerateRequest,
+) -> AppResult<JobRow> {
+    let key = credits::service::validate_key(req.idempotency_key.as_deref())?.map(str::to_string);
+    let params = validate(&req)?;
+    let count = req.output_count.unwrap_or(1);
+    let prompt = req
+        .prompt
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let negative = req
+        .negative_prompt
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let mut ids: Vec<String> = req.input_image_ids.iter().map(Uuid::to_string).collect();
+    ids.sort();
+    let hash = credits::service::request_hash(&[
+        req.kind.as_str(),
+        prompt.unwrap_or(""),
+        negative.unwrap_or(""),
+        &req.character_id.map(|c| c.to_string()).unwrap_or_default(),
+        &ids.join(","),
+        &count.to_string(),
+        // The request's own parameters (a seed left out is chosen at random, not hashed).
+        &format!("{:?}", req.params),
+    ]);
+    let mut conn = db::conn(&state.pool).await?;
+    if let Some(k) = key.as_deref()
+        && let Some(existing) = model::by_key(&mut conn, viewer.id, k).await?
+    {
+        return replay(existing, &hash);
+    }
+    let user = accounts_model::user_by_id(&mut conn, viewer.id)
+        .await?
+        .ok_or(AppError::Unauthenticated("sign in again"))?;
+    let price = credits::model::price(&mut conn, req.kind.operation())
+        .await?
+        .filter(|p| p.is_enabled)
+        .ok_or_else(|| bad("input.kind", "this operation is switched off"))?;
+    if !credits::service::tier_allows(user.subscription_tier, price.minimum_tier) {
+        return Err(AppError::Forbidden(format!(
+            "{} needs a higher plan",
+            req.kind.as_str()
+        )));
+    }
+    let cost = credits::service::price_for_tier(&price, user.subscription_tier) * i64::from(count);
+    if !req.input_image_ids.is_empty() {
+        let owned = model::owned_images(&mut conn, viewer.id, &req.input_image_ids).await?;
+        if owned.len()
+            != req
+                .input_image_ids
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        {
+            return Err(bad(
+                "input.inputImageIds",
+                "input images must be your own images",
+            ));
+        }
+    }
+    if let Some(c) = req.character_id
+        && model::character_owner(&mut conn, c)
+            .await?
+            .is_none_or(|owner| owner != viewer.id && viewer.role != crate::accounts::Role::Admin)
+    {
+        return Err(AppError::NotFound("character"));
+    }
+    let provider = state.provider.name();
+    let model_name = state.provider.model();
+    let deadline = Utc::now()
+        + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
+    let operation = req.kind.operation();
+    let result = conn
+        .transaction(async |conn| {
+            if let Some(limit) = price.per_minute_limit {
+                ratelimit::hit(
+                    conn,
+                    &format!("gen:{operation}:{}", viewer.id),
+                    std::time::Duration::from_secs(60),
+                    i64::from(limit),
+                )
+                .await?;
+            }
+            if let Some(limit) = price.daily_limit {
+                ratelimit::hit(
+                    conn,
+                    &format!("gen-day:{operation}:{}", viewer.id),
+                    std::time::Duration::from_secs(86_400),
+                    i64::from(limit),
+                )
+                .await?;
+            }
+            let job = model::insert(
+                conn,
+                &NewJob {
+                    id: Uuid::now_v7(),
+                    user_id: viewer.id,
+                    character_id: req.character_id,
+                    kind: req.kind,
+                    provider,
+                    model: model_name.as_deref(),
+                    prompt,
+                    negative_prompt: negative,
+                    params: params.clone(),
+                    input_image_ids: req.input_image_ids.clone(),
+                    output_count: count,
+                    priority: 5,
+                    max_attempts: state.config.job_max_attempts,
+                    cost_credits: cost,
+                    charge_transaction_id: None,
+                    idempotency_key: key.as_deref(),
+                    request_hash: Some(&hash),
+                    deadline_at: deadline,
+                },
+            )
+            .await?;
+            let description = format!("Generation: {}", req.kind.as_str());
+            let charge = credits::service::charge_in(
+                conn,
+                &Charge {
+                    user: viewer.id,
+                    cost,
+                    description: &description,
+                    job_id: Some(job.id),
+                    idempotency_key: None,
+                    request_hash: None,
+                },
+            )
+            .await?;
+            if let Some(c) = req.character_id {
+                model::set_character_status(conn, c, "processing", None).await?;
+            }
+            Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
+        })
+        .await;
+    match result {
+        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT && key.is_some() => {
+            let existing = model::by_key(&mut conn, viewer.id, key.as_deref().unwrap_or_default())
+                .await?
+                .ok_or(AppError::Conflict(m))?;
+            replay(existing, &hash)
+        }
+        other => other,
+    }
+}
+
+fn replay(existing: JobRow, hash: &str) -> AppResult<JobRow> {
+    if existing.request_hash.as_deref() == Some(hash) {
+        Ok(existing)
+    } else {
+        Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into()))
+    }
+}
+
+/// A job the viewer may see (their own, or any for admins); `NOT_FOUND` otherwise.
+pub async fn job_for(
+    conn: &mut AsyncPgConnection,
+    viewer: &ViewerUser,
+    id: Uuid,
+) -> AppResult<JobRow> {
+    model::by_id(conn, id)
+        .await?
+        .filter(|j| j.user_id == viewer.id || viewer.role == crate::accounts::Role::Admin)
+        .ok_or(AppError::NotFound("generation job"))
+}
+
+/// Cancels a queued job at once (refunded), or asks a processing one to stop (its worker
+/// cancels and refunds it). A finished job is returned as it is.
+pub async fn cancel(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult<JobRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let job = job_for(&mut conn, viewer, id).await?;
+    if job.status.is_terminal() {
+        return Ok(job);
+    }
+    conn.transaction(async |conn| {
+        let cancelled = model::transition(
+            conn,
+            id,
+            &[JobStatus::Queued],
+            None,
+            JobStatus::Cancelled,
+            None,
+            None,
+            json!({ "by": "owner" }),
+        )
+        .await?;
+        if let Some(job) = cancelled {
+            settle_refund(conn, &job, "Refund: job cancelled").await?;
+            return Ok(job);
+        }
+        model::request_cancel(conn, id).await?;
+        model::by_id(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("generation job"))
+    })
+    .await
+}
+
+/// Re-queues a failed, timed-out or cancelled job with a fresh charge.
+pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult<JobRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let job = job_for(&mut conn, viewer, id).await?;
+    if !matches!(
+        job.status,
+        JobStatus::Failed | JobStatus::TimedOut | JobStatus::Cancelled
+    ) {
+        return Err(bad(
+            "id",
+            "only failed, timed-out or cancelled jobs can be retried",
+        ));
+    }
+    let deadline = Utc::now()
+        + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
+    conn.transaction(async |conn| {
+        let description = format!("Generation (retry): {}", job.kind.as_str());
+        let charge = credits::service::charge_in(
+            conn,
+            &Charge {
+                user: job.user_id,
+                cost: job.cost_credits,
+                description: &description,
+                job_id: Some(job.id),
+                idempotency_key: None,
+                request_hash: None,
+            },
+        )
+        .await?;
+        let job = model::requeue_with_charge(conn, id, charge.id, deadline)
+            .await?
+            .ok_or_else(|| AppError::Conflict("the job changed meanwhile; reload it".into()))?;
+        if let Some(c) = job.character_id {
+            model::set_character_status(conn, c, "processing", None).await?;
+        }
+        Ok(job)
+    })
+    .await
+}
+
+/// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it)
+/// and marks its character failed; call in the transaction that ended the job.
+pub async fn settle_refund(
+    conn: &mut AsyncPgConnection,
+    job: &JobRow,
+    description: &str,
+) -> AppResult<()> {
+    if let Some(charge) = job.charge_transaction_id {
+        credits::service::refund_in(conn, charge, description).await?;
+    }
+    if let Some(c) = job.character_id {
+        let message = job
+            .error
+            .as_ref()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or(job.status.as_str())
+            .to_string();
+        model::set_character_status(conn, c, "failed", Some(&message)).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,408 @@
+//! Workers and the reaper. A worker claims a job with a lease, keeps the lease alive with
+//! heartbeats while the provider renders, and writes the result only while the lease is still
+//! its own; every step may run twice after a crash without harm. The reaper re-queues jobs
+//! whose worker vanished, and times out jobs past their deadline.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use diesel_async::AsyncConnection;
+use image::imageops::FilterType;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{
+    JobStatus,
+    model::{self, JobRow},
+    providers::{ImageProvider, ProviderError, RenderRequest, Rendered},
+    service::settle_refund,
+};
+use crate::{AppState, db, error::AppError, events::Event};
+
+/// How a job run ended, for logs and tests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ran {
+    Succeeded,
+    Failed,
+    Requeued,
+    Cancelled,
+    /// The lease was lost (the job was re-queued while this worker was slow); result dropped.
+    LostLease,
+}
+
+/// Starts `n` workers named `<prefix>-<i>`; they run until aborted.
+pub fn spawn_workers(
+    state: &AppState,
+    provider: Arc<dyn ImageProvider>,
+    n: usize,
+    prefix: &str,
+) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let state = state.clone();
+            let provider = provider.clone();
+            let name = format!("{prefix}-{i}-{}", Uuid::now_v7().simple());
+            tokio::spawn(async move { work(state, provider, name).await })
+        })
+        .collect()
+}
+
+async fn work(state: AppState, provider: Arc<dyn ImageProvider>, name: String) {
+    let mut events = state.events.subscribe();
+    loop {
+        match run_next(&state, provider.clone(), &name).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(worker = %name, error = ?e, "worker round failed");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        // Sleep until a job is queued anywhere (or a second passes: a safety net).
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Job { status, .. }) if status == "queued" => return,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wait).await;
+    }
+}
+
+/// Claims and runs one job; `None` when the queue is empty.
+pub async fn run_next(
+    state: &AppState,
+    provider: Arc<dyn ImageProvider>,
+    worker: &str,
+) -> Result<Option<Ran>, AppError> {
+    let lease = state.config.job_lease.as_secs_f64();
+    let job = {
+        let mut conn = db::conn(&state.pool).await?;
+        conn.transaction(async |conn| model::claim(conn, worker, lease).await)
+            .await?
+    };
+    let Some(job) = job else { return Ok(None) };
+    tracing::info!(worker, job = %job.id, attempt = job.attempts, "processing job");
+    let started = Instant::now();
+    // Render in a task of its own: a panic in a provider becomes a retryable failure.
+    let render = {
+        let state = state.clone();
+        let job = job.clone();
+        tokio::spawn(async move { render(&state, provider.as_ref(), &job).await })
+    };
+    let outcome = watch(state, &job, worker, render).await;
+    let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let ran = match outcome {
+        Watched::Done(Ok(images)) => finish_success(state, &job, worker, images, ms).await?,
+        Watched::Done(Err(ProviderError::Permanent(e))) => {
+            finish_failure(state, &job, worker, &e, false, ms).await?
+        }
+        Watched::Done(Err(ProviderError::Retryable(e))) => {
+            finish_failure(state, &job, worker, &e, true, ms).await?
+        }
+        Watched::Cancelled => finish_cancelled(state, &job, worker, ms).await?,
+        Watched::LostLease => Ran::LostLease,
+    };
+    tracing::info!(worker, job = %job.id, outcome = ?ran, ms, "job ended");
+    Ok(Some(ran))
+}
+
+enum Watched {
+    Done(Result<Vec<Rendered>, ProviderError>),
+    Cancelled,
+    LostLease,
+}
+
+/// Heartbeats while the render runs; stops it on cancel or a lost lease.
+async fn watch(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    mut render: JoinHandle<Result<Vec<Rendered>, ProviderError>>,
+) -> Watched {
+    let lease = state.config.job_lease;
+    let beat = (lease / 3).max(std::time::Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            done = &mut render => {
+                return Watched::Done(done.unwrap_or_else(|e| Err(ProviderError::Retryable(format!("render crashed: {e}")))));
+            }
+            _ = tokio::time::sleep(beat) => {
+                let Ok(mut conn) = db::conn(&state.pool).await else { continue };
+                match model::heartbeat(&mut conn, job.id, worker, lease.as_secs_f64()).await {
+                    Ok(Some(false)) => {}
+                    Ok(Some(true)) => { render.abort(); return Watched::Cancelled; }
+                    Ok(None) => { render.abort(); return Watched::LostLease; }
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn render(
+    state: &AppState,
+    provider: &dyn ImageProvider,
+    job: &JobRow,
+) -> Result<Vec<Rendered>, ProviderError> {
+    let mut inputs = Vec::new();
+    if !job.input_image_ids.is_empty() {
+        let mut conn = db::conn(&state.pool)
+            .await
+            .map_err(|_| ProviderError::Retryable("database busy".into()))?;
+        let owned = model::owned_images(&mut conn, job.user_id, &job.input_image_ids)
+            .await
+            .map_err(|e| ProviderError::Retryable(e.to_string()))?;
+        for id in &job.input_image_ids {
+            let key = owned
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, k)| k.clone())
+                .ok_or_else(|| ProviderError::Permanent("an input image was deleted".into()))?;
+            let bytes = state
+                .media
+                .get(&key)
+                .await
+                .map_err(|e| ProviderError::Retryable(e.to_string()))?;
+            inputs.push(
+                bytes
+                    .ok_or_else(|| {
+                        ProviderError::Permanent("an input image file is missing".into())
+                    })?
+                    .to_vec(),
+            );
+        }
+    }
+    let p = &job.params;
+    let req = RenderRequest {
+        kind: job.kind,
+        prompt: job.prompt.clone().unwrap_or_default(),
+        negative_prompt: job.negative_prompt.clone().unwrap_or_default(),
+        width: p["width"].as_u64().unwrap_or(512) as u32,
+        height: p["height"].as_u64().unwrap_or(512) as u32,
+        seed: p["seed"].as_u64().unwrap_or(0),
+        count: job.output_count.max(1) as u32,
+        inputs,
+    };
+    provider.render(&req).await
+}
+
+/// Stores the outputs (original + thumbnail), then records them and the success, if the lease
+/// is still ours.
+async fn finish_success(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    images: Vec<Rendered>,
+    ms: i32,
+) -> Result<Ran, AppError> {
+    let mut stored = Vec::new();
+    for img in images {
+        let id = Uuid::now_v7();
+        let key = format!("results/{}/{id}.png", job.id);
+        let thumb_key = format!("results/{}/{id}_thumb.png", job.id);
+        let thumb = thumbnail(&img.png).map_err(AppError::internal)?;
+        let size = img.png.len() as i64;
+        state
+            .media
+            .put(&key, Bytes::from(img.png))
+            .await
+            .map_err(AppError::internal)?;
+        state
+            .media
+            .put(&thumb_key, Bytes::from(thumb))
+            .await
+            .map_err(AppError::internal)?;
+        stored.push((
+            id,
+            key,
+            thumb_key,
+            size,
+            img.width as i32,
+            img.height as i32,
+        ));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    let done = conn
+        .transaction(async |conn| {
+            let Some(done) = model::transition(
+                conn,
+                job.id,
+                &[JobStatus::Processing],
+                Some(worker),
+                JobStatus::Succeeded,
+                None,
+                Some(ms),
+                json!({ "outputs": stored.len() }),
+            )
+            .await?
+            else {
+                return Ok::<_, AppError>(None);
+            };
+            for (id, key, thumb, size, w, h) in &stored {
+                model::insert_output(conn, *id, job.user_id, job.id, key, thumb, *size, *w, *h)
+                    .await?;
+            }
+            if let Some(c) = job.character_id {
+                let ids: Vec<Uuid> = stored.iter().map(|s| s.0).collect();
+                model::attach_to_character(conn, c, &ids).await?;
+            }
+            Ok(Some(done))
+        })
+        .await?;
+    if done.is_none() {
+        let keys: Vec<&str> = stored
+            .iter()
+            .flat_map(|s| [s.1.as_str(), s.2.as_str()])
+            .collect();
+        let _ = state.media.delete(&keys).await;
+        return Ok(Ran::LostLease);
+    }
+    Ok(Ran::Succeeded)
+}
+
+async fn finish_failure(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    error: &str,
+    retryable: bool,
+    ms: i32,
+) -> Result<Ran, AppError> {
+    let again = retryable && job.attempts < job.max_attempts;
+    let err = json!({ "code": if retryable { "PROVIDER_UNAVAILABLE" } else { "PROVIDER_ERROR" }, "message": error });
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        if again {
+            let moved = model::transition(
+                conn,
+                job.id,
+                &[JobStatus::Processing],
+                Some(worker),
+                JobStatus::Queued,
+                Some(err.clone()),
+                None,
+                json!({ "retry_after_error": error }),
+            )
+            .await?;
+            return Ok(if moved.is_some() {
+                Ran::Requeued
+            } else {
+                Ran::LostLease
+            });
+        }
+        match model::transition(
+            conn,
+            job.id,
+            &[JobStatus::Processing],
+            Some(worker),
+            JobStatus::Failed,
+            Some(err.clone()),
+            Some(ms),
+            json!({}),
+        )
+        .await?
+        {
+            Some(failed) => {
+                settle_refund(conn, &failed, "Refund: generation failed").await?;
+                Ok::<_, AppError>(Ran::Failed)
+            }
+            None => Ok(Ran::LostLease),
+        }
+    })
+    .await
+}
+
+async fn finish_cancelled(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    ms: i32,
+) -> Result<Ran, AppError> {
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        match model::transition(
+            conn,
+            job.id,
+            &[JobStatus::Processing],
+            Some(worker),
+            JobStatus::Cancelled,
+            None,
+            Some(ms),
+            json!({ "by": "owner" }),
+        )
+        .await?
+        {
+            Some(cancelled) => {
+                settle_refund(conn, &cancelled, "Refund: job cancelled").await?;
+                Ok::<_, AppError>(Ran::Cancelled)
+            }
+            None => Ok(Ran::LostLease),
+        }
+    })
+    .await
+}
+
+fn thumbnail(png: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let img = image::load_from_memory(png)?;
+    let thumb = img.resize(256, 256, FilterType::Triangle);
+    let mut out = Vec::new();
+    thumb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)?;
+    Ok(out)
+}
+
+/// One reaper pass: re-queues jobs whose lease ran out (until `max_attempts`, then fails and
+/// refunds them) and times out jobs past their deadline (refunded). Returns how many moved.
+pub async fn reap(state: &AppState) -> Result<usize, AppError> {
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        let stale = model::stale(conn, 100).await?;
+        let now = chrono::Utc::now();
+        let mut moved = 0;
+        for job in stale {
+            let from = [JobStatus::Queued, JobStatus::Processing];
+            if job.deadline_at.is_some_and(|d| d < now) {
+                let err = json!({ "code": "TIMED_OUT", "message": "the job did not finish before its deadline" });
+                if let Some(j) = model::transition(conn, job.id, &from, None, JobStatus::TimedOut, Some(err), None, json!({})).await? {
+                    settle_refund(conn, &j, "Refund: generation timed out").await?;
+                    moved += 1;
+                }
+            } else if job.attempts >= job.max_attempts {
+                let err = json!({ "code": "WORKER_LOST", "message": format!("the worker stopped answering {} times", job.attempts) });
+                if let Some(j) = model::transition(conn, job.id, &[JobStatus::Processing], None, JobStatus::Failed, Some(err), None, json!({})).await? {
+                    settle_refund(conn, &j, "Refund: generation failed").await?;
+                    moved += 1;
+                }
+            } else if model::transition(conn, job.id, &[JobStatus::Processing], None, JobStatus::Queued, None, None, json!({ "reaped_from": job.lease_owner })).await?.is_some() {
+                tracing::warn!(job = %job.id, worker = ?job.lease_owner, "lease expired; job re-queued");
+                moved += 1;
+            }
+        }
+        Ok::<_, AppError>(moved)
+    })
+    .await
+}
+
+/// Runs the reaper until aborted.
+pub fn spawn_reaper(state: &AppState) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let every = (state.config.job_lease / 2).clamp(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        );
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = reap(&state).await {
+                tracing::warn!(error = ?e, "reaper pass failed");
+            }
+        }
+    })
+}
