@@ -32,6 +32,10 @@
 //! | `EASEL_SMS_HTTP_URL` | unset | the HTTP SMS gateway endpoint (`http` sender) |
 //! | `EASEL_SMS_HTTP_TOKEN` | unset | bearer token for the SMS gateway |
 //! | `EASEL_TRUST_PROXY` | `false` | take the client IP from `X-Forwarded-For` (behind a reverse proxy) |
+//! | `EASEL_MEDIA_BASE_URL` | `/media` | base of image URLs (e.g. `https://cdn.example.com/media`); the local store is served at `/media` |
+//! | `EASEL_UPLOAD_MAX_BYTES` | `10485760` | largest uploaded image file (and the multipart body limit, plus 64 KiB) |
+//! | `EASEL_UPLOAD_MAX_SIDE` | `8192` | largest width or height of an uploaded image, in pixels |
+//! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 
@@ -99,6 +103,10 @@ pub struct Config {
     pub signup_bonus: i64,
     pub sms_sender: SmsSender,
     pub trust_proxy: bool,
+    pub media_base_url: String,
+    pub upload_max_bytes: usize,
+    pub upload_max_side: u32,
+    pub thumbnail_side: u32,
 }
 
 impl Config {
@@ -193,7 +201,17 @@ impl Config {
                 Some(other) => bail!("EASEL_SMS_SENDER must be `log` or `http`, not `{other}`"),
             },
             trust_proxy: parse(&get, "EASEL_TRUST_PROXY", "false")?,
+            media_base_url: get("EASEL_MEDIA_BASE_URL")
+                .unwrap_or_else(|| "/media".into())
+                .trim_end_matches('/')
+                .to_string(),
+            upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
+            upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
+            thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
         };
+        if config.upload_max_side == 0 || config.thumbnail_side == 0 {
+            bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");
+        }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
         }
@@ -217,6 +235,11 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Where the local media store keeps its files.
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 
     /// Where the embedded PostgreSQL cluster lives.

@@ -10,11 +10,13 @@ pub mod credits;
 pub mod db;
 pub mod enums;
 pub mod error;
+pub mod gallery;
 pub mod graphql;
 pub mod http;
 pub mod outbox;
 pub mod ratelimit;
 pub mod server;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -34,6 +36,10 @@ pub struct AppState {
     pub sender: Arc<dyn MessageSender>,
     /// Wakes the outbox delivery task when a message was queued.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// Where images and thumbnails are stored.
+    pub media: Arc<storage::MediaStore>,
+    /// SQL statements run on the pool (set by [`AppState::with_statements`]).
+    pub statements: db::StatementCounter,
 }
 
 impl AppState {
@@ -45,13 +51,28 @@ impl AppState {
                 Arc::new(HttpSmsSender::new(url.clone(), token.clone()))
             }
         };
+        let media = storage::MediaStore::local(&config.media_dir(), &config.media_base_url)?;
         Ok(AppState {
+            media: Arc::new(media),
+            statements: db::StatementCounter::default(),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),
             sender,
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Uses the statement counter the pool's connections report to.
+    pub fn with_statements(mut self, statements: db::StatementCounter) -> Self {
+        self.statements = statements;
+        self
+    }
+
+    /// Replaces the media store (another `object_store` backend, tests).
+    pub fn with_media(mut self, media: storage::MediaStore) -> Self {
+        self.media = Arc::new(media);
+        self
     }
 
     /// Replaces the message sender (tests, embedding).

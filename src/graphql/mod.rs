@@ -12,17 +12,18 @@ use crate::{
     AppState,
     accounts::graphql::{AccountsMutation, AccountsQuery},
     config::Config,
+    gallery::graphql::{GalleryMutation, GalleryQuery},
 };
 
 /// The root query: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AccountsQuery);
+pub struct QueryRoot(AccountsQuery, GalleryQuery);
 
 /// The root mutation: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AccountsMutation);
+pub struct MutationRoot(AccountsMutation, GalleryMutation);
 
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
