@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod credits;
 pub mod db;
