@@ -49,6 +49,10 @@
 //! | `EASEL_OPENAI_API_KEY` | unset | bearer key for the images API (required with `openai`) |
 //! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | model name sent to the images API |
 //! | `EASEL_OPENAI_TIMEOUT_SECS` | `120` | time limit of one images API call |
+//! | `EASEL_MEDIA_BASE_URL` | `<EASEL_PUBLIC_URL>/media` | base of image URLs (e.g. `https://cdn.example.com/media`); the local store is served at `/media` |
+//! | `EASEL_UPLOAD_MAX_BYTES` | `10485760` | largest uploaded image file (and the multipart body limit, plus 64 KiB) |
+//! | `EASEL_UPLOAD_MAX_SIDE` | `8192` | largest width or height of an uploaded image, in pixels |
+//! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 
@@ -130,6 +134,10 @@ pub struct Config {
     pub job_max_attempts: i32,
     pub provider: ProviderConfig,
     pub procedural_delay: Duration,
+    pub media_base_url: String,
+    pub upload_max_bytes: usize,
+    pub upload_max_side: u32,
+    pub thumbnail_side: u32,
 }
 
 /// Which image provider renders jobs.
@@ -287,6 +295,13 @@ impl Config {
                 "EASEL_PROCEDURAL_DELAY_MS",
                 "800",
             )?),
+            media_base_url: get("EASEL_MEDIA_BASE_URL")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+            upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
+            upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
+            thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -313,6 +328,9 @@ impl Config {
                     .map(SecretString::from)
                     .context("the stripe gateway needs EASEL_STRIPE_WEBHOOK_SECRET")?,
             });
+        }
+        if config.upload_max_side == 0 || config.thumbnail_side == 0 {
+            bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");
         }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
@@ -347,6 +365,11 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Where the local media store keeps its files.
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 
     /// Where the embedded PostgreSQL cluster lives.

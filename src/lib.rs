@@ -5,12 +5,14 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod credits;
 pub mod db;
 pub mod enums;
 pub mod error;
 pub mod events;
+pub mod gallery;
 pub mod generation;
 pub mod graphql;
 pub mod http;
@@ -44,10 +46,12 @@ pub struct AppState {
     pub db_url: Arc<str>,
     /// The enabled payment gateways.
     pub gateways: Arc<payments::service::Gateways>,
-    /// Where images live.
-    pub media: storage::MediaStore,
     /// The image provider workers render with.
     pub provider: Arc<dyn generation::providers::ImageProvider>,
+    /// Where images and thumbnails are stored.
+    pub media: Arc<storage::MediaStore>,
+    /// SQL statements run on the pool (set by [`AppState::with_statements`]).
+    pub statements: db::StatementCounter,
 }
 
 impl AppState {
@@ -59,13 +63,17 @@ impl AppState {
                 Arc::new(HttpSmsSender::new(url.clone(), token.clone()))
             }
         };
+        let media_base = if config.media_base_url.is_empty() {
+            format!("{}/media", config.public_url)
+        } else {
+            config.media_base_url.clone()
+        };
+        let media = storage::MediaStore::local(&config.media_dir(), &media_base)?;
         Ok(AppState {
             gateways: payments::service::shared(&config),
-            media: storage::MediaStore::local(
-                &config.data_dir.join("media"),
-                &format!("{}/media", config.public_url),
-            )?,
             provider: generation::providers::from_config(&config),
+            media: Arc::new(media),
+            statements: db::StatementCounter::default(),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),
@@ -74,6 +82,18 @@ impl AppState {
             events: events::EventHub::new(),
             db_url: Arc::from(db_url),
         })
+    }
+
+    /// Uses the statement counter the pool's connections report to.
+    pub fn with_statements(mut self, statements: db::StatementCounter) -> Self {
+        self.statements = statements;
+        self
+    }
+
+    /// Replaces the media store (another `object_store` backend, tests).
+    pub fn with_media(mut self, media: storage::MediaStore) -> Self {
+        self.media = Arc::new(media);
+        self
     }
 
     /// Replaces the message sender (tests, embedding).

@@ -1,4 +1,4 @@
-//! The `easel` command: `serve` (default), `migrate`, `schema`.
+//! The `easel` command: `serve` (default), `migrate`, `schema`, `create-admin`, `bench`.
 
 use clap::{Parser, Subcommand};
 use easel::{config::Config, server};
@@ -21,6 +21,11 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout.
     Schema,
+    /// Measure a capability (seeds its data set in the configured database first).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Make an account an admin (creating it when missing). A new email account takes its
     /// password from EASEL_ADMIN_PASSWORD.
     CreateAdmin {
@@ -30,6 +35,25 @@ enum Command {
         /// Email of the account.
         #[arg(long)]
         email: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// `galleryFeed` over HTTP at a fixed concurrency, beside pgbench running its SQL.
+    Gallery {
+        /// Seconds each side runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Concurrent clients (HTTP clients and pgbench clients alike).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Characters per feed page.
+        #[arg(long, default_value_t = 20)]
+        first: i64,
+        /// The pgbench binary.
+        #[arg(long, default_value = "pgbench")]
+        pgbench: String,
     },
 }
 
@@ -72,6 +96,26 @@ fn main() -> anyhow::Result<()> {
                 let user = result?;
                 println!("{} is now an admin", user.id);
                 Ok(())
+            }
+            Command::Bench {
+                what:
+                    Bench::Gallery {
+                        seconds,
+                        concurrency,
+                        first,
+                        pgbench,
+                    },
+            } => {
+                easel::bench::gallery(
+                    config,
+                    easel::bench::BenchOptions {
+                        seconds,
+                        concurrency,
+                        first,
+                        pgbench,
+                    },
+                )
+                .await
             }
             Command::Schema => unreachable!("handled above"),
         }

@@ -123,13 +123,15 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
 
 /// Builds the shared state over a database URL.
 pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
-    let pool = db::build_pool(
+    let statements = db::StatementCounter::default();
+    let pool = db::build_counted_pool(
         url,
         config.db_pool_size,
         config.db_pool_timeout,
         config.db_connect_timeout,
+        statements.clone(),
     )?;
-    AppState::new(config, pool, url)
+    Ok(AppState::new(config, pool, url)?.with_statements(statements))
 }
 
 /// `easel serve`: runs until SIGINT/SIGTERM, then drains requests and stops the database.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use object_store::{
     GetOptions, ObjectStore, PutOptions, PutPayload, local::LocalFileSystem, path::Path,
 };
@@ -104,9 +104,6 @@ impl MediaStore {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
     }
 }
-
-#[allow(unused_imports)]
-use TryStreamExt as _;
 
 #[cfg(test)]
 mod tests {

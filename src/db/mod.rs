@@ -3,7 +3,13 @@
 pub mod embedded;
 pub mod schema;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use diesel::{Connection, sql_types::Text};
@@ -11,7 +17,7 @@ use diesel_async::{
     AsyncPgConnection, RunQueryDsl,
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{
-        AsyncDieselConnectionManager,
+        AsyncDieselConnectionManager, ManagerConfig,
         deadpool::{Object, Pool},
     },
 };
@@ -27,6 +33,23 @@ pub type DbConn = Object<AsyncPgConnection>;
 /// The migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// Counts the SQL statements run on a pool's connections (the pool's own liveness check is
+/// not counted): what the statement-count tests and the benchmark read.
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    /// Statements run so far.
+    pub fn get(&self) -> u64 {
+        AtomicU64::load(&self.0, Ordering::Relaxed)
+    }
+}
+
+/// The query deadpool's `Verified` recycling runs before handing out a connection.
+fn is_pool_ping(query: &dyn diesel::connection::DebugQuery) -> bool {
+    query.to_string() == "SELECT $1 -- binds: [1]"
+}
+
 /// Builds the pool. `wait` bounds how long a request waits for a free connection, and
 /// `connect` how long opening a new one may take; past either the request fails cleanly.
 pub fn build_pool(
@@ -35,7 +58,39 @@ pub fn build_pool(
     wait: Duration,
     connect: Duration,
 ) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    build_counted_pool(url, size, wait, connect, StatementCounter::default())
+}
+
+/// [`build_pool`] whose connections count their statements into `counter`.
+pub fn build_counted_pool(
+    url: &str,
+    size: usize,
+    wait: Duration,
+    connect: Duration,
+    counter: StatementCounter,
+) -> anyhow::Result<DbPool> {
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            use diesel::connection::{Instrumentation, InstrumentationEvent};
+            use diesel_async::AsyncConnection;
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            let count = move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event
+                    && !is_pool_ping(query)
+                {
+                    AtomicU64::fetch_add(&counter.0, 1, Ordering::Relaxed);
+                }
+            };
+            fn instrument(f: impl Instrumentation) -> impl Instrumentation {
+                f
+            }
+            conn.set_instrumentation(instrument(count));
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(wait))

@@ -20,6 +20,10 @@ use crate::{
     db,
     error::AppError,
     events::Event,
+    gallery::{
+        graphql::{Character, Image},
+        loaders::{CharacterId, JobOutputs},
+    },
     graphql::{
         ContextExt,
         pagination::{Page, connection},
@@ -113,9 +117,28 @@ impl GenerationJob {
             .collect()
     }
 
-    /// The character this job renders, if any.
-    async fn character_id(&self) -> Option<ID> {
-        self.0.character_id.map(|i| ID(i.to_string()))
+    /// The images made (empty until the job succeeds).
+    async fn outputs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Image>> {
+        let rows = ctx
+            .loaders()?
+            .gallery
+            .load_one(JobOutputs(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(rows.into_iter().map(Image).collect())
+    }
+
+    /// The character this job renders, if any (its images are added when the job succeeds).
+    async fn character(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Character>> {
+        let Some(id) = self.0.character_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loaders()?
+            .gallery
+            .load_one(CharacterId(id))
+            .await?
+            .map(Character))
     }
 
     async fn queued_at(&self) -> DateTime<Utc> {

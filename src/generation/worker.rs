@@ -208,7 +208,7 @@ async fn finish_success(
         let id = Uuid::now_v7();
         let key = format!("results/{}/{id}.png", job.id);
         let thumb_key = format!("results/{}/{id}_thumb.png", job.id);
-        let thumb = thumbnail(&img.png).map_err(AppError::internal)?;
+        let thumb = thumbnail(&img.png, state.config.thumbnail_side).map_err(AppError::internal)?;
         let size = img.png.len() as i64;
         state
             .media
@@ -350,9 +350,9 @@ async fn finish_cancelled(
     .await
 }
 
-fn thumbnail(png: &[u8]) -> anyhow::Result<Vec<u8>> {
+fn thumbnail(png: &[u8], side: u32) -> anyhow::Result<Vec<u8>> {
     let img = image::load_from_memory(png)?;
-    let thumb = img.resize(256, 256, FilterType::Triangle);
+    let thumb = img.resize(side, side, FilterType::Triangle);
     let mut out = Vec::new();
     thumb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)?;
     Ok(out)

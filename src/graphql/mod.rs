@@ -13,6 +13,7 @@ use crate::{
     accounts::graphql::{AccountsMutation, AccountsQuery},
     config::Config,
     credits::graphql::{CreditsMutation, CreditsQuery, CreditsSubscription},
+    gallery::graphql::{GalleryMutation, GalleryQuery},
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     payments::graphql::{PaymentsMutation, PaymentsQuery},
 };
@@ -20,7 +21,13 @@ use crate::{
 /// The root query: one member per capability.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AccountsQuery, CreditsQuery, PaymentsQuery, GenerationQuery);
+pub struct QueryRoot(
+    AccountsQuery,
+    CreditsQuery,
+    PaymentsQuery,
+    GenerationQuery,
+    GalleryQuery,
+);
 
 /// The root mutation: one member per capability.
 #[derive(MergedObject, Default)]
@@ -30,6 +37,7 @@ pub struct MutationRoot(
     CreditsMutation,
     PaymentsMutation,
     GenerationMutation,
+    GalleryMutation,
 );
 
 /// The root subscription: one member per capability.

@@ -39,6 +39,8 @@ use crate::{
 };
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+/// Room for the operations, map and part headers of a multipart upload beyond the file.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 /// `POST /graphql`: JSON bodies, and GraphQL multipart requests (file uploads).
 pub async fn post(State(state): State<HttpState>, req: Request) -> Response {
@@ -69,6 +71,20 @@ pub async fn post(State(state): State<HttpState>, req: Request) -> Response {
             }
         }
         Some("multipart/form-data") => {
+            // A browser sends a cross-site multipart form without a preflight; a custom
+            // header forces one, so only allowed origins can upload (CSRF protection).
+            let preflighted = ["apollo-require-preflight", "x-easel-csrf"]
+                .iter()
+                .any(|h| headers.get(*h).is_some_and(|v| !v.is_empty()));
+            if !preflighted {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    codes::BAD_USER_INPUT,
+                    "multipart requests need an `apollo-require-preflight` or `x-easel-csrf` header (CSRF protection)",
+                );
+            }
+            let file_limit = state.app.config.upload_max_bytes;
+            let limit = limit.max(file_limit.saturating_add(MULTIPART_OVERHEAD));
             let declared = headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
@@ -89,11 +105,13 @@ pub async fn post(State(state): State<HttpState>, req: Request) -> Response {
                 })
                 .into_async_read();
             let opts = MultipartOptions::default()
-                .max_file_size(limit)
+                .max_file_size(file_limit)
                 .max_num_files(16);
             match async_graphql::http::receive_batch_body(content_type, stream, opts).await {
                 Ok(batch) => batch,
-                Err(async_graphql::ParseRequestError::PayloadTooLarge) => return too_large(limit),
+                Err(async_graphql::ParseRequestError::PayloadTooLarge) => {
+                    return too_large(file_limit);
+                }
                 Err(e) => {
                     return error_response(
                         StatusCode::BAD_REQUEST,

@@ -3,6 +3,7 @@
 mod graphiql;
 mod graphql;
 mod health;
+mod media;
 
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ pub fn router(app: AppState) -> Router {
         .route("/sandbox/done", get(crate::payments::http::done))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/media/{*key}", get(media::get))
         .fallback(not_found)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
@@ -86,6 +88,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::ACCEPT,
             REQUEST_ID,
             HeaderName::from_static("apollo-require-preflight"),
+            HeaderName::from_static("x-easel-csrf"),
         ])
         .expose_headers([REQUEST_ID])
         .max_age(Duration::from_secs(3600))

@@ -177,6 +177,30 @@ async fn generate_and_watch_it_finish() {
     app.assert_ledger_ok().await;
 }
 
+/// A job for a character adds its images to the character and completes it.
+#[tokio::test]
+async fn character_jobs_fill_their_character() {
+    let app = TestApp::spawn_with(|c| c.workers = 1).await;
+    let (token, _) = user(&app, "+14155554013").await;
+    let (_, body) = app
+        .gql_as(&token, "mutation { createCharacter(input: { name: \"Kit\", prompt: \"a fox\", styleType: ANIME }) { id } }", json!({}))
+        .await;
+    let character = body["data"]["createCharacter"]["id"].clone();
+    assert!(character.is_string(), "{body}");
+    let (_, body) = app
+        .gql_as(&token, GENERATE, json!({ "i": { "kind": "CHARACTER_GENERATION", "prompt": "a fox", "characterId": character, "outputCount": 2, "params": { "width": 64, "height": 64 } } }))
+        .await;
+    let id = Uuid::parse_str(body["data"]["generate"]["id"].as_str().unwrap()).unwrap();
+    assert_eq!(wait_terminal(&app, id).await.status, JobStatus::Succeeded);
+    let (_, body) = app
+        .gql_as(&token, "query($id: ID!) { character(id: $id) { status primaryImage { id } images { id } } generationJob(id: \"00000000-0000-0000-0000-000000000000\") { id } }", json!({ "id": character }))
+        .await;
+    let c = &body["data"]["character"];
+    assert_eq!(c["status"], "COMPLETED", "{body}");
+    assert_eq!(c["images"].as_array().unwrap().len(), 2);
+    assert_eq!(c["primaryImage"]["id"], c["images"][0]["id"]);
+}
+
 #[tokio::test]
 async fn job_subscriptions_start_with_the_current_state_and_complete() {
     let app = TestApp::spawn_with(|c| c.workers = 1).await;

@@ -6,4 +6,5 @@ mod support;
 mod accounts;
 mod credits;
 mod foundation;
+mod gallery;
 mod generation;

@@ -208,6 +208,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Every SMS the server delivered, as a phone would receive them.
     pub sms: Arc<MemorySender>,
+    /// The server's background tasks (outbox delivery, clean-up).
+    pub background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -230,7 +232,7 @@ impl TestApp {
         let state = server::app_state(config, &db_url)
             .unwrap()
             .with_sender(sms.clone());
-        server::spawn_background(&state);
+        let background = server::spawn_background(&state);
         state.events.listening().await;
         let router =
             http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -241,6 +243,14 @@ impl TestApp {
             state,
             client: reqwest::Client::new(),
             sms,
+            background,
+        }
+    }
+
+    /// Stops the background tasks, so only requests touch the database (statement counts).
+    pub fn stop_background(&self) {
+        for task in &self.background {
+            task.abort();
         }
     }
 

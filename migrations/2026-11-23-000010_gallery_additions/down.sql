@@ -1,0 +1,1 @@
+DROP INDEX characters_public_view_count_idx;
