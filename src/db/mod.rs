@@ -70,6 +70,9 @@ pub fn build_counted_pool(
     counter: StatementCounter,
 ) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
+    // Checking out a connection costs no round trip: a broken connection is detected by the
+    // query that hits it (diesel-async marks it broken and the pool drops it).
+    config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let counter = counter.clone();
         Box::pin(async move {
