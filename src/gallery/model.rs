@@ -154,6 +154,8 @@ pub struct ImageRow {
 pub struct NewImage<'a> {
     pub id: Uuid,
     pub owner_id: Uuid,
+    /// The generation job that made a `result` image.
+    pub job_id: Option<Uuid>,
     pub kind: ImageKind,
     pub storage_key: &'a str,
     pub mime_type: &'a str,
@@ -1438,4 +1440,74 @@ pub fn bench_pgbench_script(page: &[CharacterRow], first: i64) -> String {
          WHERE character_id = ANY({characters}) GROUP BY character_id;\n",
         limit = first + 1,
     )
+}
+
+// ---- generation hooks ----------------------------------------------------------------
+
+/// The owner of a character (None when there is no such character).
+pub async fn character_owner(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
+    characters::table
+        .find(id)
+        .select(characters::owner_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Sets a character's generation status (`processing`, `completed`, `failed`).
+pub async fn set_character_status(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    error: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(characters::table.find(id))
+        .set((
+            characters::status.eq(status),
+            characters::error_message.eq(error),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Attaches a succeeded job's images to its character (the first becomes the primary image
+/// when it has none) and marks it completed.
+pub async fn attach_to_character(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    image_ids: &[Uuid],
+) -> QueryResult<()> {
+    let start: Option<i32> = character_images::table
+        .filter(character_images::character_id.eq(id))
+        .select(diesel::dsl::max(character_images::position))
+        .first(conn)
+        .await?;
+    let start = start.map_or(0, |p| p + 1);
+    for (i, image) in image_ids.iter().enumerate() {
+        diesel::insert_into(character_images::table)
+            .values((
+                character_images::character_id.eq(id),
+                character_images::image_id.eq(image),
+                character_images::position.eq(start + i as i32),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    diesel::update(characters::table.find(id))
+        .set((
+            characters::status.eq("completed"),
+            characters::error_message.eq(None::<String>),
+            characters::primary_image_id.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+            >("coalesce(primary_image_id, ")
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(
+                image_ids.first().copied(),
+            )
+            .sql(")")),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

@@ -211,6 +211,7 @@ pub async fn upload_image(
             &NewImage {
                 id,
                 owner_id: user.id,
+                job_id: None,
                 kind,
                 storage_key: &key,
                 mime_type: processed.mime_type,

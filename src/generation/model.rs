@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{GenerationKind, JobStatus};
 use crate::{
-    db::schema::{generation_jobs, images, job_events},
+    db::schema::{generation_jobs, job_events},
     events::{self, Event},
 };
 
@@ -373,66 +373,6 @@ pub async fn stale(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<
         .await
 }
 
-/// Queued jobs that were asked to cancel are cancelled at once; nothing to do here.
-/// The output images of jobs, for `GenerationJob.outputs`.
-pub async fn output_image_ids(
-    conn: &mut AsyncPgConnection,
-    jobs: &[Uuid],
-) -> QueryResult<Vec<(Uuid, Uuid)>> {
-    images::table
-        .filter(images::job_id.eq_any(jobs))
-        .filter(images::kind.eq("result"))
-        .order((images::created_at.asc(), images::id.asc()))
-        .select((images::job_id.assume_not_null(), images::id))
-        .load(conn)
-        .await
-}
-
-/// Images of `user` among `ids` (input images must be the viewer's).
-pub async fn owned_images(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    ids: &[Uuid],
-) -> QueryResult<Vec<(Uuid, String)>> {
-    images::table
-        .filter(images::id.eq_any(ids))
-        .filter(images::owner_id.eq(user))
-        .select((images::id, images::storage_key))
-        .load(conn)
-        .await
-}
-
-/// Stores one output image row (kind `result`).
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_output(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    owner: Uuid,
-    job: Uuid,
-    storage_key: &str,
-    thumbnail_key: &str,
-    byte_size: i64,
-    width: i32,
-    height: i32,
-) -> QueryResult<()> {
-    diesel::insert_into(images::table)
-        .values((
-            images::id.eq(id),
-            images::owner_id.eq(owner),
-            images::job_id.eq(job),
-            images::kind.eq("result"),
-            images::storage_key.eq(storage_key),
-            images::thumbnail_key.eq(thumbnail_key),
-            images::mime_type.eq("image/png"),
-            images::byte_size.eq(byte_size),
-            images::width.eq(width),
-            images::height.eq(height),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
 pub async fn set_charge(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -443,75 +383,4 @@ pub async fn set_charge(
         .returning(JobRow::as_returning())
         .get_result(conn)
         .await
-}
-
-/// The owner of a character (None when there is no such character).
-pub async fn character_owner(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
-    use crate::db::schema::characters;
-    characters::table
-        .find(id)
-        .select(characters::owner_id)
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// Sets a character's generation status (`processing`, `completed`, `failed`).
-pub async fn set_character_status(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    status: &str,
-    error: Option<&str>,
-) -> QueryResult<()> {
-    use crate::db::schema::characters;
-    diesel::update(characters::table.find(id))
-        .set((
-            characters::status.eq(status),
-            characters::error_message.eq(error),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// Attaches a succeeded job's images to its character (the first becomes the primary image
-/// when it has none) and marks it completed.
-pub async fn attach_to_character(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    image_ids: &[Uuid],
-) -> QueryResult<()> {
-    use crate::db::schema::{character_images, characters};
-    let start: Option<i32> = character_images::table
-        .filter(character_images::character_id.eq(id))
-        .select(diesel::dsl::max(character_images::position))
-        .first(conn)
-        .await?;
-    let start = start.map_or(0, |p| p + 1);
-    for (i, image) in image_ids.iter().enumerate() {
-        diesel::insert_into(character_images::table)
-            .values((
-                character_images::character_id.eq(id),
-                character_images::image_id.eq(image),
-                character_images::position.eq(start + i as i32),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-    }
-    diesel::update(characters::table.find(id))
-        .set((
-            characters::status.eq("completed"),
-            characters::error_message.eq(None::<String>),
-            characters::primary_image_id.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-            >("coalesce(primary_image_id, ")
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(
-                image_ids.first().copied(),
-            )
-            .sql(")")),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
 }

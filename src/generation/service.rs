@@ -16,7 +16,7 @@ use crate::{
     credits::{self, service::Charge},
     db,
     error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
-    ratelimit,
+    gallery, ratelimit,
 };
 
 /// Validated generation parameters.
@@ -173,7 +173,8 @@ pub async fn generate(
     }
     let cost = credits::service::price_for_tier(&price, user.subscription_tier) * i64::from(count);
     if !req.input_image_ids.is_empty() {
-        let owned = model::owned_images(&mut conn, viewer.id, &req.input_image_ids).await?;
+        let owned =
+            gallery::model::owned_image_ids(&mut conn, viewer.id, &req.input_image_ids).await?;
         if owned.len()
             != req
                 .input_image_ids
@@ -188,7 +189,7 @@ pub async fn generate(
         }
     }
     if let Some(c) = req.character_id
-        && model::character_owner(&mut conn, c)
+        && gallery::model::character_owner(&mut conn, c)
             .await?
             .is_none_or(|owner| owner != viewer.id && viewer.role != crate::accounts::Role::Admin)
     {
@@ -257,7 +258,7 @@ pub async fn generate(
             )
             .await?;
             if let Some(c) = req.character_id {
-                model::set_character_status(conn, c, "processing", None).await?;
+                gallery::model::set_character_status(conn, c, "processing", None).await?;
             }
             Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
         })
@@ -358,7 +359,7 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
             .await?
             .ok_or_else(|| AppError::Conflict("the job changed meanwhile; reload it".into()))?;
         if let Some(c) = job.character_id {
-            model::set_character_status(conn, c, "processing", None).await?;
+            gallery::model::set_character_status(conn, c, "processing", None).await?;
         }
         Ok(job)
     })
@@ -382,7 +383,7 @@ pub async fn settle_refund(
             .and_then(|e| e["message"].as_str())
             .unwrap_or(job.status.as_str())
             .to_string();
-        model::set_character_status(conn, c, "failed", Some(&message)).await?;
+        gallery::model::set_character_status(conn, c, "failed", Some(&message)).await?;
     }
     Ok(())
 }

@@ -18,7 +18,12 @@ use super::{
     providers::{ImageProvider, ProviderError, RenderRequest, Rendered},
     service::settle_refund,
 };
-use crate::{AppState, db, error::AppError, events::Event};
+use crate::{
+    AppState, db,
+    error::AppError,
+    events::Event,
+    gallery::{self, ImageKind, model::NewImage},
+};
 
 /// How a job run ended, for logs and tests.
 #[derive(Debug, PartialEq, Eq)]
@@ -157,9 +162,14 @@ async fn render(
         let mut conn = db::conn(&state.pool)
             .await
             .map_err(|_| ProviderError::Retryable("database busy".into()))?;
-        let owned = model::owned_images(&mut conn, job.user_id, &job.input_image_ids)
-            .await
-            .map_err(|e| ProviderError::Retryable(e.to_string()))?;
+        let owned: Vec<(Uuid, String)> =
+            gallery::model::images_by_ids(&mut conn, &job.input_image_ids)
+                .await
+                .map_err(|e| ProviderError::Retryable(e.to_string()))?
+                .into_iter()
+                .filter(|i| i.owner_id == job.user_id)
+                .map(|i| (i.id, i.storage_key))
+                .collect();
         for id in &job.input_image_ids {
             let key = owned
                 .iter()
@@ -247,12 +257,28 @@ async fn finish_success(
                 return Ok::<_, AppError>(None);
             };
             for (id, key, thumb, size, w, h) in &stored {
-                model::insert_output(conn, *id, job.user_id, job.id, key, thumb, *size, *w, *h)
-                    .await?;
+                gallery::model::insert_image(
+                    conn,
+                    &NewImage {
+                        id: *id,
+                        owner_id: job.user_id,
+                        job_id: Some(job.id),
+                        kind: ImageKind::Result,
+                        storage_key: key,
+                        mime_type: "image/png",
+                        byte_size: *size,
+                        width: *w,
+                        height: *h,
+                        thumbnail_key: Some(thumb),
+                        is_public: false,
+                        tags: &[],
+                    },
+                )
+                .await?;
             }
             if let Some(c) = job.character_id {
                 let ids: Vec<Uuid> = stored.iter().map(|s| s.0).collect();
-                model::attach_to_character(conn, c, &ids).await?;
+                gallery::model::attach_to_character(conn, c, &ids).await?;
             }
             Ok(Some(done))
         })

@@ -136,19 +136,35 @@ async fn generate_and_watch_it_finish() {
     assert_eq!(statuses, ["QUEUED", "PROCESSING", "SUCCEEDED"]);
 
     let id = Uuid::parse_str(job["id"].as_str().unwrap()).unwrap();
-    let mut conn = app.db().await;
-    let outputs = jobs::output_image_ids(&mut conn, &[id]).await.unwrap();
-    assert_eq!(outputs.len(), 2);
-    let key = format!("results/{id}/{}.png", outputs[0].1);
-    let bytes = app
-        .state
-        .media
-        .get(&key)
-        .await
+    let (_, body) = app
+        .gql_as(&token, "query($id: ID!) { generationJob(id: $id) { status outputs { url thumbnailUrl width height mimeType kind } } }", json!({ "id": id }))
+        .await;
+    let outputs = body["data"]["generationJob"]["outputs"]
+        .as_array()
         .unwrap()
-        .expect("the output is stored");
-    let img = image::load_from_memory(&bytes).unwrap();
+        .clone();
+    assert_eq!(outputs.len(), 2, "{body}");
+    assert_eq!(
+        (outputs[0]["width"].as_i64(), outputs[0]["kind"].as_str()),
+        (Some(64), Some("RESULT"))
+    );
+    let resp = app
+        .client
+        .get(outputs[0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let img = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!((img.width(), img.height()), (64, 64));
+    let thumb = app
+        .client
+        .get(outputs[0]["thumbnailUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumb.status(), 200);
     let (_, hist) = app.gql_as(&token, "{ creditHistory(filter: { kinds: [USAGE] }) { edges { node { amount allowanceUsed jobId } } } }", json!({})).await;
     assert_eq!(
         hist["data"]["creditHistory"]["edges"][0]["node"],
