@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{
     AccountStatus, ProfileVisibility, Role, SubscriptionTier,
@@ -11,6 +10,7 @@ use super::{
     model::{UserRow, VendorProfileRow},
     service::{self, Auth, ProfileInput, RequestMeta},
 };
+use crate::graphql::parse_id;
 use crate::{error::AppError, graphql::ContextExt};
 
 /// A user as the API shows it (wraps the row so a column never becomes API by accident).
@@ -301,10 +301,6 @@ fn maybe(v: MaybeUndefined<String>) -> Option<Option<String>> {
         MaybeUndefined::Null => Some(None),
         MaybeUndefined::Value(s) => Some(Some(s)),
     }
-}
-
-fn parse_id(id: &ID, field: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
 }
 
 fn meta(ctx: &Context<'_>) -> RequestMeta {

@@ -15,6 +15,7 @@ use super::{
     },
     service,
 };
+use crate::graphql::parse_id;
 use crate::{
     accounts::{
         Role, SubscriptionTier,
@@ -401,10 +402,6 @@ pub struct OperationPriceInput {
     #[graphql(default = true)]
     is_enabled: bool,
     description: Option<String>,
-}
-
-pub(crate) fn parse_id(id: &ID, field: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
 }
 
 async fn viewer_tier(ctx: &Context<'_>) -> async_graphql::Result<SubscriptionTier> {

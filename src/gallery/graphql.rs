@@ -14,6 +14,7 @@ use super::{
     model::{self, AlbumRow, CharacterRow, CollectionRow, FeedKey, FeedOrder, ImageRow, Seer},
     service::{self, AlbumInput, CharacterChanges, CollectionInput, GenerationParams},
 };
+use crate::graphql::parse_id;
 use crate::{
     accounts::{
         ProfileVisibility, Role,
@@ -65,10 +66,6 @@ where
         Edge::new(cursor, node(r))
     }));
     out
-}
-
-fn parse_id(id: &ID, field: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not a valid id"))
 }
 
 fn parse_ids(ids: &[ID], field: &str) -> Result<Vec<Uuid>, AppError> {

@@ -13,10 +13,10 @@ use super::{
     model::{self, JobRow},
     service::{self, GenerateParams, GenerateRequest},
 };
+use crate::graphql::parse_id;
 use crate::{
     AppState,
     accounts::guards::{Authenticated, require_user},
-    credits::graphql::parse_id,
     db,
     error::AppError,
     events::Event,

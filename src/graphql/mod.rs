@@ -45,6 +45,12 @@ pub struct MutationRoot(
 #[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(CreditsSubscription, GenerationSubscription);
 
+/// Parses a GraphQL `ID` argument as a UUID; `BAD_USER_INPUT` naming `field` otherwise.
+pub fn parse_id(id: &async_graphql::ID, field: &str) -> Result<uuid::Uuid, crate::error::AppError> {
+    uuid::Uuid::parse_str(id.as_str())
+        .map_err(|_| crate::error::AppError::bad_input(field, "not a valid id"))
+}
+
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -9,9 +9,9 @@ use super::{
     model::{self, PaymentRow},
     service,
 };
+use crate::graphql::parse_id;
 use crate::{
     accounts::guards::{Authenticated, require_user},
-    credits::graphql::parse_id,
     db,
     error::AppError,
     graphql::{

@@ -3,41 +3,12 @@
 
 use std::time::Duration;
 
-use diesel::{
-    QueryableByName,
-    sql_types::{BigInt, Text},
-};
+use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
 use crate::support::{REQUEST_OTP, TestApp, VERIFY_OTP, WsClient};
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-fn field(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["field"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
+use crate::support::{code, field};
 
 const ME: &str = "{ me { id phone email role username displayName accountStatus } }";
 const SIGN_UP: &str = "mutation($e: String!, $p: String!, $u: String) { signUp(input: { email: $e, password: $p, username: $u }) { accessToken refreshToken isNewUser user { id email username } } }";
@@ -58,23 +29,19 @@ async fn otp_signs_up_then_signs_in_with_signup_bonus() {
 
     // The account opened with the sign-up bonus, as a balance and as its ledger row.
     assert_eq!(
-        count(&app, "SELECT balance AS n FROM credit_accounts").await,
+        app.scalar("SELECT balance AS n FROM credit_accounts").await,
         10
     );
     assert_eq!(
-        count(
-            &app,
+        app.scalar(
             "SELECT sum(amount)::bigint AS n FROM credit_transactions WHERE kind = 'signup_bonus'"
         )
         .await,
         10
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM users WHERE phone_verified_at IS NOT NULL"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM users WHERE phone_verified_at IS NOT NULL")
+            .await,
         1
     );
 
@@ -91,32 +58,27 @@ async fn otp_signs_up_then_signs_in_with_signup_bonus() {
     let again = app.sign_up_by_phone("+14155552671").await;
     assert_eq!(again["isNewUser"], false);
     assert_eq!(again["user"]["id"], first["user"]["id"]);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 1);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM credit_transactions").await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions")
+            .await,
         1,
         "no second bonus"
     );
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM audit_logs WHERE action IN ('auth.sign_up', 'auth.sign_in') AND ip IS NOT NULL").await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action IN ('auth.sign_up', 'auth.sign_in') AND ip IS NOT NULL").await,
         3
     );
     // The delivered code is not kept in the outbox.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM outbox_messages WHERE body ~ '[0-9]{6}'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM outbox_messages WHERE body ~ '[0-9]{6}'")
+            .await,
         0
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM otp_codes WHERE code_hash ~ '^[0-9]{6}$'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM otp_codes WHERE code_hash ~ '^[0-9]{6}$'")
+            .await,
         0
     );
 }
@@ -137,9 +99,10 @@ async fn phone_numbers_are_validated() {
         assert_eq!(code(&body), "BAD_USER_INPUT", "{bad:.20}: {body}");
         assert_eq!(field(&body), "input.phone");
     }
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM otp_codes").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM otp_codes").await, 0);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM outbox_messages").await,
+        app.scalar("SELECT count(*) AS n FROM outbox_messages")
+            .await,
         0
     );
 }
@@ -208,7 +171,7 @@ async fn wrong_reused_expired_and_brute_forced_codes_fail() {
         .gql(VERIFY_OTP, json!({ "phone": phone, "code": "12ab56" }))
         .await;
     assert_eq!(field(&body), "input.code");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 1);
 }
 
 #[tokio::test]
@@ -228,7 +191,7 @@ async fn expired_codes_fail() {
             .contains("expired"),
         "{body}"
     );
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 0);
 }
 
 /// The right code used in parallel signs in exactly once; parallel wrong guesses cannot
@@ -247,9 +210,10 @@ async fn parallel_verifications_are_bounded_and_single_use() {
         .filter(|(_, b)| b["errors"].is_null())
         .count();
     assert_eq!(ok, 1, "{results:?}");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 1);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM credit_accounts").await,
+        app.scalar("SELECT count(*) AS n FROM credit_accounts")
+            .await,
         1
     );
 
@@ -272,7 +236,7 @@ async fn parallel_verifications_are_bounded_and_single_use() {
         })
         .count();
     assert_eq!(wrong, 5, "exactly five guesses were checked: {results:?}");
-    assert_eq!(count(&app, "SELECT max(attempt_count)::bigint AS n FROM otp_codes WHERE destination = '+14155552663'").await, 5);
+    assert_eq!(app.scalar("SELECT max(attempt_count)::bigint AS n FROM otp_codes WHERE destination = '+14155552663'").await, 5);
     let (_, body) = app
         .gql(VERIFY_OTP, json!({ "phone": victim, "code": real }))
         .await;
@@ -297,9 +261,10 @@ async fn parallel_code_requests_send_once() {
             .iter()
             .all(|(_, b)| b["errors"].is_null() || code(b) == "RATE_LIMITED")
     );
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM otp_codes").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM otp_codes").await, 1);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM outbox_messages").await,
+        app.scalar("SELECT count(*) AS n FROM outbox_messages")
+            .await,
         1
     );
 }
@@ -321,7 +286,7 @@ async fn resend_is_limited_per_ip_across_phones() {
         .await;
     assert_eq!(code(&body), "RATE_LIMITED");
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM otp_codes").await,
+        app.scalar("SELECT count(*) AS n FROM otp_codes").await,
         3,
         "a refused request stores nothing"
     );
@@ -344,7 +309,7 @@ async fn referral_codes_link_new_users() {
         .await;
     assert_eq!(field(&body), "input.referralCode");
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM users").await,
+        app.scalar("SELECT count(*) AS n FROM users").await,
         1,
         "nothing half-written"
     );
@@ -356,7 +321,7 @@ async fn referral_codes_link_new_users() {
         )
         .await;
     assert!(body["errors"].is_null(), "{body}");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM referrals").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM referrals").await, 1);
 }
 
 #[tokio::test]
@@ -396,11 +361,8 @@ async fn email_and_password() {
         "no account enumeration"
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.sign_in_failed'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.sign_in_failed'")
+            .await,
         2
     );
 
@@ -446,9 +408,10 @@ async fn email_and_password() {
     }
     let (_, body) = app.gql(SIGN_IN, json!({ "e": huge, "p": huge })).await;
     assert_eq!(code(&body), "UNAUTHENTICATED");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM users").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 1);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM credit_accounts").await,
+        app.scalar("SELECT count(*) AS n FROM credit_accounts")
+            .await,
         1
     );
 }
@@ -549,11 +512,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let (_, body) = app.gql(REFRESH, json!({ "t": second })).await;
     assert_eq!(code(&body), "UNAUTHENTICATED");
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.refresh_reuse'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.refresh_reuse'")
+            .await,
         1
     );
     let (_, body) = app.gql(REFRESH, json!({ "t": "made-up-token" })).await;
@@ -575,11 +535,8 @@ async fn a_refresh_token_used_twice_in_parallel_wins_once() {
         .count();
     assert!(oks <= 1, "{a:?} {b:?}");
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM sessions WHERE revoked_at IS NULL")
+            .await,
         0,
         "reuse revoked the family"
     );
@@ -621,11 +578,8 @@ async fn sign_out_ends_one_or_all_sessions() {
         "UNAUTHENTICATED"
     );
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.sign_out'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'auth.sign_out'")
+            .await,
         2
     );
     let (_, body) = app.gql("mutation { signOut }", json!({})).await;
@@ -790,11 +744,8 @@ async fn becoming_a_vendor() {
     let (_, body) = app.gql_as(token, BECOME, json!({ "n": "  " })).await;
     assert_eq!(code(&body), "BAD_USER_INPUT");
     assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM audit_logs WHERE action = 'account.role_changed'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'account.role_changed'")
+            .await,
         1
     );
 }

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use diesel::{QueryableByName, sql_types::BigInt};
-use diesel_async::RunQueryDsl;
 use easel::{
     credits::service::{self as credits, Charge},
     error::AppError,
@@ -14,32 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::TestApp;
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
-async fn exec(app: &TestApp, sql: &str) {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
-}
+use crate::support::code;
 
 /// A signed-in user: (access token, user id).
 async fn user(app: &TestApp, phone: &str) -> (String, Uuid) {
@@ -114,10 +87,9 @@ async fn prices_follow_the_viewers_tier_and_gates() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token("+14155553002").await;
     let (token, id) = user(&app, "+14155553003").await;
-    exec(
-        &app,
-        &format!("UPDATE users SET subscription_tier = 'PRO' WHERE id = '{id}'"),
-    )
+    app.exec(&format!(
+        "UPDATE users SET subscription_tier = 'PRO' WHERE id = '{id}'"
+    ))
     .await;
     let (_, body) = app
         .gql_as(&admin, r#"mutation { setOperationPrice(input: { operation: "generate.poster", baseCost: 10, tierMultipliers: { FREE: 1.0, PRO: 0.6 }, minimumTier: PREMIUM }) { operation price } }"#, json!({}))
@@ -187,7 +159,8 @@ async fn prices_follow_the_viewers_tier_and_gates() {
 #[tokio::test]
 async fn parallel_charges_never_overdraw() {
     let app = TestApp::spawn_with(|c| c.db_pool_size = 20).await;
-    exec(&app, "UPDATE tier_allowances SET daily_allowance = 0").await;
+    app.exec("UPDATE tier_allowances SET daily_allowance = 0")
+        .await;
     let (_, id) = user(&app, "+14155553004").await;
     let admin = app.admin_token("+14155553005").await;
     let (_, body) = app
@@ -214,19 +187,15 @@ async fn parallel_charges_never_overdraw() {
     }
     assert_eq!((ok, short), (20, 30));
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'")
-        )
+        app.scalar(&format!(
+            "SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'"
+        ))
         .await,
         0
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'")
+            .await,
         20
     );
     app.assert_ledger_ok().await;
@@ -276,11 +245,8 @@ async fn the_daily_allowance_is_spent_first_and_refunds_happen_once() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "every caller sees the one refund");
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         1
     );
     let (_, me) = app.gql_as(&token, ME_CREDITS, json!({})).await;
@@ -314,7 +280,8 @@ async fn the_daily_allowance_is_spent_first_and_refunds_happen_once() {
 async fn credit_history_pages_and_filters() {
     let app = TestApp::spawn().await;
     let (token, id) = user(&app, "+14155553007").await;
-    exec(&app, "UPDATE tier_allowances SET daily_allowance = 0").await;
+    app.exec("UPDATE tier_allowances SET daily_allowance = 0")
+        .await;
     for _ in 0..5 {
         credits::charge(&app.state, &charge(id, 1)).await.unwrap();
     }
@@ -382,10 +349,9 @@ async fn gifts_move_credits_once_and_never_to_oneself() {
         .await;
     assert_eq!(code(&other), "CONFLICT", "same key, different input");
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT balance AS n FROM credit_accounts WHERE user_id = '{bob_id}'")
-        )
+        app.scalar(&format!(
+            "SELECT balance AS n FROM credit_accounts WHERE user_id = '{bob_id}'"
+        ))
         .await,
         14
     );
@@ -439,26 +405,18 @@ async fn crossing_gifts_neither_deadlock_nor_lose_credits() {
         "{failures:?}"
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT sum(balance)::bigint AS n FROM credit_accounts"
-        )
-        .await,
+        app.scalar("SELECT sum(balance)::bigint AS n FROM credit_accounts")
+            .await,
         20,
         "credits are conserved"
     );
-    let sent = scalar(
-        &app,
-        "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'gift_sent'",
-    )
-    .await;
+    let sent = app
+        .scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'gift_sent'")
+        .await;
     assert_eq!(
         sent,
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'gift_received'"
-        )
-        .await
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'gift_received'")
+            .await
     );
     assert_eq!(sent as usize, 40 - failures.len());
     app.assert_ledger_ok().await;
@@ -491,11 +449,8 @@ async fn admins_adjust_with_a_reason() {
         .await;
     assert_eq!(code(&body), "FORBIDDEN");
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM audit_logs WHERE action = 'credits.adjusted'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'credits.adjusted'")
+            .await,
         1
     );
     app.assert_ledger_ok().await;
@@ -580,11 +535,8 @@ async fn sandbox_purchase_end_to_end() {
         .await
         .unwrap();
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'")
+            .await,
         1
     );
     app.assert_ledger_ok().await;
@@ -648,23 +600,19 @@ async fn webhooks_grant_exactly_once() {
         "out of order: a failure after success changes nothing"
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'")
+            .await,
         1
     );
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'")
-        )
+        app.scalar(&format!(
+            "SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'"
+        ))
         .await,
         560
     );
     assert_eq!(
-        scalar(&app, "SELECT count(*) AS n FROM payment_events").await,
+        app.scalar("SELECT count(*) AS n FROM payment_events").await,
         3
     );
     app.assert_ledger_ok().await;
@@ -704,7 +652,7 @@ async fn bad_webhooks_change_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(
-        scalar(&app, "SELECT count(*) AS n FROM payment_events").await,
+        app.scalar("SELECT count(*) AS n FROM payment_events").await,
         0
     );
 
@@ -727,11 +675,8 @@ async fn bad_webhooks_change_nothing() {
     let (wrong, sig) = sandbox_event(&other, "evt_3", "payment.succeeded", 1999, "EUR");
     deliver(&app, &wrong, &sig).await;
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'")
+            .await,
         0
     );
     app.assert_ledger_ok().await;
@@ -838,7 +783,7 @@ async fn purchase_input_is_checked() {
         body["data"]["payments"]["edges"].as_array().unwrap().len(),
         1
     );
-    assert_eq!(scalar(&app, "SELECT count(*) AS n FROM payments").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM payments").await, 1);
 }
 
 #[tokio::test]
@@ -867,11 +812,8 @@ async fn expired_and_declined_payments_grant_nothing() {
         "{body}"
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'")
+            .await,
         0
     );
     app.assert_ledger_ok().await;
@@ -965,19 +907,15 @@ async fn stripe_checkout_and_signed_webhooks() {
         "a redelivery is acknowledged"
     );
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'")
-        )
+        app.scalar(&format!(
+            "SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'"
+        ))
         .await,
         560
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'purchase'")
+            .await,
         1
     );
     app.assert_ledger_ok().await;

@@ -8,13 +8,8 @@ use diesel_async::RunQueryDsl;
 use easel::{db, error::AppError};
 use serde_json::{Value, json};
 
+use crate::support::code;
 use crate::support::{TestApp, blank_database, fresh_database};
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
 
 #[tokio::test]
 async fn typename_over_post_and_get() {

@@ -3,45 +3,12 @@
 
 use std::io::Cursor;
 
-use diesel::{QueryableByName, sql_types::BigInt};
-use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use serde_json::{Value, json};
 
 use crate::support::TestApp;
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-fn field(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["field"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
-async fn exec(app: &TestApp, sql: &str) {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
-}
+use crate::support::{code, field};
 
 /// Signs up a user; returns (access token, user id).
 async fn user(app: &TestApp, n: u32) -> (String, String) {
@@ -298,7 +265,7 @@ async fn fake_empty_oversized_and_unprotected_uploads_are_refused() {
     )
     .await;
     assert!(!body["errors"].is_null(), "{body}");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM images").await, 0);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 0);
 }
 
 #[tokio::test]
@@ -378,7 +345,7 @@ async fn characters_validate_publish_and_version_their_variants() {
         )
         .await;
     assert!(!body["errors"].is_null(), "unknown style type: {body}");
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM characters").await, 1);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM characters").await, 1);
 
     // Variants get the next version numbers in order, even when created concurrently.
     let variants = join_all((0..4).map(|i| {
@@ -489,7 +456,8 @@ async fn concurrent_likes_are_counted_exactly_and_ratings_average() {
     assert_eq!(body["data"]["character"]["likeCount"], 20, "{body}");
     assert_eq!(body["data"]["character"]["viewerHasLiked"], false);
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM character_likes").await,
+        app.scalar("SELECT count(*) AS n FROM character_likes")
+            .await,
         20
     );
     let (_, body) = app
@@ -676,13 +644,10 @@ async fn private_things_stay_private_on_every_path() {
         json!({ "name": "Pic", "prompt": "p", "styleType": "COMIC", "primaryImageId": private_img["id"] }),
     )
     .await;
-    exec(
-        &app,
-        &format!(
-            "UPDATE characters SET is_public = true WHERE id = '{}'",
-            c["id"].as_str().unwrap()
-        ),
-    )
+    app.exec(&format!(
+        "UPDATE characters SET is_public = true WHERE id = '{}'",
+        c["id"].as_str().unwrap()
+    ))
     .await;
     let (_, body) = app
         .gql_as(
@@ -779,11 +744,8 @@ async fn the_feed_filters_orders_and_pages_stably() {
     let (_, body) = app.gql(FEED, json!({ "f": { "search": "C7" } })).await;
     assert_eq!(names(&body), ["c7"]);
 
-    exec(
-        &app,
-        "UPDATE characters SET is_featured = true WHERE name IN ('c2', 'c1')",
-    )
-    .await;
+    app.exec("UPDATE characters SET is_featured = true WHERE name IN ('c2', 'c1')")
+        .await;
     let (_, body) = app
         .gql(FEED, json!({ "f": { "featuredFirst": true }, "n": 4 }))
         .await;
@@ -799,16 +761,10 @@ async fn the_feed_filters_orders_and_pages_stably() {
     let (_, body) = app.gql(FEED, json!({ "f": { "featured": true } })).await;
     assert_eq!(names(&body), ["c2", "c1"]);
 
-    exec(
-        &app,
-        "UPDATE characters SET like_count = 10 WHERE name = 'c3'",
-    )
-    .await;
-    exec(
-        &app,
-        "UPDATE characters SET like_count = 5, view_count = 50 WHERE name = 'c1'",
-    )
-    .await;
+    app.exec("UPDATE characters SET like_count = 10 WHERE name = 'c3'")
+        .await;
+    app.exec("UPDATE characters SET like_count = 5, view_count = 50 WHERE name = 'c1'")
+        .await;
     let (_, body) = app.gql(FEED, json!({ "o": "MOST_LIKED", "n": 1 })).await;
     assert_eq!(names(&body), ["c3"]);
     let cursor = body["data"]["galleryFeed"]["pageInfo"]["endCursor"].clone();
@@ -852,12 +808,9 @@ async fn vendor_albums_count_exactly_and_respect_the_free_quota() {
         .await;
     let album = body["data"]["createAlbum"]["id"].clone();
     assert!(!album.is_null(), "{body}");
-    exec(
-        &app,
-        &format!(
-            "UPDATE vendor_profiles SET free_gallery_remaining = 2 WHERE user_id = '{vendor_id}'"
-        ),
-    )
+    app.exec(&format!(
+        "UPDATE vendor_profiles SET free_gallery_remaining = 2 WHERE user_id = '{vendor_id}'"
+    ))
     .await;
 
     const ADD: &str = "mutation($a: ID!, $ids: [ID!]!) { addImagesToAlbum(albumId: $a, imageIds: $ids) { imageCount } }";
@@ -870,7 +823,7 @@ async fn vendor_albums_count_exactly_and_respect_the_free_quota() {
         .await;
     assert_eq!(code(&body), "FORBIDDEN", "over the free quota: {body}");
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM album_images").await,
+        app.scalar("SELECT count(*) AS n FROM album_images").await,
         0
     );
     let (_, body) = app
@@ -889,7 +842,7 @@ async fn vendor_albums_count_exactly_and_respect_the_free_quota() {
         .await;
     assert_eq!(code(&body), "FORBIDDEN", "quota used up: {body}");
     assert_eq!(
-        count(&app, &format!("SELECT free_gallery_remaining::bigint AS n FROM vendor_profiles WHERE user_id = '{vendor_id}'")).await,
+        app.scalar(&format!("SELECT free_gallery_remaining::bigint AS n FROM vendor_profiles WHERE user_id = '{vendor_id}'")).await,
         0
     );
 
@@ -933,8 +886,7 @@ async fn vendor_albums_count_exactly_and_respect_the_free_quota() {
 /// Seeds `n` public characters of one owner, each with a primary image and 5 more images,
 /// a like and a rating, straight in SQL.
 async fn seed_feed(app: &TestApp, owner: &str, n: i64) {
-    exec(
-        app,
+    app.exec(
         &format!(
             "WITH c AS (
                INSERT INTO characters (id, owner_id, name, prompt, style_type, is_public, created_at)
@@ -952,19 +904,16 @@ async fn seed_feed(app: &TestApp, owner: &str, n: i64) {
         ),
     )
     .await;
-    exec(
-        app,
+    app.exec(
         "UPDATE characters c SET primary_image_id = ci.image_id FROM character_images ci
          WHERE ci.character_id = c.id AND ci.position = 0",
     )
     .await;
-    exec(
-        app,
-        &format!("INSERT INTO character_likes (character_id, user_id) SELECT id, '{owner}' FROM characters"),
-    )
+    app.exec(&format!(
+        "INSERT INTO character_likes (character_id, user_id) SELECT id, '{owner}' FROM characters"
+    ))
     .await;
-    exec(
-        app,
+    app.exec(
         &format!("INSERT INTO character_ratings (id, character_id, user_id, rating) SELECT gen_random_uuid(), id, '{owner}', 4 FROM characters"),
     )
     .await;

@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use diesel::{QueryableByName, sql_types::BigInt};
 use diesel_async::RunQueryDsl;
 use easel::{
     accounts::viewer::ViewerUser,
@@ -19,32 +18,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::TestApp;
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
-async fn exec(app: &TestApp, sql: &str) {
-    let mut conn = app.db().await;
-    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
-}
+use crate::support::code;
 
 async fn user(app: &TestApp, phone: &str) -> (String, ViewerUser) {
     let auth = app.sign_up_by_phone(phone).await;
@@ -172,21 +146,17 @@ async fn generate_and_watch_it_finish() {
         "{hist}"
     );
     assert_eq!(
-        scalar(
-            &app,
-            &format!(
-                "SELECT count(*) AS n FROM job_events WHERE job_id = '{}'",
-                viewer.id
-            )
-        )
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM job_events WHERE job_id = '{}'",
+            viewer.id
+        ))
         .await,
         0
     );
     assert_eq!(
-        scalar(
-            &app,
-            &format!("SELECT count(*) AS n FROM job_events WHERE job_id = '{id}'")
-        )
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM job_events WHERE job_id = '{id}'"
+        ))
         .await,
         3
     );
@@ -339,16 +309,14 @@ async fn bad_requests_and_short_credits_queue_nothing() {
     assert_eq!(code(&body), "INSUFFICIENT_CREDITS", "{body}");
     assert_eq!(body["errors"][0]["extensions"]["missing"], 3);
     assert_eq!(
-        scalar(&app, "SELECT count(*) AS n FROM generation_jobs").await,
+        app.scalar("SELECT count(*) AS n FROM generation_jobs")
+            .await,
         1,
         "nothing else was queued"
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'")
+            .await,
         1
     );
     let (_, body) = app
@@ -379,15 +347,13 @@ async fn idempotency_keys_and_rate_limits() {
         .await;
     assert_eq!(code(&c), "CONFLICT");
     assert_eq!(
-        scalar(&app, "SELECT count(*) AS n FROM generation_jobs").await,
+        app.scalar("SELECT count(*) AS n FROM generation_jobs")
+            .await,
         1
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'")
+            .await,
         1,
         "charged once"
     );
@@ -457,11 +423,8 @@ async fn cancelling_refunds_once() {
     )
     .await;
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         1
     );
 
@@ -503,11 +466,8 @@ async fn cancelling_refunds_once() {
         JobStatus::Cancelled
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         2
     );
     app.assert_ledger_ok().await;
@@ -565,11 +525,8 @@ async fn provider_failures_refund_once_and_retry_charges_afresh() {
     let failed = wait_terminal(&app, job.id).await;
     assert_eq!(failed.error.as_ref().unwrap()["code"], "PROVIDER_ERROR");
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         1
     );
 
@@ -591,11 +548,8 @@ async fn provider_failures_refund_once_and_retry_charges_afresh() {
     assert_eq!(outcomes, [Ran::Requeued, Ran::Requeued, Ran::Failed]);
     assert_eq!(wait_terminal(&app, job2.id).await.attempts, 3);
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         2
     );
 
@@ -619,7 +573,14 @@ async fn provider_failures_refund_once_and_retry_charges_afresh() {
         worker::run_next(&app.state, ok, "w3").await.unwrap(),
         Some(Ran::Succeeded)
     );
-    assert_eq!(scalar(&app, &format!("SELECT count(*) AS n FROM credit_transactions WHERE job_id = '{}' AND kind = 'usage'", job.id)).await, 2);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM credit_transactions WHERE job_id = '{}' AND kind = 'usage'",
+            job.id
+        ))
+        .await,
+        2
+    );
     let (_, body) = app
         .gql_as(
             &token,
@@ -676,19 +637,13 @@ async fn a_killed_worker_loses_nothing_and_charges_once() {
     let done = wait_terminal(&app, job.id).await;
     assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 2));
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'")
+            .await,
         1
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         0
     );
     app.assert_ledger_ok().await;
@@ -706,11 +661,8 @@ async fn jobs_past_their_deadline_time_out_and_refund() {
     let done = wait_terminal(&app, job.id).await;
     assert_eq!(done.status, JobStatus::TimedOut);
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
         1
     );
     assert_eq!(worker::reap(&app.state).await.unwrap(), 0, "refunded once");
@@ -726,16 +678,14 @@ async fn two_hundred_jobs_four_workers() {
     })
     .await;
     let (_, viewer) = user(&app, "+14155554011").await;
-    exec(&app, "UPDATE operation_prices SET per_minute_limit = NULL").await;
-    exec(
-        &app,
-        &format!(
-            "UPDATE credit_accounts SET balance = balance + 1000 WHERE user_id = '{}'",
-            viewer.id
-        ),
-    )
+    app.exec("UPDATE operation_prices SET per_minute_limit = NULL")
+        .await;
+    app.exec(&format!(
+        "UPDATE credit_accounts SET balance = balance + 1000 WHERE user_id = '{}'",
+        viewer.id
+    ))
     .await;
-    exec(&app, &format!("INSERT INTO credit_transactions (id, user_id, kind, amount, balance_after, description) VALUES ('{}', '{}', 'bonus', 1000, 1010, 'test credits')", Uuid::now_v7(), viewer.id)).await;
+    app.exec(&format!("INSERT INTO credit_transactions (id, user_id, kind, amount, balance_after, description) VALUES ('{}', '{}', 'bonus', 1000, 1010, 'test credits')", Uuid::now_v7(), viewer.id)).await;
     let mut ids = Vec::new();
     for i in 0..200 {
         ids.push(
@@ -760,32 +710,24 @@ async fn two_hundred_jobs_four_workers() {
         w.abort();
     }
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM job_events WHERE status = 'processing'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM job_events WHERE status = 'processing'")
+            .await,
         200,
         "each processed once"
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM job_events WHERE status = 'succeeded'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM job_events WHERE status = 'succeeded'")
+            .await,
         200
     );
     assert_eq!(
-        scalar(&app, "SELECT count(DISTINCT job_id) AS n FROM images").await,
+        app.scalar("SELECT count(DISTINCT job_id) AS n FROM images")
+            .await,
         200
     );
     assert_eq!(
-        scalar(
-            &app,
-            "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'"
-        )
-        .await,
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage'")
+            .await,
         200
     );
     app.assert_ledger_ok().await;

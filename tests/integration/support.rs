@@ -162,6 +162,26 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// `errors[0].extensions.code` of a GraphQL answer.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+/// `errors[0].extensions.field` of a GraphQL answer.
+pub fn field(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["field"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+#[derive(diesel::QueryableByName)]
+struct Scalar {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// A fresh, migrated database for one test; returns its connection string.
 pub async fn fresh_database() -> String {
     let c = cluster();
@@ -362,6 +382,24 @@ impl TestApp {
             .await;
         assert!(body["errors"].is_null(), "{body}");
         body["data"]["verifyOtp"].clone()
+    }
+
+    /// Runs `sql`, which selects one bigint column named `n`.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db().await;
+        diesel::sql_query(sql)
+            .get_result::<Scalar>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    }
+
+    /// Runs a statement to arrange a test.
+    pub async fn exec(&self, sql: &str) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db().await;
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
     }
 
     /// A direct database connection, for arranging and checking state.
