@@ -1207,6 +1207,22 @@ impl GalleryMutation {
         ))
     }
 
+    /// Puts the characters of one of your collections in a new order (list each once).
+    #[graphql(guard = "Authenticated")]
+    async fn reorder_collection(
+        &self,
+        ctx: &Context<'_>,
+        collection_id: ID,
+        character_ids: Vec<ID>,
+    ) -> Res<Collection> {
+        let user = require_user(ctx)?;
+        let id = parse_id(&collection_id, "collectionId")?;
+        let order = parse_ids(&character_ids, "characterIds")?;
+        Ok(Collection(
+            service::reorder_collection(ctx.state()?, user, id, &order).await?,
+        ))
+    }
+
     /// Vendors: creates an album.
     #[graphql(guard = "HasRole(Role::Vendor)")]
     async fn create_album(&self, ctx: &Context<'_>, input: AlbumFields) -> Res<Album> {
@@ -1264,6 +1280,22 @@ impl GalleryMutation {
         let images = parse_ids(&image_ids, "imageIds")?;
         Ok(Album(
             service::remove_images_from_album(ctx.state()?, user, id, &images).await?,
+        ))
+    }
+
+    /// Vendors: puts the images of one of your albums in a new order (list each once).
+    #[graphql(guard = "HasRole(Role::Vendor)")]
+    async fn reorder_album(
+        &self,
+        ctx: &Context<'_>,
+        album_id: ID,
+        image_ids: Vec<ID>,
+    ) -> Res<Album> {
+        let user = require_user(ctx)?;
+        let id = parse_id(&album_id, "albumId")?;
+        let order = parse_ids(&image_ids, "imageIds")?;
+        Ok(Album(
+            service::reorder_album(ctx.state()?, user, id, &order).await?,
         ))
     }
 }

@@ -1511,3 +1511,68 @@ pub async fn attach_to_character(
         .await
         .map(|_| ())
 }
+
+// ---- ordering -------------------------------------------------------------------------
+
+/// Every character of a (locked) collection.
+pub async fn collection_member_ids(
+    conn: &mut AsyncPgConnection,
+    collection: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    collections::table
+        .find(collection)
+        .select(collections::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await?;
+    collection_characters::table
+        .filter(collection_characters::collection_id.eq(collection))
+        .select(collection_characters::character_id)
+        .load(conn)
+        .await
+}
+
+/// Sets a collection's order: `order[i]` gets position `i`.
+pub async fn set_collection_order(
+    conn: &mut AsyncPgConnection,
+    collection: Uuid,
+    order: &[Uuid],
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE collection_characters cc SET position = x.pos - 1 \
+         FROM unnest($2::uuid[]) WITH ORDINALITY AS x(id, pos) \
+         WHERE cc.collection_id = $1 AND cc.character_id = x.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(collection)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(order)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Every image of a (locked) album.
+pub async fn album_member_ids(conn: &mut AsyncPgConnection, album: Uuid) -> QueryResult<Vec<Uuid>> {
+    album_images::table
+        .filter(album_images::album_id.eq(album))
+        .select(album_images::image_id)
+        .load(conn)
+        .await
+}
+
+/// Sets an album's order: `order[i]` gets position `i`.
+pub async fn set_album_order(
+    conn: &mut AsyncPgConnection,
+    album: Uuid,
+    order: &[Uuid],
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE album_images ai SET position = x.pos - 1 \
+         FROM unnest($2::uuid[]) WITH ORDINALITY AS x(id, pos) \
+         WHERE ai.album_id = $1 AND ai.image_id = x.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(album)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(order)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

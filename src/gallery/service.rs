@@ -788,6 +788,42 @@ pub async fn remove_from_collection(
     .await
 }
 
+/// Checks that `order` names every member exactly once.
+fn check_order(order: &[Uuid], members: &[Uuid], field: &str) -> AppResult<()> {
+    let mut a = order.to_vec();
+    let mut b = members.to_vec();
+    a.sort();
+    b.sort();
+    if a != b {
+        return Err(AppError::bad_input(
+            field,
+            "list every item exactly once, in the new order",
+        ));
+    }
+    Ok(())
+}
+
+/// Puts a collection's characters in the given order.
+pub async fn reorder_collection(
+    state: &AppState,
+    user: &ViewerUser,
+    id: Uuid,
+    order: &[Uuid],
+) -> AppResult<CollectionRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    own_collection(&mut conn, user, id).await?;
+    let order = order.to_vec();
+    conn.transaction(async move |conn| {
+        let members = model::collection_member_ids(conn, id).await?;
+        check_order(&order, &members, "characterIds")?;
+        model::set_collection_order(conn, id, &order).await?;
+        model::collection_by_id(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("collection"))
+    })
+    .await
+}
+
 // ---- albums -----------------------------------------------------------------------------
 
 /// Fields of `createAlbum` / `updateAlbum`.
@@ -961,4 +997,28 @@ mod tests {
             "input.name"
         );
     }
+}
+
+/// Vendors: puts an album's images in the given order.
+pub async fn reorder_album(
+    state: &AppState,
+    user: &ViewerUser,
+    id: Uuid,
+    order: &[Uuid],
+) -> AppResult<AlbumRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    own_album(&mut conn, user, id).await?;
+    let order = order.to_vec();
+    conn.transaction(async move |conn| {
+        model::lock_album(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("album"))?;
+        let members = model::album_member_ids(conn, id).await?;
+        check_order(&order, &members, "imageIds")?;
+        model::set_album_order(conn, id, &order).await?;
+        model::album_by_id(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("album"))
+    })
+    .await
 }

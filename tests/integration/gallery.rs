@@ -952,3 +952,82 @@ async fn a_feed_page_runs_a_constant_handful_of_statements() {
         "the same for 5 and 50 items: {counts:?}"
     );
 }
+
+#[tokio::test]
+async fn collections_and_albums_can_be_reordered() {
+    let app = TestApp::spawn().await;
+    let (token, _) = vendor(&app, 3).await;
+    let mut chars = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        chars.push(character(&app, &token, basic(name, true)).await["id"].clone());
+    }
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation { createCollection(input: { name: \"C\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let col = body["data"]["createCollection"]["id"].clone();
+    app.gql_as(&token, "mutation($c: ID!, $ids: [ID!]!) { addToCollection(collectionId: $c, characterIds: $ids) { id } }", json!({ "c": col, "ids": chars }))
+        .await;
+    const REORDER: &str = "mutation($c: ID!, $ids: [ID!]!) { reorderCollection(collectionId: $c, characterIds: $ids) { characters { edges { node { name } } } } }";
+    let (_, body) = app
+        .gql_as(
+            &token,
+            REORDER,
+            json!({ "c": col, "ids": [chars[2], chars[0], chars[1]] }),
+        )
+        .await;
+    let order: Vec<&str> = body["data"]["reorderCollection"]["characters"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["Three", "One", "Two"], "{body}");
+    for ids in [
+        json!([chars[0], chars[1]]),
+        json!([chars[0], chars[0], chars[1]]),
+        json!([chars[0], chars[1], chars[2], uuid::Uuid::now_v7()]),
+    ] {
+        let (_, body) = app
+            .gql_as(&token, REORDER, json!({ "c": col, "ids": ids }))
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "characterIds",
+            "{body}"
+        );
+    }
+
+    let images: Vec<Value> = join_all((0..3).map(|_| upload(&app, &token, true))).await;
+    let ids: Vec<&Value> = images.iter().map(|i| &i["id"]).collect();
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation { createAlbum(input: { name: \"A\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let album = body["data"]["createAlbum"]["id"].clone();
+    app.gql_as(
+        &token,
+        "mutation($a: ID!, $ids: [ID!]!) { addImagesToAlbum(albumId: $a, imageIds: $ids) { id } }",
+        json!({ "a": album, "ids": ids }),
+    )
+    .await;
+    let (_, body) = app
+        .gql_as(&token, "mutation($a: ID!, $ids: [ID!]!) { reorderAlbum(albumId: $a, imageIds: $ids) { images { edges { node { id } } } } }", json!({ "a": album, "ids": [ids[1], ids[2], ids[0]] }))
+        .await;
+    let order: Vec<Value> = body["data"]["reorderAlbum"]["images"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    assert_eq!(
+        order,
+        vec![ids[1].clone(), ids[2].clone(), ids[0].clone()],
+        "{body}"
+    );
+}
