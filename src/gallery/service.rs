@@ -958,6 +958,30 @@ pub async fn remove_images_from_album(
     .await
 }
 
+/// Vendors: puts an album's images in the given order.
+pub async fn reorder_album(
+    state: &AppState,
+    user: &ViewerUser,
+    id: Uuid,
+    order: &[Uuid],
+) -> AppResult<AlbumRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    own_album(&mut conn, user, id).await?;
+    let order = order.to_vec();
+    conn.transaction(async move |conn| {
+        model::lock_album(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("album"))?;
+        let members = model::album_member_ids(conn, id).await?;
+        check_order(&order, &members, "imageIds")?;
+        model::set_album_order(conn, id, &order).await?;
+        model::album_by_id(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("album"))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,28 +1021,4 @@ mod tests {
             "input.name"
         );
     }
-}
-
-/// Vendors: puts an album's images in the given order.
-pub async fn reorder_album(
-    state: &AppState,
-    user: &ViewerUser,
-    id: Uuid,
-    order: &[Uuid],
-) -> AppResult<AlbumRow> {
-    let mut conn = db::conn(&state.pool).await?;
-    own_album(&mut conn, user, id).await?;
-    let order = order.to_vec();
-    conn.transaction(async move |conn| {
-        model::lock_album(conn, id)
-            .await?
-            .ok_or(AppError::NotFound("album"))?;
-        let members = model::album_member_ids(conn, id).await?;
-        check_order(&order, &members, "imageIds")?;
-        model::set_album_order(conn, id, &order).await?;
-        model::album_by_id(conn, id)
-            .await?
-            .ok_or(AppError::NotFound("album"))
-    })
-    .await
 }
