@@ -13,7 +13,7 @@
 //! | `EASEL_DB_CONNECT_TIMEOUT_MS` | `5000` | how long opening one database connection may take |
 //! | `EASEL_MAX_BODY_BYTES` | `1048576` | largest JSON request body |
 //! | `EASEL_REQUEST_TIMEOUT_SECS` | `30` | HTTP request time limit (not websockets) |
-//! | `EASEL_GRAPHQL_MAX_DEPTH` | `12` | maximum query depth |
+//! | `EASEL_GRAPHQL_MAX_DEPTH` | `16` | maximum query depth (GraphiQL's introspection query needs 15) |
 //! | `EASEL_GRAPHQL_MAX_COMPLEXITY` | `1000` | maximum query complexity |
 //! | `EASEL_GRAPHQL_MAX_BATCH` | `10` | maximum operations in one batched request |
 //! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
@@ -210,7 +210,7 @@ impl Config {
             )?),
             max_body_bytes: parse(&get, "EASEL_MAX_BODY_BYTES", "1048576")?,
             request_timeout: Duration::from_secs(parse(&get, "EASEL_REQUEST_TIMEOUT_SECS", "30")?),
-            graphql_max_depth: parse(&get, "EASEL_GRAPHQL_MAX_DEPTH", "12")?,
+            graphql_max_depth: parse(&get, "EASEL_GRAPHQL_MAX_DEPTH", "16")?,
             graphql_max_complexity: parse(&get, "EASEL_GRAPHQL_MAX_COMPLEXITY", "1000")?,
             graphql_max_batch: parse(&get, "EASEL_GRAPHQL_MAX_BATCH", "10")?,
             graphiql_assets_url: get("EASEL_GRAPHIQL_ASSETS_URL")

@@ -1,6 +1,8 @@
 //! The GraphiQL 4 playground at `/` and `/graphiql`, with subscriptions over `/graphql/ws`.
 //! Its scripts load from `EASEL_GRAPHIQL_ASSETS_URL` (unpkg by default), so a closed network
-//! can serve them from a mirror of the npm packages `react@18`, `react-dom@18`, `graphiql@4`.
+//! can serve them from a mirror of the npm packages `react@18`, `react-dom@18`, `graphiql@4`
+//! laid out as unpkg does (`<base>/graphiql@4/graphiql.min.js`). The script tags carry no
+//! `crossorigin` attribute, so a plain static file server without CORS headers works.
 
 use axum::{extract::State, response::Html};
 
@@ -15,9 +17,9 @@ const TEMPLATE: &str = r#"<!DOCTYPE html>
   <title>Easel GraphiQL</title>
   <style>body { margin: 0; height: 100%; overflow: hidden; } #graphiql { height: 100vh; }</style>
   <link rel="stylesheet" href="{ASSETS}/graphiql@4/graphiql.min.css">
-  <script crossorigin src="{ASSETS}/react@18/umd/react.production.min.js"></script>
-  <script crossorigin src="{ASSETS}/react-dom@18/umd/react-dom.production.min.js"></script>
-  <script crossorigin src="{ASSETS}/graphiql@4/graphiql.min.js"></script>
+  <script src="{ASSETS}/react@18/umd/react.production.min.js"></script>
+  <script src="{ASSETS}/react-dom@18/umd/react-dom.production.min.js"></script>
+  <script src="{ASSETS}/graphiql@4/graphiql.min.js"></script>
 </head>
 <body>
   <div id="graphiql">Loading GraphiQL from {ASSETS} ...</div>

@@ -59,6 +59,30 @@ async fn typename_over_post_and_get() {
     assert_eq!(resp.status(), 400);
 }
 
+/// The introspection query GraphiQL and codegen tools send (graphql-js `getIntrospectionQuery`)
+/// passes the depth and complexity limits.
+#[tokio::test]
+async fn the_standard_introspection_query_is_allowed() {
+    const TYPE_REF: &str = "fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }";
+    let query = format!(
+        "query IntrospectionQuery {{ __schema {{ queryType {{ name }} mutationType {{ name }} subscriptionType {{ name }} \
+         types {{ ...FullType }} directives {{ name description locations args {{ ...InputValue }} }} }} }} \
+         fragment FullType on __Type {{ kind name description fields(includeDeprecated: true) {{ name description \
+         args {{ ...InputValue }} type {{ ...TypeRef }} isDeprecated deprecationReason }} inputFields {{ ...InputValue }} \
+         interfaces {{ ...TypeRef }} enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} \
+         possibleTypes {{ ...TypeRef }} }} \
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue }} {TYPE_REF}"
+    );
+    let app = TestApp::spawn().await;
+    let (status, body) = app.gql(&query, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(
+        body["data"]["__schema"]["subscriptionType"]["name"],
+        "Subscription"
+    );
+}
+
 #[tokio::test]
 async fn me_is_null_when_anonymous() {
     let app = TestApp::spawn().await;
@@ -136,7 +160,7 @@ async fn garbage_requests_get_4xx_with_errors() {
         (
             "too deep",
             post(
-                json!({"query": "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } }"})
+                json!({"query": "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } } } } } }"})
                     .to_string()
                     .into_bytes(),
                 json_ct,
