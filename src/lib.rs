@@ -52,6 +52,8 @@ pub struct AppState {
     pub media: Arc<storage::MediaStore>,
     /// SQL statements run on the pool (set by [`AppState::with_statements`]).
     pub statements: db::StatementCounter,
+    /// Job rows read once per event for all the subscribers that show it.
+    pub job_snapshots: Arc<generation::snapshots::JobSnapshots>,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             provider: generation::providers::from_config(&config),
             media: Arc::new(media),
             statements: db::StatementCounter::default(),
+            job_snapshots: Arc::default(),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),

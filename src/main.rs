@@ -55,6 +55,31 @@ enum Bench {
         #[arg(long, default_value = "pgbench")]
         pgbench: String,
     },
+    /// Generation: `generate` over HTTP, jobs completed by workers, and the latency from a
+    /// job's commit to its event at many websocket subscribers.
+    Generation {
+        /// Seconds the `generate` clients run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent HTTP clients calling `generate`.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Workers draining the queue (default: EASEL_WORKERS).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Concurrent websocket subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Jobs committed while the subscribers watch.
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Milliseconds between two of those jobs.
+        #[arg(long, default_value_t = 50)]
+        interval_ms: u64,
+        /// Width and height of the rendered images.
+        #[arg(long, default_value_t = 64)]
+        size: i32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +138,33 @@ fn main() -> anyhow::Result<()> {
                         concurrency,
                         first,
                         pgbench,
+                    },
+                )
+                .await
+            }
+            Command::Bench {
+                what:
+                    Bench::Generation {
+                        seconds,
+                        concurrency,
+                        workers,
+                        subscribers,
+                        events,
+                        interval_ms,
+                        size,
+                    },
+            } => {
+                let workers = workers.unwrap_or(config.workers).max(1);
+                easel::bench::generation(
+                    config,
+                    easel::bench::GenerationOptions {
+                        seconds,
+                        concurrency,
+                        workers,
+                        subscribers,
+                        events,
+                        interval: std::time::Duration::from_millis(interval_ms),
+                        size,
                     },
                 )
                 .await

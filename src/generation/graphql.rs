@@ -389,12 +389,7 @@ fn follow(
                         let Some(status) = JobStatus::from_db(&status) else {
                             continue;
                         };
-                        let row = match db::conn(&s.state.pool).await {
-                            Ok(mut conn) => model::by_id(&mut conn, job_id)
-                                .await
-                                .map_err(AppError::from),
-                            Err(e) => Err(e),
-                        };
+                        let row = s.state.job_snapshots.get(&s.state.pool, job_id, seq).await;
                         match row {
                             Ok(Some(mut job)) => {
                                 s.seen.insert(job_id, seq);

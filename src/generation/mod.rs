@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod model;
 pub mod providers;
 pub mod service;
+pub mod snapshots;
 pub mod worker;
 
 use crate::db_enum;

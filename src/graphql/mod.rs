@@ -51,8 +51,10 @@ pub fn parse_id(id: &async_graphql::ID, field: &str) -> Result<uuid::Uuid, crate
         .map_err(|_| crate::error::AppError::bad_input(field, "not a valid id"))
 }
 
-/// The executable schema.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// The schema itself.
+pub type GraphqlSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// What the server executes: the schema, with an error code on every error.
+pub type AppSchema = errors::ErrorCodes<GraphqlSchema>;
 
 fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
@@ -64,12 +66,11 @@ fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .limit_complexity(config.graphql_max_complexity)
     .limit_recursive_depth(32)
     .limit_directives(16)
-    .extension(errors::ErrorCodes)
 }
 
 /// The schema the server executes, holding the application state.
 pub fn build_schema(state: AppState) -> AppSchema {
-    builder(&state.config).data(state).finish()
+    errors::ErrorCodes(builder(&state.config).data(state).finish())
 }
 
 /// The SDL of the schema (what `easel schema` prints and `schema.graphql` holds).

@@ -12,7 +12,7 @@ use std::{
 };
 
 use async_graphql::{
-    BatchRequest, BatchResponse, Data, Request as GqlRequest,
+    BatchRequest, BatchResponse, Data, Executor, Request as GqlRequest,
     http::{ALL_WEBSOCKET_PROTOCOLS, MultipartOptions, WebSocketProtocols, WsMessage},
     parser::types::{DocumentOperations, OperationType},
 };
