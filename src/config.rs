@@ -49,7 +49,14 @@
 //! | `EASEL_OPENAI_API_KEY` | unset | bearer key for the images API (required with `openai`) |
 //! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | model name sent to the images API |
 //! | `EASEL_OPENAI_TIMEOUT_SECS` | `120` | time limit of one images API call |
-//! | `EASEL_MEDIA_BASE_URL` | `<EASEL_PUBLIC_URL>/media` | base of image URLs (e.g. `https://cdn.example.com/media`); the local store is served at `/media` |
+//! | `EASEL_MEDIA_BASE_URL` | `<EASEL_PUBLIC_URL>/media` | base of image URLs (e.g. `https://cdn.example.com/media`, or the bucket's public URL); `/media` serves the store either way |
+//! | `EASEL_MEDIA_STORE` | `local` | where media files live: `local` (`<EASEL_DATA_DIR>/media`) or `s3` (any S3-compatible bucket) |
+//! | `EASEL_S3_BUCKET` | unset | bucket name (required with `s3`) |
+//! | `EASEL_S3_REGION` | `us-east-1` | bucket region |
+//! | `EASEL_S3_ENDPOINT` | AWS | endpoint of an S3-compatible service (MinIO, R2, ...); `http://` allowed (path-style requests) |
+//! | `EASEL_S3_ACCESS_KEY_ID` | unset | access key (required with `s3`) |
+//! | `EASEL_S3_SECRET_ACCESS_KEY` | unset | secret key (required with `s3`) |
+//! | `EASEL_S3_PREFIX` | unset | key prefix inside the bucket (e.g. `easel/`) |
 //! | `EASEL_UPLOAD_MAX_BYTES` | `10485760` | largest uploaded image file (and the multipart body limit, plus 64 KiB) |
 //! | `EASEL_UPLOAD_MAX_SIDE` | `8192` | largest width or height of an uploaded image, in pixels |
 //! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
@@ -135,6 +142,7 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub procedural_delay: Duration,
     pub media_base_url: String,
+    pub media_store: MediaStoreConfig,
     pub upload_max_bytes: usize,
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
@@ -152,6 +160,28 @@ pub enum ProviderConfig {
         model: String,
         timeout: Duration,
     },
+}
+
+/// Where media files (uploads, thumbnails, generation outputs) are stored.
+#[derive(Debug, Clone)]
+pub enum MediaStoreConfig {
+    /// `<EASEL_DATA_DIR>/media` on local disk.
+    Local,
+    /// An S3-compatible bucket.
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket and its credentials.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// `None` = AWS itself; otherwise the service's base URL (path-style requests).
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    /// Prepended to every key (empty, or ending in `/`).
+    pub prefix: String,
 }
 
 /// Stripe credentials (set when the `stripe` gateway is enabled).
@@ -299,6 +329,7 @@ impl Config {
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_string(),
+            media_store: media_store(&get)?,
             upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
@@ -378,6 +409,30 @@ impl Config {
     }
 }
 
+fn media_store(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<MediaStoreConfig> {
+    match get("EASEL_MEDIA_STORE").as_deref() {
+        None | Some("local") => Ok(MediaStoreConfig::Local),
+        Some("s3") => {
+            let need = |name: &str| {
+                get(name).with_context(|| format!("EASEL_MEDIA_STORE=s3 needs {name}"))
+            };
+            let prefix = get("EASEL_S3_PREFIX")
+                .map(|p| format!("{}/", p.trim_matches('/')))
+                .filter(|p| p != "/")
+                .unwrap_or_default();
+            Ok(MediaStoreConfig::S3(S3Config {
+                bucket: need("EASEL_S3_BUCKET")?,
+                region: get("EASEL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+                endpoint: get("EASEL_S3_ENDPOINT").map(|e| e.trim_end_matches('/').to_string()),
+                access_key_id: need("EASEL_S3_ACCESS_KEY_ID")?,
+                secret_access_key: SecretString::from(need("EASEL_S3_SECRET_ACCESS_KEY")?),
+                prefix,
+            }))
+        }
+        Some(other) => bail!("EASEL_MEDIA_STORE must be `local` or `s3`, not `{other}`"),
+    }
+}
+
 fn parse<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> anyhow::Result<T>
 where
     T: FromStr,
@@ -410,6 +465,43 @@ mod tests {
         assert!(c.database_url.is_none());
         assert_eq!(c.embedded_pg_dir(), PathBuf::from("./data/postgres"));
         assert_eq!(c.cors_origins, vec!["*"]);
+    }
+
+    #[test]
+    fn the_s3_media_store_needs_its_bucket_and_keys() {
+        assert!(matches!(
+            config(&[]).unwrap().media_store,
+            MediaStoreConfig::Local
+        ));
+        let err = config(&[("EASEL_MEDIA_STORE", "s3")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_S3_BUCKET"), "{err}");
+        let err = config(&[("EASEL_MEDIA_STORE", "s3"), ("EASEL_S3_BUCKET", "media")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_S3_ACCESS_KEY_ID"), "{err}");
+        let err = config(&[("EASEL_MEDIA_STORE", "gcs")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_MEDIA_STORE"), "{err}");
+        let c = config(&[
+            ("EASEL_MEDIA_STORE", "s3"),
+            ("EASEL_S3_BUCKET", "media"),
+            ("EASEL_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            ("EASEL_S3_ACCESS_KEY_ID", "id"),
+            ("EASEL_S3_SECRET_ACCESS_KEY", "secret"),
+            ("EASEL_S3_PREFIX", "/easel/"),
+        ])
+        .unwrap();
+        let MediaStoreConfig::S3(s3) = c.media_store else {
+            panic!("s3 expected")
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s3.region.as_str(), s3.prefix.as_str()),
+            ("us-east-1", "easel/")
+        );
     }
 
     #[test]

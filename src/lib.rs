@@ -70,7 +70,7 @@ impl AppState {
         } else {
             config.media_base_url.clone()
         };
-        let media = storage::MediaStore::local(&config.media_dir(), &media_base)?;
+        let media = storage::MediaStore::from_config(&config, &media_base)?;
         Ok(AppState {
             gateways: payments::service::shared(&config),
             provider: generation::providers::from_config(&config),

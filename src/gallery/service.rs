@@ -194,11 +194,14 @@ pub async fn upload_image(
         .put(&key, Bytes::from(bytes))
         .await
         .map_err(AppError::internal)?;
-    state
+    if let Err(e) = state
         .media
         .put(&thumb_key, Bytes::from(processed.thumbnail))
         .await
-        .map_err(AppError::internal)?;
+    {
+        let _ = state.media.delete(&[&key]).await;
+        return Err(AppError::internal(e));
+    }
     let kind = if user.role == Role::Vendor {
         ImageKind::Vendor
     } else {

@@ -26,7 +26,7 @@ pub async fn get(State(state): State<HttpState>, Path(key): Path<String>) -> Res
         Ok(Some(bytes)) => (
             [
                 (header::CONTENT_TYPE, content_type),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::CACHE_CONTROL, crate::storage::CACHE_CONTROL),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             ],
             bytes,

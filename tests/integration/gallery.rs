@@ -200,6 +200,168 @@ async fn real_images_upload_and_are_served_with_cache_headers() {
     assert_eq!(resp.status(), 404);
 }
 
+/// A local S3-compatible server: moto (`python3 -m pip install 'moto[server]'`, as `.ci/run`
+/// does), which answers S3's REST API (buckets, objects, multi-object delete).
+struct S3Stub {
+    url: String,
+    _process: tokio::process::Child,
+}
+
+impl S3Stub {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the S3 stub (moto): python3 -m pip install 'moto[server]'");
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client.get(format!("{url}/")).send().await.is_ok() {
+                return S3Stub {
+                    url,
+                    _process: process,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the S3 stub (python3 -m moto.server) did not start: is moto[server] installed?");
+    }
+}
+
+#[tokio::test]
+async fn with_the_s3_store_uploads_land_in_the_bucket() {
+    let s3 = S3Stub::start().await;
+    let client = reqwest::Client::new();
+    let created = client
+        .put(format!("{}/easel-media", s3.url))
+        .header("x-amz-acl", "public-read") // objects readable without a signature
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{created:?}");
+    let config = easel::config::S3Config {
+        bucket: "easel-media".into(),
+        region: "us-east-1".into(),
+        endpoint: Some(s3.url.clone()),
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".to_string().into(),
+        prefix: "app/".into(),
+    };
+    let s3_config = config.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.media_store = easel::config::MediaStoreConfig::S3(s3_config);
+    })
+    .await;
+    let (token, _) = user(&app, 1).await;
+    let bytes = encode(ImageFormat::Jpeg, 400, 300);
+    let (status, body) = upload_raw(
+        &app,
+        &token,
+        bytes.clone(),
+        "p.jpg",
+        json!({ "isPublic": true }),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let img = &body["data"]["uploadImage"];
+    let url = img["url"].as_str().unwrap();
+    let key = url.strip_prefix(&app.url("/media/")).unwrap();
+    assert!(
+        !app.state.config.media_dir().exists(),
+        "nothing written to the local directory"
+    );
+
+    // The bucket holds the original under the prefix, typed and cacheable for direct serving.
+    let object = client
+        .get(format!("{}/easel-media/app/{key}", s3.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.status(), 200);
+    assert_eq!(object.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        object.headers()["cache-control"],
+        easel::storage::CACHE_CONTROL
+    );
+    assert_eq!(object.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let thumb_key = img["thumbnailUrl"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.url("/media/"))
+        .unwrap()
+        .to_string();
+    let thumb = client
+        .get(format!("{}/easel-media/app/{thumb_key}", s3.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let thumb = image::load_from_memory(&thumb).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (320, 240));
+
+    // `/media` serves the bucket's files too.
+    let served = app.client.get(url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    // Deleting (a bulk request; a missing key is fine) empties the bucket.
+    let store = easel::storage::MediaStore::s3(&config, "http://unused").unwrap();
+    store
+        .delete(&[key, &thumb_key, "images/none.png"])
+        .await
+        .unwrap();
+    for k in [key, thumb_key.as_str()] {
+        assert!(store.get(k).await.unwrap().is_none(), "{k} deleted");
+        let gone = client
+            .get(format!("{}/easel-media/app/{k}", s3.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 404);
+    }
+    assert_eq!(app.client.get(url).send().await.unwrap().status(), 404);
+
+    // A store whose bucket does not exist fails cleanly: the upload is refused, no image row.
+    let missing = easel::config::S3Config {
+        bucket: "no-such-bucket".into(),
+        ..config
+    };
+    let broken = TestApp::spawn_with(move |c| {
+        c.media_store = easel::config::MediaStoreConfig::S3(missing);
+    })
+    .await;
+    let (token, _) = user(&broken, 2).await;
+    let (_, body) = upload_raw(
+        &broken,
+        &token,
+        encode(ImageFormat::Png, 32, 32),
+        "x.png",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_eq!(code(&body), "INTERNAL", "{body}");
+    assert_eq!(broken.scalar("SELECT count(*) AS n FROM images").await, 0);
+}
+
 #[tokio::test]
 async fn fake_empty_oversized_and_unprotected_uploads_are_refused() {
     let app = TestApp::spawn_with(|c| c.upload_max_bytes = 20_000).await;
