@@ -105,8 +105,13 @@ pub fn build_counted_pool(
 }
 
 /// Takes a connection from the pool, or fails with `Busy` when none frees up in time.
+///
+/// The pool's checkout future (about 2 KB) is boxed: unboxed it would sit inside every
+/// future that awaits a connection, and async-graphql allocates and moves each field's
+/// future at the size of the largest field of its type, so one connection-using field made
+/// every trivial field of `Character` cost 2 KB.
 pub async fn conn(pool: &DbPool) -> AppResult<DbConn> {
-    Ok(pool.get().await?)
+    Ok(Box::pin(pool.get()).await?)
 }
 
 /// Applies pending migrations; returns the versions applied now.

@@ -1,6 +1,7 @@
 //! Schema assembly: the merged roots of every capability, limits, and the request context.
 
 pub mod context;
+pub mod documents;
 pub mod errors;
 pub mod pagination;
 
@@ -53,8 +54,9 @@ pub fn parse_id(id: &async_graphql::ID, field: &str) -> Result<uuid::Uuid, crate
 
 /// The schema itself.
 pub type GraphqlSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
-/// What the server executes: the schema, with an error code on every error.
-pub type AppSchema = errors::ErrorCodes<GraphqlSchema>;
+/// What the server executes: the schema, fed documents parsed once per distinct query text,
+/// with an error code on every error.
+pub type AppSchema = errors::ErrorCodes<documents::ParsedDocuments<GraphqlSchema>>;
 
 fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
@@ -70,7 +72,9 @@ fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, Subscripti
 
 /// The schema the server executes, holding the application state.
 pub fn build_schema(state: AppState) -> AppSchema {
-    errors::ErrorCodes(builder(&state.config).data(state).finish())
+    errors::ErrorCodes(documents::ParsedDocuments::new(
+        builder(&state.config).data(state).finish(),
+    ))
 }
 
 /// The SDL of the schema (what `easel schema` prints and `schema.graphql` holds).

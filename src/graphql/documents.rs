@@ -1,0 +1,182 @@
+//! Remembers parsed GraphQL documents, so the few documents an app sends over and over are
+//! parsed once rather than on every request.
+//!
+//! Only parsing is skipped: async-graphql still checks the recursion depth, the directive
+//! limit, validation, depth and complexity of every request, cached document or not.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::{
+    Data, Executor, Request, Response, futures_util::stream::BoxStream,
+    parser::types::ExecutableDocument,
+};
+
+/// Documents remembered at most; past that the cache starts afresh.
+const MAX_DOCUMENTS: usize = 128;
+/// Longer documents are parsed every time (apps' documents are far shorter).
+const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+/// An executor that hands the executor it wraps an already parsed document when it has seen
+/// the same query text before.
+#[derive(Clone)]
+pub struct ParsedDocuments<E> {
+    inner: E,
+    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+}
+
+impl<E> ParsedDocuments<E> {
+    pub fn new(inner: E) -> Self {
+        ParsedDocuments {
+            inner,
+            cache: Arc::default(),
+        }
+    }
+
+    /// How many documents are remembered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no document is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecutableDocument>>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_document(&self, mut request: Request) -> Request {
+        if request.query.len() > MAX_QUERY_BYTES {
+            return request;
+        }
+        let cached = self.lock().get(&request.query).cloned();
+        let doc = match cached {
+            Some(doc) => doc,
+            None => {
+                // A document that does not parse is left to the executor, which reports it.
+                let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+                    return request;
+                };
+                let doc = Arc::new(doc);
+                let mut cache = self.lock();
+                if cache.len() >= MAX_DOCUMENTS {
+                    cache.clear();
+                }
+                cache.insert(request.query.clone(), doc.clone());
+                doc
+            }
+        };
+        request.set_parsed_query(ExecutableDocument::clone(&doc));
+        request
+    }
+}
+
+impl<E: Executor> Executor for ParsedDocuments<E> {
+    fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
+        self.inner.execute(self.with_document(request))
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.inner
+            .execute_stream(self.with_document(request), session_data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+
+    use super::*;
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        async fn add(&self, a: i32, b: i32) -> i32 {
+            a + b
+        }
+    }
+
+    fn executor() -> ParsedDocuments<Schema<Query, EmptyMutation, EmptySubscription>> {
+        ParsedDocuments::new(Schema::new(Query, EmptyMutation, EmptySubscription))
+    }
+
+    fn vars(json: serde_json::Value) -> async_graphql::Variables {
+        async_graphql::Variables::from_json(json)
+    }
+
+    #[tokio::test]
+    async fn a_remembered_document_runs_with_each_requests_variables() {
+        let exec = executor();
+        let q = "query Sum($a: Int!, $b: Int!) { add(a: $a, b: $b) }";
+        let first = exec
+            .execute(Request::new(q).variables(vars(serde_json::json!({"a": 1, "b": 2}))))
+            .await;
+        let second = exec
+            .execute(Request::new(q).variables(vars(serde_json::json!({"a": 40, "b": 2}))))
+            .await;
+        assert_eq!(
+            first.data.into_json().unwrap(),
+            serde_json::json!({"add": 3})
+        );
+        assert_eq!(
+            second.data.into_json().unwrap(),
+            serde_json::json!({"add": 42})
+        );
+        assert_eq!(exec.len(), 1, "the same text is parsed and kept once");
+    }
+
+    #[tokio::test]
+    async fn remembered_documents_are_still_validated_and_bad_ones_are_not_kept() {
+        let exec = executor();
+        // Valid syntax, invalid against the schema: kept as parsed, refused every time.
+        let unknown = "{ subtract(a: 1, b: 2) }";
+        for _ in 0..2 {
+            let resp = exec.execute(Request::new(unknown)).await;
+            assert!(resp.errors[0].message.contains("Unknown field"), "{resp:?}");
+        }
+        // A missing variable is caught on the second request of a remembered document too.
+        let q = "query Sum($a: Int!) { add(a: $a, b: 1) }";
+        let ok = exec
+            .execute(Request::new(q).variables(vars(serde_json::json!({"a": 1}))))
+            .await;
+        assert!(ok.errors.is_empty(), "{ok:?}");
+        let missing = exec.execute(Request::new(q)).await;
+        assert!(!missing.errors.is_empty(), "{missing:?}");
+        // A syntax error is reported by the schema and never remembered.
+        let before = exec.len();
+        let broken = exec.execute(Request::new("{ add(a: 1, b: ")).await;
+        assert!(!broken.errors.is_empty());
+        assert_eq!(exec.len(), before);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded() {
+        let exec = executor();
+        for i in 0..(MAX_DOCUMENTS * 2 + 3) {
+            let resp = exec
+                .execute(Request::new(format!("{{ add(a: {i}, b: 0) }}")))
+                .await;
+            assert_eq!(
+                resp.data.into_json().unwrap(),
+                serde_json::json!({ "add": i })
+            );
+            assert!(exec.len() <= MAX_DOCUMENTS);
+        }
+        let long = format!("{{ add(a: 1, b: 2) {} }}", " ".repeat(MAX_QUERY_BYTES));
+        let before = exec.len();
+        let resp = exec.execute(Request::new(long)).await;
+        assert!(resp.errors.is_empty(), "{resp:?}");
+        assert_eq!(exec.len(), before, "over-long documents are not kept");
+    }
+}
