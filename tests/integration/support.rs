@@ -415,6 +415,14 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// Each app has its own data directory (media, development JWT secret): remove it, so
+    /// test runs do not fill the temporary directory with uploaded images.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state.config.data_dir);
+    }
+}
+
 pub const REQUEST_OTP: &str = "mutation($phone: String!) { requestOtp(input: { phone: $phone }) { expiresAt resendAfterSeconds } }";
 pub const VERIFY_OTP: &str = "mutation($phone: String!, $code: String!, $ref: String) { \
     verifyOtp(input: { phone: $phone, code: $code, referralCode: $ref }) { \
