@@ -37,13 +37,9 @@ impl<E> ParsedDocuments<E> {
     }
 
     /// How many documents are remembered now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
         self.lock().len()
-    }
-
-    /// Whether no document is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecutableDocument>>> {
@@ -133,7 +129,11 @@ mod tests {
             second.data.into_json().unwrap(),
             serde_json::json!({"add": 42})
         );
-        assert_eq!(exec.len(), 1, "the same text is parsed and kept once");
+        assert_eq!(
+            exec.remembered(),
+            1,
+            "the same text is parsed and kept once"
+        );
     }
 
     #[tokio::test]
@@ -154,10 +154,10 @@ mod tests {
         let missing = exec.execute(Request::new(q)).await;
         assert!(!missing.errors.is_empty(), "{missing:?}");
         // A syntax error is reported by the schema and never remembered.
-        let before = exec.len();
+        let before = exec.remembered();
         let broken = exec.execute(Request::new("{ add(a: 1, b: ")).await;
         assert!(!broken.errors.is_empty());
-        assert_eq!(exec.len(), before);
+        assert_eq!(exec.remembered(), before);
     }
 
     #[tokio::test]
@@ -171,12 +171,16 @@ mod tests {
                 resp.data.into_json().unwrap(),
                 serde_json::json!({ "add": i })
             );
-            assert!(exec.len() <= MAX_DOCUMENTS);
+            assert!(exec.remembered() <= MAX_DOCUMENTS);
         }
         let long = format!("{{ add(a: 1, b: 2) {} }}", " ".repeat(MAX_QUERY_BYTES));
-        let before = exec.len();
+        let before = exec.remembered();
         let resp = exec.execute(Request::new(long)).await;
         assert!(resp.errors.is_empty(), "{resp:?}");
-        assert_eq!(exec.len(), before, "over-long documents are not kept");
+        assert_eq!(
+            exec.remembered(),
+            before,
+            "over-long documents are not kept"
+        );
     }
 }

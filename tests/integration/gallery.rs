@@ -362,6 +362,117 @@ async fn with_the_s3_store_uploads_land_in_the_bucket() {
     assert_eq!(broken.scalar("SELECT count(*) AS n FROM images").await, 0);
 }
 
+/// An in-memory object store that refuses to store thumbnails (keys ending `_thumb.<ext>`),
+/// so an upload's second write fails after its first succeeded.
+#[derive(Debug, Default)]
+struct NoThumbnails(object_store::memory::InMemory);
+
+impl std::fmt::Display for NoThumbnails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoThumbnails({})", self.0)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for NoThumbnails {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().contains("_thumb.") {
+            return Err(object_store::Error::Generic {
+                store: "NoThumbnails",
+                source: "thumbnails refused".into(),
+            });
+        }
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+    {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+    {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_thumbnail_write_leaves_neither_file_nor_row() {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let store = std::sync::Arc::new(NoThumbnails::default());
+    let media = easel::storage::MediaStore::new(store.clone(), "http://unused/media", false);
+    let app = TestApp::spawn_adjusted(
+        crate::support::fresh_database().await,
+        |_| {},
+        move |state| state.with_media(media),
+    )
+    .await;
+    let (token, _) = user(&app, 1).await;
+    let (_, body) = upload_raw(
+        &app,
+        &token,
+        encode(ImageFormat::Png, 64, 64),
+        "p.png",
+        json!({}),
+        true,
+    )
+    .await;
+    assert_eq!(code(&body), "INTERNAL", "{body}");
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 0);
+    let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+    assert!(
+        left.is_empty(),
+        "the original written before the thumbnail failed is removed: {left:?}"
+    );
+}
+
 #[tokio::test]
 async fn fake_empty_oversized_and_unprotected_uploads_are_refused() {
     let app = TestApp::spawn_with(|c| c.upload_max_bytes = 20_000).await;

@@ -243,15 +243,27 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db_url: String, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_adjusted(db_url, configure, |state| state).await
+    }
+
+    /// Like [`TestApp::spawn_on`], with the state adjusted before the server starts (another
+    /// media store, ...).
+    pub async fn spawn_adjusted(
+        db_url: String,
+        configure: impl FnOnce(&mut Config),
+        adjust: impl FnOnce(easel::AppState) -> easel::AppState,
+    ) -> Self {
         let mut config = test_config();
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         config.public_url = format!("http://{addr}");
         let sms = Arc::new(MemorySender::default());
-        let state = server::app_state(config, &db_url)
-            .unwrap()
-            .with_sender(sms.clone());
+        let state = adjust(
+            server::app_state(config, &db_url)
+                .unwrap()
+                .with_sender(sms.clone()),
+        );
         let background = server::spawn_background(&state);
         state.events.listening().await;
         let router =
