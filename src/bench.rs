@@ -3,10 +3,7 @@
 //! `pgbench` with the same statements at the same concurrency on the same database.
 //! A tool, not a test: nothing here asserts a time.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
@@ -65,8 +62,12 @@ async fn run(mut config: Config, url: &str, o: &BenchOptions) -> anyhow::Result<
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let router = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(http::serve::serve(
+        listener,
+        http::router(state.clone()),
+        http::serve::ServeOptions::from_config(&state.config),
+        std::future::pending(),
+    ));
     let endpoint = format!("http://{addr}/graphql");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
@@ -348,6 +349,11 @@ async fn run_generation(
         generation::{providers::Procedural, worker},
     };
     config.db_pool_size = config.db_pool_size.max(o.concurrency).max(o.workers + 4);
+    // The fan-out case watches one user's jobs from every socket: lift the per-user cap.
+    config.ws_max_subscriptions_per_user = config
+        .ws_max_subscriptions_per_user
+        .max(o.subscribers + o.concurrency);
+    config.max_connections = config.max_connections.max(2 * o.subscribers + 64);
     let state = server::app_state(config, url)?;
     let mut conn = db::conn(&state.pool)
         .await
@@ -362,8 +368,12 @@ async fn run_generation(
     state.events.listening().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let router = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(http::serve::serve(
+        listener,
+        http::router(state.clone()),
+        http::serve::ServeOptions::from_config(&state.config),
+        std::future::pending(),
+    ));
     let endpoint = format!("http://{addr}/graphql");
 
     // (a) `generate` over HTTP, no workers running.

@@ -16,6 +16,17 @@
 //! | `EASEL_GRAPHQL_MAX_DEPTH` | `16` | maximum query depth (GraphiQL's introspection query needs 15) |
 //! | `EASEL_GRAPHQL_MAX_COMPLEXITY` | `1000` | maximum query complexity |
 //! | `EASEL_GRAPHQL_MAX_BATCH` | `10` | maximum operations in one batched request |
+//! | `EASEL_GRAPHQL_MAX_NESTING` | `64` | deepest nesting of `{`, `[`, `(` in a document, checked before parsing |
+//! | `EASEL_GRAPHQL_MAX_TOKENS` | `10000` | most tokens in a document, checked before parsing |
+//! | `EASEL_GRAPHQL_MAX_FIELDS` | `2000` | most fields a document selects once its fragments are expanded (`__typename` included) |
+//! | `EASEL_GRAPHQL_INTROSPECTION` | `true` (development), `false` (production) | answer introspection queries and suggest field names in errors |
+//! | `EASEL_GRAPHIQL` | `true` (development), `false` (production) | serve the GraphiQL playground at `/` and `/graphiql` |
+//! | `EASEL_HEADER_READ_TIMEOUT_SECS` | `10` | time a connection has to send a request's headers; also closes idle keep-alive connections |
+//! | `EASEL_MAX_CONNECTIONS` | `10000` | open client connections (websockets included); past it new ones wait in the listen backlog |
+//! | `EASEL_WS_MAX_SUBSCRIPTIONS` | `50` | operations one websocket may run at once |
+//! | `EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER` | `200` | operations one user may run at once over all their websockets (per server process) |
+//! | `EASEL_SIGNIN_MAX_PER_EMAIL_IP` | `10` | failed-or-not `signIn` attempts per email and client IP in 15 minutes |
+//! | `EASEL_SIGNIN_MAX_PER_EMAIL` | `100` | `signIn` attempts per email from all IPs in 15 minutes (the ceiling against distributed guessing) |
 //! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
 //! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
 //! | `EASEL_SHUTDOWN_GRACE_SECS` | `10` | how long shutdown waits for open requests |
@@ -114,6 +125,17 @@ pub struct Config {
     pub graphql_max_depth: usize,
     pub graphql_max_complexity: usize,
     pub graphql_max_batch: usize,
+    pub graphql_max_nesting: usize,
+    pub graphql_max_tokens: usize,
+    pub graphql_max_fields: u64,
+    pub graphql_introspection: bool,
+    pub graphiql: bool,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub ws_max_subscriptions: usize,
+    pub ws_max_subscriptions_per_user: usize,
+    pub signin_max_per_email_ip: i64,
+    pub signin_max_per_email: i64,
     pub graphiql_assets_url: String,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
@@ -212,6 +234,12 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(other) => bail!("EASEL_LOG_FORMAT must be `pretty` or `json`, not `{other}`"),
         };
+        // Development conveniences that production turns off unless asked for.
+        let dev_only = if env == Environment::Development {
+            "true"
+        } else {
+            "false"
+        };
         let cors_origins = get("EASEL_CORS_ORIGINS")
             .unwrap_or_else(|| "*".into())
             .split(',')
@@ -243,6 +271,25 @@ impl Config {
             graphql_max_depth: parse(&get, "EASEL_GRAPHQL_MAX_DEPTH", "16")?,
             graphql_max_complexity: parse(&get, "EASEL_GRAPHQL_MAX_COMPLEXITY", "1000")?,
             graphql_max_batch: parse(&get, "EASEL_GRAPHQL_MAX_BATCH", "10")?,
+            graphql_max_nesting: parse(&get, "EASEL_GRAPHQL_MAX_NESTING", "64")?,
+            graphql_max_tokens: parse(&get, "EASEL_GRAPHQL_MAX_TOKENS", "10000")?,
+            graphql_max_fields: parse(&get, "EASEL_GRAPHQL_MAX_FIELDS", "2000")?,
+            graphql_introspection: parse(&get, "EASEL_GRAPHQL_INTROSPECTION", dev_only)?,
+            graphiql: parse(&get, "EASEL_GRAPHIQL", dev_only)?,
+            header_read_timeout: Duration::from_secs(parse(
+                &get,
+                "EASEL_HEADER_READ_TIMEOUT_SECS",
+                "10",
+            )?),
+            max_connections: parse(&get, "EASEL_MAX_CONNECTIONS", "10000")?,
+            ws_max_subscriptions: parse(&get, "EASEL_WS_MAX_SUBSCRIPTIONS", "50")?,
+            ws_max_subscriptions_per_user: parse(
+                &get,
+                "EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER",
+                "200",
+            )?,
+            signin_max_per_email_ip: parse(&get, "EASEL_SIGNIN_MAX_PER_EMAIL_IP", "10")?,
+            signin_max_per_email: parse(&get, "EASEL_SIGNIN_MAX_PER_EMAIL", "100")?,
             graphiql_assets_url: get("EASEL_GRAPHIQL_ASSETS_URL")
                 .unwrap_or_else(|| "https://unpkg.com".into())
                 .trim_end_matches('/')
@@ -365,6 +412,20 @@ impl Config {
         }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
+        }
+        if config.graphql_max_nesting == 0
+            || config.graphql_max_tokens == 0
+            || config.graphql_max_fields == 0
+            || config.max_connections == 0
+            || config.ws_max_subscriptions == 0
+            || config.ws_max_subscriptions_per_user == 0
+        {
+            bail!(
+                "EASEL_GRAPHQL_MAX_NESTING, _MAX_TOKENS, _MAX_FIELDS, EASEL_MAX_CONNECTIONS and EASEL_WS_MAX_SUBSCRIPTIONS(_PER_USER) must be at least 1"
+            );
+        }
+        if config.header_read_timeout.is_zero() {
+            bail!("EASEL_HEADER_READ_TIMEOUT_SECS must be at least 1");
         }
         if config.job_max_attempts < 1 || config.job_lease.is_zero() {
             bail!("EASEL_JOB_MAX_ATTEMPTS must be at least 1 and EASEL_JOB_LEASE_SECS positive");

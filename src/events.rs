@@ -25,6 +25,9 @@ pub enum Event {
         balance: i64,
         transaction_id: Uuid,
     },
+    /// Session families were revoked (sign-out, refresh-token reuse, a suspended account):
+    /// their access tokens stop working on every process.
+    SessionsRevoked { user_id: Uuid, families: Vec<Uuid> },
     /// A generation job changed status.
     Job {
         job_id: Uuid,
@@ -72,6 +75,12 @@ impl EventHub {
     /// behind gets `Lagged` and must end its stream rather than silently miss events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// Changes each time the LISTEN connection goes down or comes (back) up: after a change
+    /// to up, whoever keeps state fed by events reloads it (events sent while down are lost).
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// Resolves once the LISTEN connection is up.

@@ -54,6 +54,10 @@ pub struct AppState {
     pub statements: db::StatementCounter,
     /// Job rows read once per event for all the subscribers that show it.
     pub job_snapshots: Arc<generation::snapshots::JobSnapshots>,
+    /// Revoked sessions, whose access tokens are refused.
+    pub revocations: Arc<accounts::revocations::Revocations>,
+    /// Operations running on websockets, per user (`EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER`).
+    pub ws_operations: Arc<http::limits::PerUser>,
 }
 
 impl AppState {
@@ -77,6 +81,12 @@ impl AppState {
             media: Arc::new(media),
             statements: db::StatementCounter::default(),
             job_snapshots: Arc::default(),
+            revocations: Arc::new(accounts::revocations::Revocations::new(
+                config.access_token_ttl,
+            )),
+            ws_operations: Arc::new(http::limits::PerUser::new(
+                config.ws_max_subscriptions_per_user,
+            )),
             config: Arc::new(config),
             pool,
             keys: Arc::new(keys),

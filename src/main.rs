@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => server::serve(config).await,
             Command::Worker => server::work(config).await,
@@ -176,5 +176,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Schema => unreachable!("handled above"),
         }
-    })
+    });
+    // Whatever still runs (a blocking task, a request past the grace period) must not keep
+    // a stopping process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }

@@ -149,6 +149,7 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     let bind = config.bind;
     let grace = config.shutdown_grace;
+    let options = http::serve::ServeOptions::from_config(&config);
     let state = app_state(config, url)?;
     let background = spawn_background(&state);
     let listener = TcpListener::bind(bind)
@@ -158,14 +159,13 @@ async fn serve_on(
     tracing::info!("Easel is ready: GraphiQL at {}", graphiql_url(addr));
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = http::serve::serve(listener, http::router(state), options, async move {
         shutdown.await;
         tracing::info!("shutting down: finishing open requests");
         notify.notify_one();
     });
     tokio::select! {
-        result = server => result.context("HTTP server")?,
+        _ = server => {}
         _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("requests still open after {grace:?}; closing them");
         }
@@ -195,6 +195,9 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     });
     let listener = state.events.spawn_listener(state.db_url.to_string());
+    let revocations = state
+        .revocations
+        .spawn_follower(&state.events, state.pool.clone());
     let app = state.clone();
     let expiry = tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -211,6 +214,7 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         delivery,
         prune,
         listener,
+        revocations,
         expiry,
         crate::generation::worker::spawn_reaper(state),
     ];

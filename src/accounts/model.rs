@@ -449,14 +449,21 @@ pub async fn revoke_family(conn: &mut AsyncPgConnection, family: Uuid) -> QueryR
     .await
 }
 
-/// Revokes every live token of a user.
-pub async fn revoke_user_sessions(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
-    diesel::update(
+/// Revokes every live token of a user; returns the session families that had one.
+pub async fn revoke_user_sessions(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    let mut families: Vec<Uuid> = diesel::update(
         sessions::table
             .filter(sessions::user_id.eq(user))
             .filter(sessions::revoked_at.is_null()),
     )
     .set(sessions::revoked_at.eq(diesel::dsl::now))
-    .execute(conn)
-    .await
+    .returning(sessions::family_id)
+    .get_results(conn)
+    .await?;
+    families.sort_unstable();
+    families.dedup();
+    Ok(families)
 }

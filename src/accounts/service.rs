@@ -15,7 +15,7 @@ use super::{
     model::{
         self, NewSession, NewUser, NewVendorProfile, ProfileChangeset, UserRow, VendorProfileRow,
     },
-    password, phone,
+    password, phone, revocations,
     tokens::{self, TokenError},
     viewer::{Viewer, ViewerUser},
 };
@@ -74,14 +74,19 @@ pub fn authenticate(state: &AppState, authorization: Option<&str>) -> AppResult<
     let Some(value) = authorization.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(Viewer::Anonymous);
     };
+    // The scheme is case-insensitive (RFC 7235 section 2.1).
     let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
+        .split_once(char::is_whitespace)
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
         .ok_or(AppError::Unauthenticated(
             "the Authorization header must be `Bearer <access token>`",
         ))?;
     match state.keys.verify(token) {
+        Ok(claims) if state.revocations.is_revoked(claims.sid) => Err(AppError::Unauthenticated(
+            "the session was signed out or revoked; sign in again",
+        )),
         Ok(claims) => Ok(Viewer::User(ViewerUser {
             id: claims.sub,
             role: claims.role,
@@ -336,13 +341,25 @@ pub async fn sign_in(
     }
     let email = email.trim().to_lowercase();
     let mut conn = db::conn(&state.pool).await?;
+    // Guessing from one address stops after a few tries without locking the owner out
+    // elsewhere; the per-email ceiling is far higher and only stops guessing from many
+    // addresses at once.
     let window = std::time::Duration::from_secs(900);
-    ratelimit::hit(&mut conn, &format!("signin:email:{email}"), window, 10).await?;
+    let config = &state.config;
+    let ip = meta.ip_key();
     ratelimit::hit(
         &mut conn,
-        &format!("signin:ip:{}", meta.ip_key()),
+        &format!("signin:email-ip:{email}|{ip}"),
         window,
-        100,
+        config.signin_max_per_email_ip,
+    )
+    .await?;
+    ratelimit::hit(&mut conn, &format!("signin:ip:{ip}"), window, 100).await?;
+    ratelimit::hit(
+        &mut conn,
+        &format!("signin:email:{email}"),
+        window,
+        config.signin_max_per_email,
     )
     .await?;
     let found = model::user_with_password_by_email(&mut conn, &email).await?;
@@ -456,7 +473,7 @@ pub async fn refresh_session(
         return Err(INVALID);
     };
     if session.revoked_at.is_some() {
-        reuse_detected(&mut conn, &session, meta).await?;
+        reuse_detected(state, &mut conn, &session, meta).await?;
         return Err(AppError::Unauthenticated(
             "the refresh token was already used; the session is revoked, sign in again",
         ));
@@ -470,7 +487,8 @@ pub async fn refresh_session(
         .await?
         .ok_or(INVALID)?;
     if user.account_status != AccountStatus::Active {
-        model::revoke_family(&mut conn, session.family_id).await?;
+        let families = revoke(&mut conn, user.id, Some(session.family_id)).await?;
+        state.revocations.revoke(&families);
         return Err(AppError::Forbidden("this account is suspended".into()));
     }
     let rotated = conn
@@ -494,7 +512,7 @@ pub async fn refresh_session(
     match rotated {
         Some(auth) => Ok(auth),
         None => {
-            reuse_detected(&mut conn, &session, meta).await?;
+            reuse_detected(state, &mut conn, &session, meta).await?;
             Err(AppError::Unauthenticated(
                 "the refresh token was already used; the session is revoked, sign in again",
             ))
@@ -502,13 +520,33 @@ pub async fn refresh_session(
     }
 }
 
+/// Revokes one session family (or every session of `user`) and announces it to every
+/// process, so their access tokens stop working at once; returns the families revoked now.
+/// Run it inside the caller's transaction, then hand the families to
+/// `state.revocations.revoke` once it committed.
+async fn revoke(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    family: Option<Uuid>,
+) -> AppResult<Vec<Uuid>> {
+    let families = match family {
+        Some(f) if model::revoke_family(conn, f).await? > 0 => vec![f],
+        Some(_) => Vec::new(),
+        None => model::revoke_user_sessions(conn, user).await?,
+    };
+    revocations::announce(conn, user, &families).await?;
+    Ok(families)
+}
+
 async fn reuse_detected(
+    state: &AppState,
     conn: &mut AsyncPgConnection,
     session: &model::SessionRow,
     meta: &RequestMeta,
 ) -> AppResult<()> {
-    let revoked = model::revoke_family(conn, session.family_id).await?;
-    if revoked > 0 {
+    let families = revoke(conn, session.user_id, Some(session.family_id)).await?;
+    state.revocations.revoke(&families);
+    if !families.is_empty() {
         tracing::warn!(user = %session.user_id, session = %session.family_id, "refresh token reuse: session revoked");
         audit::record(
             conn,
@@ -519,7 +557,7 @@ async fn reuse_detected(
                 resource: Some("session"),
                 resource_id: Some(session.family_id.to_string()),
                 ip: meta.ip_net(),
-                metadata: json!({ "revoked_tokens": revoked }),
+                metadata: json!({}),
             },
         )
         .await?;
@@ -535,28 +573,27 @@ pub async fn sign_out(
     all: bool,
 ) -> AppResult<bool> {
     let mut conn = db::conn(&state.pool).await?;
-    conn.transaction(async |conn| {
-        let revoked = if all {
-            model::revoke_user_sessions(conn, viewer.id).await?
-        } else {
-            model::revoke_family(conn, viewer.session_id).await?
-        };
-        audit::record(
-            conn,
-            AuditEntry {
-                actor_id: Some(viewer.id),
-                actor_type: actor_type(viewer.role),
-                action: "auth.sign_out",
-                resource: Some("session"),
-                resource_id: Some(viewer.session_id.to_string()),
-                ip: meta.ip_net(),
-                metadata: json!({ "all_sessions": all, "revoked_tokens": revoked }),
-            },
-        )
+    let families = conn
+        .transaction(async |conn| {
+            let families = revoke(conn, viewer.id, (!all).then_some(viewer.session_id)).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    actor_id: Some(viewer.id),
+                    actor_type: actor_type(viewer.role),
+                    action: "auth.sign_out",
+                    resource: Some("session"),
+                    resource_id: Some(viewer.session_id.to_string()),
+                    ip: meta.ip_net(),
+                    metadata: json!({ "all_sessions": all, "revoked_sessions": families.len() }),
+                },
+            )
+            .await?;
+            Ok::<_, AppError>(families)
+        })
         .await?;
-        Ok::<_, AppError>(true)
-    })
-    .await
+    state.revocations.revoke(&families);
+    Ok(true)
 }
 
 // ---- profiles and roles ---------------------------------------------------------------
@@ -723,9 +760,11 @@ pub async fn set_account_status(
             .await?
             .ok_or(AppError::NotFound("user"))?;
         let user = model::set_account_status(conn, user_id, status).await?;
-        if status != AccountStatus::Active {
-            model::revoke_user_sessions(conn, user_id).await?;
-        }
+        let families = if status != AccountStatus::Active {
+            revoke(conn, user_id, None).await?
+        } else {
+            Vec::new()
+        };
         audit::record(
             conn,
             AuditEntry {
@@ -739,9 +778,13 @@ pub async fn set_account_status(
             },
         )
         .await?;
-        Ok(user)
+        Ok((user, families))
     })
     .await
+    .map(|(user, families)| {
+        state.revocations.revoke(&families);
+        user
+    })
 }
 
 /// `easel create-admin`: promotes the account with this phone or email to admin, creating

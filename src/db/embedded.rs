@@ -167,6 +167,12 @@ pub struct EmbeddedPostgres {
     run_as: RunAs,
     pgdata: PathBuf,
     socket_dir: PathBuf,
+    /// Held while this process owns the cluster (an advisory lock on `<pgdata>.lock`). A
+    /// process that finds the cluster running while another live process holds the lock (a
+    /// serving `easel`, while `easel create-admin` or `migrate` runs beside it) uses the
+    /// cluster but never stops it; a cluster left running by a process that died has no
+    /// owner, and the next process takes it over.
+    owner_lock: Option<fs::File>,
 }
 
 impl EmbeddedPostgres {
@@ -183,22 +189,53 @@ impl EmbeddedPostgres {
             check_reachable(&pgdata, name)?;
         }
         let socket_dir = socket_dir_for(&pgdata);
-        let pg = Self {
+        let mut pg = Self {
             bins,
             run_as,
             pgdata,
             socket_dir,
+            owner_lock: None,
         };
         if !pg.pgdata.join("PG_VERSION").exists() {
             pg.initdb()?;
         }
-        pg.write_settings(options)?;
-        if pg.is_running() {
-            tracing::info!(pgdata = %pg.pgdata.display(), "embedded PostgreSQL already running; adopting it");
-        } else {
-            pg.pg_ctl_start()?;
+        pg.owner_lock = pg.try_own()?;
+        let running = pg.is_running();
+        match (running, pg.owner_lock.is_some()) {
+            (true, false) => {
+                tracing::info!(pgdata = %pg.pgdata.display(), "embedded PostgreSQL is run by another Easel process; using it and leaving it running");
+            }
+            (true, true) => {
+                tracing::info!(pgdata = %pg.pgdata.display(), "embedded PostgreSQL was left running by a process that is gone; taking it over");
+            }
+            (false, _) => {
+                pg.write_settings(options)?;
+                pg.pg_ctl_start()?;
+            }
         }
         Ok(pg)
+    }
+
+    /// Takes the owner lock when no live process holds it.
+    fn try_own(&self) -> anyhow::Result<Option<fs::File>> {
+        let mut path = self.pgdata.clone().into_os_string();
+        path.push(".lock");
+        if let Some(parent) = Path::new(&path).parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", Path::new(&path).display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", Path::new(&path).display()))
+            }
+        }
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
@@ -286,9 +323,10 @@ impl EmbeddedPostgres {
         cmd.status().map(|s| s.success()).unwrap_or(false)
     }
 
-    /// Stops the cluster (fast shutdown: open sessions are ended, data is flushed).
+    /// Stops the cluster (fast shutdown: open sessions are ended, data is flushed), unless it
+    /// was already running when this process found it: then its owner stops it.
     pub fn stop(&self) -> anyhow::Result<()> {
-        if !self.is_running() {
+        if self.owner_lock.is_none() || !self.is_running() {
             return Ok(());
         }
         let mut cmd = self.bins.cmd("pg_ctl");
@@ -308,6 +346,11 @@ impl EmbeddedPostgres {
 
     pub fn pgdata(&self) -> &Path {
         &self.pgdata
+    }
+
+    /// Whether this process owns the cluster (and so stops it in [`Self::stop`]).
+    pub fn owned(&self) -> bool {
+        self.owner_lock.is_some()
     }
 
     pub fn log_file(&self) -> PathBuf {

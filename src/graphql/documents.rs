@@ -1,8 +1,11 @@
-//! Remembers parsed GraphQL documents, so the few documents an app sends over and over are
-//! parsed once rather than on every request.
+//! Every request's document goes through here before the schema sees it: the bounds of
+//! [`super::limits`] are checked before it is parsed and once it is, and parsed documents
+//! are remembered, so the few documents an app sends over and over are scanned, parsed and
+//! measured once rather than on every request.
 //!
-//! Only parsing is skipped: async-graphql still checks the recursion depth, the directive
-//! limit, validation, depth and complexity of every request, cached document or not.
+//! Only that is skipped for a remembered document: async-graphql still checks the recursion
+//! depth, the directive limit, validation, depth and complexity of every request, and the
+//! variables are checked for NUL characters on every request.
 
 use std::{
     collections::HashMap,
@@ -11,9 +14,12 @@ use std::{
 };
 
 use async_graphql::{
-    Data, Executor, Request, Response, futures_util::stream::BoxStream,
+    Data, Executor, Request, Response, ServerError,
+    futures_util::{StreamExt, stream::BoxStream},
     parser::types::ExecutableDocument,
 };
+
+use super::limits::{self, Limits};
 
 /// Documents remembered at most; past that the cache starts afresh.
 const MAX_DOCUMENTS: usize = 128;
@@ -25,13 +31,15 @@ const MAX_QUERY_BYTES: usize = 8 * 1024;
 #[derive(Clone)]
 pub struct ParsedDocuments<E> {
     inner: E,
+    limits: Limits,
     cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
 }
 
 impl<E> ParsedDocuments<E> {
-    pub fn new(inner: E) -> Self {
+    pub fn new(inner: E, limits: Limits) -> Self {
         ParsedDocuments {
             inner,
+            limits,
             cache: Arc::default(),
         }
     }
@@ -47,35 +55,45 @@ impl<E> ParsedDocuments<E> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn with_document(&self, mut request: Request) -> Request {
-        if request.query.len() > MAX_QUERY_BYTES {
-            return request;
-        }
+    /// The request with its document parsed and checked, or the request error to answer.
+    fn prepare(&self, mut request: Request) -> Result<Request, ServerError> {
+        limits::check_variables(&request.variables)?;
         let cached = self.lock().get(&request.query).cloned();
         let doc = match cached {
             Some(doc) => doc,
             None => {
-                // A document that does not parse is left to the executor, which reports it.
+                limits::scan(&request.query, &self.limits)?;
+                // A document that does not parse is left to the executor, which reports it
+                // (the scan above already bounds what its parser will do).
                 let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-                    return request;
+                    return Ok(request);
                 };
+                limits::check_document(&doc, &self.limits)?;
                 let doc = Arc::new(doc);
-                let mut cache = self.lock();
-                if cache.len() >= MAX_DOCUMENTS {
-                    cache.clear();
+                if request.query.len() <= MAX_QUERY_BYTES {
+                    let mut cache = self.lock();
+                    if cache.len() >= MAX_DOCUMENTS {
+                        cache.clear();
+                    }
+                    cache.insert(request.query.clone(), doc.clone());
                 }
-                cache.insert(request.query.clone(), doc.clone());
                 doc
             }
         };
         request.set_parsed_query(ExecutableDocument::clone(&doc));
-        request
+        Ok(request)
     }
 }
 
 impl<E: Executor> Executor for ParsedDocuments<E> {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
-        self.inner.execute(self.with_document(request))
+        let prepared = self.prepare(request);
+        async move {
+            match prepared {
+                Ok(request) => self.inner.execute(request).await,
+                Err(e) => Response::from_errors(vec![e]),
+            }
+        }
     }
 
     fn execute_stream(
@@ -83,8 +101,12 @@ impl<E: Executor> Executor for ParsedDocuments<E> {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        self.inner
-            .execute_stream(self.with_document(request), session_data)
+        match self.prepare(request) {
+            Ok(request) => self.inner.execute_stream(request, session_data),
+            Err(e) => {
+                futures_util::stream::once(async move { Response::from_errors(vec![e]) }).boxed()
+            }
+        }
     }
 }
 
@@ -104,7 +126,14 @@ mod tests {
     }
 
     fn executor() -> ParsedDocuments<Schema<Query, EmptyMutation, EmptySubscription>> {
-        ParsedDocuments::new(Schema::new(Query, EmptyMutation, EmptySubscription))
+        ParsedDocuments::new(
+            Schema::new(Query, EmptyMutation, EmptySubscription),
+            Limits {
+                max_nesting: 64,
+                max_tokens: 10_000,
+                max_fields: 2_000,
+            },
+        )
     }
 
     fn vars(json: serde_json::Value) -> async_graphql::Variables {

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod documents;
 pub mod errors;
+pub mod limits;
 pub mod pagination;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder};
@@ -59,7 +60,7 @@ pub type GraphqlSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub type AppSchema = errors::ErrorCodes<documents::ParsedDocuments<GraphqlSchema>>;
 
 fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(
+    let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
@@ -67,13 +68,30 @@ fn builder(config: &Config) -> SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .limit_depth(config.graphql_max_depth)
     .limit_complexity(config.graphql_max_complexity)
     .limit_recursive_depth(32)
-    .limit_directives(16)
+    .limit_directives(16);
+    if config.graphql_introspection {
+        builder
+    } else {
+        // "Did you mean ...?" would tell the schema that introspection no longer does.
+        builder.disable_introspection().disable_suggestions()
+    }
+}
+
+/// The bounds every document is checked against before it runs.
+pub fn limits(config: &Config) -> limits::Limits {
+    limits::Limits {
+        max_nesting: config.graphql_max_nesting,
+        max_tokens: config.graphql_max_tokens,
+        max_fields: config.graphql_max_fields,
+    }
 }
 
 /// The schema the server executes, holding the application state.
 pub fn build_schema(state: AppState) -> AppSchema {
+    let limits = limits(&state.config);
     errors::ErrorCodes(documents::ParsedDocuments::new(
         builder(&state.config).data(state).finish(),
+        limits,
     ))
 }
 

@@ -27,6 +27,7 @@ use axum::{
 };
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
+use super::limits::{SocketOperations, Verdict};
 use super::{HttpState, error_response};
 use crate::{
     AppState,
@@ -35,8 +36,13 @@ use crate::{
         viewer::Viewer,
     },
     error::{AppError, codes},
-    graphql::{Loaders, errors::is_request_error},
+    graphql::{
+        Loaders,
+        errors::is_request_error,
+        limits::{self, Limits},
+    },
 };
+use uuid::Uuid;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 /// Room for the operations, map and part headers of a multipart upload beyond the file.
@@ -233,7 +239,7 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
             return error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, message);
         }
     };
-    if let Some(kind) = non_query_operation(&request) {
+    if let Some(kind) = non_query_operation(&request, &crate::graphql::limits(&state.app.config)) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::BAD_USER_INPUT,
@@ -281,8 +287,10 @@ fn parse_get_query(raw: &str) -> Result<GqlRequest, String> {
     Ok(request)
 }
 
-/// The kind of the operation a GET request would run, when it is not a query.
-fn non_query_operation(request: &GqlRequest) -> Option<&'static str> {
+/// The kind of the operation a GET request would run, when it is not a query. A document
+/// over the limits is not parsed here: the executor answers it.
+fn non_query_operation(request: &GqlRequest, limits: &Limits) -> Option<&'static str> {
+    limits::scan(&request.query, limits).ok()?;
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     let ty = match (&doc.operations, request.operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => op.node.ty,
@@ -388,40 +396,76 @@ async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
         })
         .unwrap_or(WebSocketProtocols::GraphQLWS);
     let meta = request_meta(&state.app, parts);
-    ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
+    let limit = state.app.config.max_body_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve_socket(state, protocol, meta, socket))
 }
 
 /// Runs one websocket connection. The access token comes in the `connection_init` payload
 /// (`{"authorization": "Bearer <jwt>"}`); a bad one closes the socket with 4403, and the
-/// socket is closed with 4403 when the token expires, ending its subscriptions.
+/// socket is closed with 4403 when the token expires or its session is revoked, ending its
+/// subscriptions. Operations are counted per socket and per user ([`super::limits`]).
 async fn serve_socket(
     state: HttpState,
     protocol: WebSocketProtocols,
     meta: RequestMeta,
     socket: axum::extract::ws::WebSocket,
 ) {
+    let config = &state.app.config;
+    let operations = Arc::new(Mutex::new(SocketOperations::new(
+        state.app.ws_operations.clone(),
+        config.ws_max_subscriptions,
+    )));
+    // Messages the endpoint itself sends: refusals, and closes for protocol violations.
+    let (inject_tx, mut injected) = tokio::sync::mpsc::unbounded_channel::<Message>();
     let (mut sink, stream) = socket.split();
+    let ops = operations.clone();
     let input = stream
         .take_while(|r| futures_util::future::ready(r.is_ok()))
-        .filter_map(|r| {
-            futures_util::future::ready(match r {
-                Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
-                _ => None,
+        .filter_map(move |r| {
+            let data = match r {
+                Ok(m @ (Message::Text(_) | Message::Binary(_))) => m.into_data(),
+                _ => return futures_util::future::ready(None),
+            };
+            let verdict = lock(&ops).from_client(&data);
+            futures_util::future::ready(match verdict {
+                Verdict::Pass => Some(data),
+                Verdict::Refuse { id, message } => {
+                    let _ = inject_tx.send(refusal(protocol, &id, &message));
+                    None
+                }
+                Verdict::Close { code, reason } => {
+                    let _ = inject_tx.send(close(code, &reason));
+                    None
+                }
             })
         });
-    let expires_at: Arc<Mutex<Option<i64>>> = Arc::default();
-    let expiry = expires_at.clone();
+    // The signed-in viewer, once `connection_init` names one: (token expiry, session).
+    let session: Arc<Mutex<Option<(i64, Uuid)>>> = Arc::default();
+    let signed_in = session.clone();
+    let ops = operations.clone();
     let app = state.app.clone();
     let on_init = move |payload: serde_json::Value| async move {
-        let authorization = payload
+        let authorization = match payload
             .get("authorization")
             .or_else(|| payload.get("Authorization"))
-            .and_then(|v| v.as_str());
+        {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
+            // Never silently anonymous, as over HTTP (where a bad header answers 401).
+            Some(_) => {
+                return Err(async_graphql::Error::new(format!(
+                    "{FORBIDDEN_MARK}`authorization` must be a string: `Bearer <access token>`"
+                )));
+            }
+        };
         let viewer = service::authenticate(&app, authorization)
             .map_err(|e| async_graphql::Error::new(format!("{FORBIDDEN_MARK}{}", e.message())))?;
         if let Viewer::User(u) = &viewer {
-            *expiry.lock().unwrap_or_else(|e| e.into_inner()) = Some(u.expires_at);
+            *lock(&signed_in) = Some((u.expires_at, u.session_id));
+            lock(&ops).set_user(Some(u.id));
         }
         let mut data = Data::default();
         data.insert(viewer);
@@ -429,24 +473,27 @@ async fn serve_socket(
         data.insert(Loaders::new(&app));
         Ok(data)
     };
+    let ops = operations.clone();
     let messages = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
         .on_connection_init(on_init)
-        .map(|msg| match msg {
-            WsMessage::Text(text) => Message::Text(text.into()),
+        .map(move |msg| match msg {
+            WsMessage::Text(text) => {
+                lock(&ops).from_server(&text);
+                Message::Text(text.into())
+            }
             WsMessage::Close(code, reason) => match reason.strip_prefix(FORBIDDEN_MARK) {
                 Some(reason) => close(CLOSE_FORBIDDEN, reason),
                 None => close(code, &reason),
             },
         });
     futures_util::pin_mut!(messages);
+    let mut revoked = state.app.revocations.subscribe();
     loop {
-        let deadline = expires_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|exp| {
-                let left = exp - chrono::Utc::now().timestamp();
-                tokio::time::Instant::now() + Duration::from_secs(left.max(0) as u64)
-            });
+        let current = *lock(&session);
+        let deadline = current.map(|(exp, _)| {
+            let left = exp - chrono::Utc::now().timestamp();
+            tokio::time::Instant::now() + Duration::from_secs(left.max(0) as u64)
+        });
         let expired = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -455,15 +502,49 @@ async fn serve_socket(
         };
         tokio::select! {
             msg = messages.next() => match msg {
-                Some(msg) => if sink.send(msg).await.is_err() { break },
+                Some(msg) => {
+                    let closing = matches!(msg, Message::Close(_));
+                    if sink.send(msg).await.is_err() || closing { break }
+                }
                 None => break,
             },
+            Some(msg) = injected.recv() => {
+                let closing = matches!(msg, Message::Close(_));
+                if sink.send(msg).await.is_err() || closing { break }
+            }
             _ = expired => {
                 let _ = sink.send(close(CLOSE_FORBIDDEN, "the access token has expired")).await;
                 break;
             }
+            family = revoked.recv(), if current.is_some() => {
+                let Some((_, sid)) = current else { continue };
+                let hit = match family {
+                    Ok(family) => family == sid,
+                    Err(_) => state.app.revocations.is_revoked(sid),
+                };
+                if hit {
+                    let _ = sink.send(close(CLOSE_FORBIDDEN, "the session was signed out or revoked")).await;
+                    break;
+                }
+            }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An `error` message refusing operation `id`, in the socket's protocol.
+fn refusal(protocol: WebSocketProtocols, id: &str, message: &str) -> Message {
+    let error =
+        serde_json::json!({ "message": message, "extensions": { "code": codes::RATE_LIMITED } });
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => serde_json::json!([error]),
+        _ => error,
+    };
+    let msg = serde_json::json!({ "type": "error", "id": id, "payload": payload });
+    Message::Text(msg.to_string().into())
 }
 
 fn close(code: u16, reason: &str) -> Message {

@@ -15,12 +15,12 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let expected = db::latest_migration_version();
     let check = async {
-        let mut conn = state
-            .app
-            .pool
-            .get()
-            .await
-            .map_err(|e| format!("database: {e}"))?;
+        // The reason is for whoever probes (a load balancer, the public): the details of a
+        // database error go to the log only.
+        let mut conn = state.app.pool.get().await.map_err(|e| {
+            tracing::warn!(error = %e, "readiness: no database connection");
+            "database unreachable".to_string()
+        })?;
         let applied = db::applied_migration_version(&mut conn)
             .await
             .map_err(|_| "database: migrations table not readable".to_string())?;

@@ -3,7 +3,9 @@
 mod graphiql;
 mod graphql;
 mod health;
+pub mod limits;
 mod media;
+pub mod serve;
 
 use std::time::Duration;
 
@@ -44,9 +46,13 @@ pub fn router(app: AppState) -> Router {
         schema: build_schema(app.clone()),
         app,
     };
-    Router::new()
-        .route("/", get(graphiql::page))
-        .route("/graphiql", get(graphiql::page))
+    let mut router = Router::new();
+    if config.graphiql {
+        router = router
+            .route("/", get(graphiql::page))
+            .route("/graphiql", get(graphiql::page));
+    }
+    router
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql::websocket))
         .route("/webhooks/payments/{gateway}", post(crate::payments::http::webhook))

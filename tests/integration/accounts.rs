@@ -612,11 +612,22 @@ async fn suspended_accounts_cannot_sign_in_or_refresh() {
         .gql(VERIFY_OTP, json!({ "phone": "+14155552681", "code": otp }))
         .await;
     assert_eq!(code(&body), "FORBIDDEN", "{body}");
-    // Only admins may do that.
-    let (_, body) = app
+    // The suspended user's access token stopped working with the suspension.
+    let reactivate = "mutation($id: ID!) { setAccountStatus(userId: $id, status: ACTIVE) { id } }";
+    let (status, body) = app
         .gql_as(
             user["accessToken"].as_str().unwrap(),
-            "mutation($id: ID!) { setAccountStatus(userId: $id, status: ACTIVE) { id } }",
+            reactivate,
+            json!({ "id": user["user"]["id"] }),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (401, "UNAUTHENTICATED"), "{body}");
+    // Only admins may do that.
+    let other = app.sign_up_by_phone("+14155552683").await;
+    let (_, body) = app
+        .gql_as(
+            other["accessToken"].as_str().unwrap(),
+            reactivate,
             json!({ "id": user["user"]["id"] }),
         )
         .await;

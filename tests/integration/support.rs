@@ -266,9 +266,14 @@ impl TestApp {
         );
         let background = server::spawn_background(&state);
         state.events.listening().await;
-        let router =
-            http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let router = http::router(state.clone());
+        let options = http::serve::ServeOptions::from_config(&state.config);
+        tokio::spawn(http::serve::serve(
+            listener,
+            router,
+            options,
+            std::future::pending(),
+        ));
         TestApp {
             addr,
             db_url,
