@@ -44,9 +44,9 @@
 //! | `EASEL_SMS_HTTP_TOKEN` | unset | bearer token for the SMS gateway |
 //! | `EASEL_TRUST_PROXY` | `false` | take the client IP from `X-Forwarded-For` (behind a reverse proxy) |
 //! | `EASEL_PUBLIC_URL` | `http://<EASEL_BIND>` | the server's public base URL (checkout pages, webhooks) |
-//! | `EASEL_PAYMENT_GATEWAYS` | `sandbox` | enabled gateways, comma-separated: `sandbox`, `stripe` |
+//! | `EASEL_PAYMENT_GATEWAYS` | `sandbox` (development), none (production) | enabled gateways, comma-separated: `sandbox`, `stripe` (`none`: no gateway); production refuses `sandbox` unless `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` is set |
 //! | `EASEL_PAYMENT_EXPIRY_MINUTES` | `60` | how long a pending payment may be paid |
-//! | `EASEL_SANDBOX_WEBHOOK_SECRET` | `easel-sandbox-secret` (development) | HMAC key of sandbox webhooks; required in production when `sandbox` is enabled |
+//! | `EASEL_SANDBOX_WEBHOOK_SECRET` | `easel-sandbox-secret` (development) | HMAC key of sandbox webhooks and checkout links; required in production when `sandbox` is enabled |
 //! | `EASEL_STRIPE_API_URL` | `https://api.stripe.com` | Stripe's API base URL |
 //! | `EASEL_STRIPE_SECRET_KEY` | unset | Stripe secret key (`sk_...`); required when `stripe` is enabled |
 //! | `EASEL_STRIPE_WEBHOOK_SECRET` | unset | Stripe webhook signing secret (`whsec_...`); required when `stripe` is enabled |
@@ -73,6 +73,9 @@
 //! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
+//! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
+//! | `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` | `10` | `signUp` (email and password) calls one client IP may make per hour |
+//! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts cannot be yet); `unverified`: always |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -81,6 +84,10 @@ use secrecy::SecretString;
 
 /// The sandbox webhook key in development (documented, so test suites can sign events).
 pub const DEV_SANDBOX_SECRET: &str = "easel-sandbox-secret";
+
+/// The one value of `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` that lets production enable the
+/// sandbox gateway: whoever opens a sandbox checkout link can grant its credits for free.
+pub const ALLOW_SANDBOX_IN_PRODUCTION: &str = "yes-anyone-can-mint-credits";
 
 /// Deployment environment: production refuses unsafe development defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +175,11 @@ pub struct Config {
     pub upload_max_bytes: usize,
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
+    /// `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` was set to [`ALLOW_SANDBOX_IN_PRODUCTION`].
+    pub allow_sandbox_in_production: bool,
+    pub signup_max_per_hour_per_ip: i64,
+    /// Whether an unverified account may gift its sign-up bonus (`EASEL_SIGNUP_BONUS_GIFTABLE`).
+    pub signup_bonus_giftable_unverified: bool,
 }
 
 /// Which image provider renders jobs.
@@ -332,11 +344,15 @@ impl Config {
             },
             trust_proxy: parse(&get, "EASEL_TRUST_PROXY", "false")?,
             public_url: String::new(),
+            // Production has no gateway unless one is chosen: the sandbox grants credits for free.
             payment_gateways: get("EASEL_PAYMENT_GATEWAYS")
-                .unwrap_or_else(|| "sandbox".into())
+                .unwrap_or_else(|| match env {
+                    Environment::Development => "sandbox".into(),
+                    Environment::Production => String::new(),
+                })
                 .split(',')
                 .map(|g| g.trim().to_lowercase())
-                .filter(|g| !g.is_empty())
+                .filter(|g| !g.is_empty() && g != "none")
                 .collect(),
             payment_expiry: Duration::from_secs(
                 60 * parse::<u64>(&get, "EASEL_PAYMENT_EXPIRY_MINUTES", "60")?,
@@ -380,6 +396,21 @@ impl Config {
             upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
+            allow_sandbox_in_production: match get("EASEL_ALLOW_SANDBOX_IN_PRODUCTION").as_deref() {
+                None => false,
+                Some(ALLOW_SANDBOX_IN_PRODUCTION) => true,
+                Some(_) => bail!(
+                    "EASEL_ALLOW_SANDBOX_IN_PRODUCTION, when set, must be exactly `{ALLOW_SANDBOX_IN_PRODUCTION}`"
+                ),
+            },
+            signup_max_per_hour_per_ip: parse(&get, "EASEL_SIGNUP_MAX_PER_HOUR_PER_IP", "10")?,
+            signup_bonus_giftable_unverified: match get("EASEL_SIGNUP_BONUS_GIFTABLE").as_deref() {
+                None | Some("verified") => false,
+                Some("unverified") => true,
+                Some(other) => bail!(
+                    "EASEL_SIGNUP_BONUS_GIFTABLE must be `verified` or `unverified`, not `{other}`"
+                ),
+            },
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -433,6 +464,9 @@ impl Config {
         if config.signup_bonus < 0 {
             bail!("EASEL_SIGNUP_BONUS must not be negative");
         }
+        if config.signup_max_per_hour_per_ip < 1 {
+            bail!("EASEL_SIGNUP_MAX_PER_HOUR_PER_IP must be at least 1");
+        }
         if config.env == Environment::Production {
             if matches!(config.sms_sender, SmsSender::Log) {
                 bail!(
@@ -448,12 +482,20 @@ impl Config {
                 }
                 Some(_) => {}
             }
-            if config.payment_gateways.iter().any(|g| g == "sandbox")
-                && get("EASEL_SANDBOX_WEBHOOK_SECRET").is_none()
-            {
-                bail!(
-                    "EASEL_ENV=production with the sandbox gateway needs its own EASEL_SANDBOX_WEBHOOK_SECRET (or remove `sandbox` from EASEL_PAYMENT_GATEWAYS)"
-                );
+            if config.payment_gateways.iter().any(|g| g == "sandbox") {
+                if !config.allow_sandbox_in_production {
+                    bail!(
+                        "EASEL_ENV=production refuses the `sandbox` gateway: anyone who opens a sandbox checkout link can grant themselves its credits without paying. \
+                         Remove `sandbox` from EASEL_PAYMENT_GATEWAYS (use `stripe`; with the variable unset production enables no gateway). \
+                         Only for a server where free credits are intended (a public demo or staging), set \
+                         EASEL_ALLOW_SANDBOX_IN_PRODUCTION={ALLOW_SANDBOX_IN_PRODUCTION} together with a private EASEL_SANDBOX_WEBHOOK_SECRET"
+                    );
+                }
+                if get("EASEL_SANDBOX_WEBHOOK_SECRET").is_none_or(|s| s == DEV_SANDBOX_SECRET) {
+                    bail!(
+                        "EASEL_ALLOW_SANDBOX_IN_PRODUCTION is set, but the sandbox then needs a private EASEL_SANDBOX_WEBHOOK_SECRET (the development key is public, so anyone could sign its webhooks)"
+                    );
+                }
             }
         }
         Ok(config)
@@ -595,13 +637,12 @@ mod tests {
         let secret = "k".repeat(40);
         let mut ok = http.to_vec();
         ok.push(("EASEL_JWT_SECRET", &secret));
-        let err = config(&ok).unwrap_err().to_string();
+        let c = config(&ok).unwrap();
         assert!(
-            err.contains("EASEL_SANDBOX_WEBHOOK_SECRET"),
-            "the documented dev key is refused: {err}"
+            c.payment_gateways.is_empty(),
+            "production enables no gateway by default: {:?}",
+            c.payment_gateways
         );
-        ok.push(("EASEL_SANDBOX_WEBHOOK_SECRET", "a-private-sandbox-key"));
-        assert!(config(&ok).is_ok());
         let stripe_without_keys = [("EASEL_PAYMENT_GATEWAYS", "stripe")];
         assert!(
             config(&stripe_without_keys)
@@ -613,6 +654,122 @@ mod tests {
             config(&[("EASEL_SMS_SENDER", "http")]).is_err(),
             "http sender needs a URL"
         );
+    }
+
+    /// The production settings every sandbox case below starts from.
+    fn production(extra: &[(&'static str, &'static str)]) -> anyhow::Result<Config> {
+        let mut vars = vec![
+            ("EASEL_ENV", "production"),
+            ("EASEL_SMS_SENDER", "http"),
+            ("EASEL_SMS_HTTP_URL", "https://sms.example/send"),
+            ("EASEL_JWT_SECRET", "0123456789abcdef0123456789abcdef0123"),
+        ];
+        vars.extend_from_slice(extra);
+        config(&vars)
+    }
+
+    #[test]
+    fn production_refuses_the_sandbox_without_the_loud_flag() {
+        // Listing the sandbox is refused, even with a private secret (the old advice).
+        for extra in [
+            vec![("EASEL_PAYMENT_GATEWAYS", "sandbox")],
+            vec![
+                ("EASEL_PAYMENT_GATEWAYS", "sandbox,stripe"),
+                ("EASEL_STRIPE_SECRET_KEY", "sk_live_1"),
+                ("EASEL_STRIPE_WEBHOOK_SECRET", "whsec_1"),
+                ("EASEL_SANDBOX_WEBHOOK_SECRET", "a-private-sandbox-key"),
+            ],
+        ] {
+            let err = production(&extra).unwrap_err().to_string();
+            assert!(
+                err.contains("refuses the `sandbox` gateway")
+                    && err
+                        .contains("EASEL_ALLOW_SANDBOX_IN_PRODUCTION=yes-anyone-can-mint-credits"),
+                "{err}"
+            );
+            assert!(
+                !err.contains("needs its own EASEL_SANDBOX_WEBHOOK_SECRET"),
+                "the message no longer suggests that a secret is enough: {err}"
+            );
+        }
+        // A flag that is not the exact value is an error, not a yes.
+        let err = production(&[
+            ("EASEL_PAYMENT_GATEWAYS", "sandbox"),
+            ("EASEL_ALLOW_SANDBOX_IN_PRODUCTION", "yes"),
+            ("EASEL_SANDBOX_WEBHOOK_SECRET", "a-private-sandbox-key"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be exactly"), "{err}");
+        // The flag still needs a private secret: the development key is public.
+        for secret in [None, Some(DEV_SANDBOX_SECRET)] {
+            let mut extra = vec![
+                ("EASEL_PAYMENT_GATEWAYS", "sandbox"),
+                (
+                    "EASEL_ALLOW_SANDBOX_IN_PRODUCTION",
+                    ALLOW_SANDBOX_IN_PRODUCTION,
+                ),
+            ];
+            extra.extend(secret.map(|s| ("EASEL_SANDBOX_WEBHOOK_SECRET", s)));
+            let err = production(&extra).unwrap_err().to_string();
+            assert!(
+                err.contains("private EASEL_SANDBOX_WEBHOOK_SECRET"),
+                "{err}"
+            );
+        }
+        let c = production(&[
+            ("EASEL_PAYMENT_GATEWAYS", "sandbox"),
+            (
+                "EASEL_ALLOW_SANDBOX_IN_PRODUCTION",
+                ALLOW_SANDBOX_IN_PRODUCTION,
+            ),
+            ("EASEL_SANDBOX_WEBHOOK_SECRET", "a-private-sandbox-key"),
+        ])
+        .unwrap();
+        assert_eq!(c.payment_gateways, vec!["sandbox"]);
+        assert!(c.allow_sandbox_in_production);
+        // Stripe alone is fine, and the default is no gateway at all.
+        let c = production(&[
+            ("EASEL_PAYMENT_GATEWAYS", "stripe"),
+            ("EASEL_STRIPE_SECRET_KEY", "sk_live_1"),
+            ("EASEL_STRIPE_WEBHOOK_SECRET", "whsec_1"),
+        ])
+        .unwrap();
+        assert_eq!(c.payment_gateways, vec!["stripe"]);
+        assert!(production(&[]).unwrap().payment_gateways.is_empty());
+        assert!(
+            production(&[("EASEL_PAYMENT_GATEWAYS", "none")])
+                .unwrap()
+                .payment_gateways
+                .is_empty()
+        );
+        // Development keeps the sandbox by default; `none` switches every gateway off.
+        assert_eq!(config(&[]).unwrap().payment_gateways, vec!["sandbox"]);
+        assert!(
+            config(&[("EASEL_PAYMENT_GATEWAYS", "none")])
+                .unwrap()
+                .payment_gateways
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn sign_up_limits_and_bonus_gifting_are_configurable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.signup_max_per_hour_per_ip, 10);
+        assert!(!c.signup_bonus_giftable_unverified);
+        let c = config(&[
+            ("EASEL_SIGNUP_MAX_PER_HOUR_PER_IP", "3"),
+            ("EASEL_SIGNUP_BONUS_GIFTABLE", "unverified"),
+        ])
+        .unwrap();
+        assert_eq!(c.signup_max_per_hour_per_ip, 3);
+        assert!(c.signup_bonus_giftable_unverified);
+        assert!(config(&[("EASEL_SIGNUP_MAX_PER_HOUR_PER_IP", "0")]).is_err());
+        let err = config(&[("EASEL_SIGNUP_BONUS_GIFTABLE", "always")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_SIGNUP_BONUS_GIFTABLE"), "{err}");
     }
 
     #[test]

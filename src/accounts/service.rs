@@ -277,7 +277,10 @@ async fn no_live_code(conn: &mut AsyncPgConnection, phone: &str) -> AppResult<Ap
 
 // ---- email and password -----------------------------------------------------------------
 
-/// Creates an account with email and password and signs it in.
+/// Creates an account with email and password and signs it in; at most
+/// `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` per client IP and hour (`RATE_LIMITED` beyond). The
+/// account's email is not verified (nothing verifies emails yet), so its sign-up bonus cannot
+/// be gifted (see `credits::service::gift`).
 pub async fn sign_up(
     state: &AppState,
     meta: &RequestMeta,
@@ -290,9 +293,17 @@ pub async fn sign_up(
     let username = username
         .map(|u| validate_username(u, "input.username"))
         .transpose()?;
+    let mut conn = db::conn(&state.pool).await?;
+    // Each account starts with a bonus: one client IP may open only so many per hour.
+    ratelimit::hit(
+        &mut conn,
+        &format!("signup:ip:{}", meta.ip_key()),
+        std::time::Duration::from_secs(3600),
+        state.config.signup_max_per_hour_per_ip,
+    )
+    .await?;
     let hash = password::hash(password_input.to_string()).await?;
     let signup_bonus = state.config.signup_bonus;
-    let mut conn = db::conn(&state.pool).await?;
     let user = conn
         .transaction(async |conn| {
             let code = new_referral_code();

@@ -193,7 +193,7 @@ impl CreditPackage {
 
     /// Credits granted in all.
     async fn total_credits(&self) -> i64 {
-        self.0.credits + self.0.bonus_credits
+        self.0.credits.saturating_add(self.0.bonus_credits)
     }
 
     /// Price in minor units of `currency` (cents for USD).
@@ -352,7 +352,7 @@ pub struct CreditHistoryFilter {
 #[derive(InputObject)]
 pub struct GiftCreditsInput {
     to_user_id: ID,
-    /// A positive number of credits.
+    /// A positive number of credits, at most 1,000,000,000.
     amount: i64,
     /// Shown to both users, up to 200 characters.
     note: Option<String>,
@@ -364,7 +364,7 @@ pub struct GiftCreditsInput {
 #[derive(InputObject)]
 pub struct AdjustCreditsInput {
     user_id: ID,
-    /// Credits to add (positive) or remove (negative).
+    /// Credits to add (positive) or remove (negative), at most 1,000,000,000 either way.
     amount: i64,
     /// Why; kept in the ledger and the audit log.
     reason: String,
@@ -534,7 +534,11 @@ pub struct CreditsMutation;
 
 #[Object]
 impl CreditsMutation {
-    /// Gives some of the viewer's credits to another user.
+    /// Gives some of the viewer's credits to another user (1 to 1,000,000,000 at a time).
+    /// The sign-up bonus of an account that is not verified yet cannot be given away: such an
+    /// account may gift the credits it bought or received, and a larger amount answers
+    /// `FORBIDDEN` (phone accounts are verified by their sign-in code; email accounts cannot
+    /// be verified yet, so their bonus stays theirs).
     #[graphql(guard = "Authenticated")]
     async fn gift_credits(
         &self,
@@ -555,7 +559,8 @@ impl CreditsMutation {
         Ok(CreditTransaction(row))
     }
 
-    /// Admin: adds or removes a user's credits, with a reason.
+    /// Admin: adds or removes a user's credits, with a reason (at most 1,000,000,000 either
+    /// way).
     #[graphql(guard = "HasRole(Role::Admin)")]
     async fn adjust_credits(
         &self,
@@ -576,7 +581,9 @@ impl CreditsMutation {
         Ok(CreditTransaction(row))
     }
 
-    /// Admin: creates or changes a credit package.
+    /// Admin: creates or changes a credit package. Credits and bonus are at most 1,000,000,000
+    /// each, the price at most 1,000,000,000 minor units; out-of-range input answers
+    /// `BAD_USER_INPUT` (with `extensions.field`) and changes nothing.
     #[graphql(guard = "HasRole(Role::Admin)")]
     async fn upsert_credit_package(
         &self,
@@ -587,115 +594,49 @@ impl CreditsMutation {
             .id
             .as_ref()
             .map(|id| parse_id(id, "input.id"))
-            .transpose()?
-            .unwrap_or_else(Uuid::now_v7);
-        let name = input.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(AppError::bad_input("input.name", "1 to 100 characters").into());
-        }
-        if input.credits <= 0 {
-            return Err(AppError::bad_input("input.credits", "must be positive").into());
-        }
-        if input.bonus_credits < 0 {
-            return Err(AppError::bad_input("input.bonusCredits", "must not be negative").into());
-        }
-        if input.price_minor < 0 {
-            return Err(AppError::bad_input("input.priceMinor", "must not be negative").into());
-        }
-        let currency = input.currency.trim().to_uppercase();
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(
-                AppError::bad_input("input.currency", "an ISO 4217 code such as USD").into(),
-            );
-        }
+            .transpose()?;
         let changes = PackageChanges {
-            name,
+            name: &input.name,
             description: input.description.as_deref(),
             credits: input.credits,
             bonus_credits: input.bonus_credits,
             price_minor: input.price_minor,
-            currency: &currency,
+            currency: &input.currency,
             is_active: input.is_active,
             sort_order: input.sort_order,
             badge_text: input.badge_text.as_deref(),
         };
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
         Ok(CreditPackage(
-            model::upsert_package(&mut conn, id, &changes)
-                .await
-                .map_err(AppError::from)?,
+            service::upsert_package(ctx.state()?, id, &changes).await?,
         ))
     }
 
-    /// Admin: sets an operation's price and limits.
+    /// Admin: sets an operation's price and limits. The base cost is 0 to 1,000,000,000,
+    /// multipliers 0 to 100; out-of-range input answers `BAD_USER_INPUT` (with
+    /// `extensions.field`) and changes nothing.
     #[graphql(guard = "HasRole(Role::Admin)")]
     async fn set_operation_price(
         &self,
         ctx: &Context<'_>,
         input: OperationPriceInput,
     ) -> async_graphql::Result<OperationPrice> {
-        let operation = input.operation.trim().to_string();
-        let valid_op = operation.len() <= 64
-            && operation.contains('.')
-            && operation.split('.').all(|p| {
-                p.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                    && p.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            });
-        if !valid_op {
-            return Err(AppError::bad_input(
-                "input.operation",
-                "dotted lowercase, e.g. generate.character",
-            )
-            .into());
-        }
-        if input.base_cost < 0 {
-            return Err(AppError::bad_input("input.baseCost", "must not be negative").into());
-        }
-        for (v, f) in [
-            (input.daily_limit, "input.dailyLimit"),
-            (input.per_minute_limit, "input.perMinuteLimit"),
-        ] {
-            if v.is_some_and(|v| v < 0) {
-                return Err(AppError::bad_input(f, "must not be negative").into());
-            }
-        }
-        let multipliers = input
-            .tier_multipliers
-            .map(|j| j.0)
-            .unwrap_or_else(|| serde_json::json!({}));
-        let ok = multipliers.as_object().is_some_and(|m| {
-            m.iter().all(|(k, v)| {
-                SubscriptionTier::from_db(k).is_some()
-                    && v.as_f64().is_some_and(|f| (0.0..=100.0).contains(&f))
-            })
-        });
-        if !ok {
-            return Err(AppError::bad_input(
-                "input.tierMultipliers",
-                "an object of tier names to multipliers between 0 and 100",
-            )
-            .into());
-        }
         let row = PriceRow {
-            operation,
+            operation: input.operation,
             base_cost: input.base_cost,
-            tier_multipliers: multipliers,
+            tier_multipliers: input
+                .tier_multipliers
+                .map(|j| j.0)
+                .unwrap_or_else(|| serde_json::json!({})),
             daily_limit: input.daily_limit,
             per_minute_limit: input.per_minute_limit,
             minimum_tier: input.minimum_tier,
             is_enabled: input.is_enabled,
             description: input.description,
         };
-        let tier = viewer_tier(ctx).await?;
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
+        let row = service::set_price(ctx.state()?, row).await?;
         Ok(OperationPrice {
-            row: model::upsert_price(&mut conn, &row)
-                .await
-                .map_err(AppError::from)?,
-            tier,
+            row,
+            tier: viewer_tier(ctx).await?,
         })
     }
 }

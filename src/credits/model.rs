@@ -374,6 +374,29 @@ pub async fn debit(
     .optional()
 }
 
+/// How much of `user`'s sign-up bonus an unverified account still holds: the bonus minus
+/// what operations have spent from the balance (usage net of refunds; the bonus is the first
+/// thing spent). 0 once the account is verified (phone or email) and for unknown users.
+pub async fn unverified_bonus_held(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        held: i64,
+    }
+    let row: Option<Row> = diesel::sql_query(
+        "SELECT CASE WHEN u.phone_verified_at IS NOT NULL OR u.email_verified_at IS NOT NULL THEN 0 \
+                ELSE greatest(0, coalesce((SELECT sum(t.amount) FROM credit_transactions t \
+                     WHERE t.user_id = u.id AND t.kind IN ('signup_bonus', 'usage', 'refund')), 0)) \
+                END::bigint AS held \
+         FROM users u WHERE u.id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map_or(0, |r| r.held))
+}
+
 /// Locks the accounts of `users` in a fixed order (by id), so transactions touching two
 /// accounts (gifts both ways) cannot deadlock.
 pub async fn lock_accounts(conn: &mut AsyncPgConnection, users: &[Uuid]) -> QueryResult<usize> {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     TransactionKind,
-    model::{self, NewTransaction, PriceRow, TransactionRow},
+    model::{self, NewTransaction, PackageChanges, PackageRow, PriceRow, TransactionRow},
 };
 use crate::{
     AppState,
@@ -20,6 +20,57 @@ use crate::{
     error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
     events::{self, Event},
 };
+
+/// The most credits one admin input may name: a package's credits or bonus, an operation's
+/// base cost, one gift, one adjustment (either way). Far above any real use, far below where
+/// sums and products of them could overflow `i64`.
+pub const MAX_CREDITS: i64 = 1_000_000_000;
+
+/// The highest price (minor units) a package may have.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000;
+
+/// The highest tier multiplier of an operation price.
+pub const MAX_TIER_MULTIPLIER: f64 = 100.0;
+
+/// The highest price [`price_for_tier`] answers: what the largest valid base cost and
+/// multiplier give. A row beyond the bounds (written before they existed) is priced at this,
+/// so callers can multiply a price by a small count without overflow.
+pub const MAX_OPERATION_PRICE: i64 = MAX_CREDITS * MAX_TIER_MULTIPLIER as i64;
+
+/// `BAD_USER_INPUT` on `field` unless `value` is within `range`.
+fn within(field: &str, value: i64, range: std::ops::RangeInclusive<i64>) -> AppResult<()> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(AppError::bad_input(
+            field,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// Whether `c` may not appear in a free admin text: control characters (NUL above all, which
+/// PostgreSQL refuses in text), except line breaks and tabs.
+fn forbidden_in_text(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
+}
+
+/// An optional admin text: trimmed, empty is none, at most `max` characters, no control
+/// characters but line breaks and tabs.
+fn optional_text<'a>(
+    field: &str,
+    value: Option<&'a str>,
+    max: usize,
+) -> AppResult<Option<&'a str>> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty());
+    if value.is_some_and(|v| v.chars().count() > max || v.chars().any(forbidden_in_text)) {
+        return Err(AppError::bad_input(
+            field,
+            format!("at most {max} characters, without control characters"),
+        ));
+    }
+    Ok(value)
+}
 
 /// A charge for an operation.
 #[derive(Debug, Clone)]
@@ -250,8 +301,38 @@ pub async fn refund(
     }
 }
 
+/// Refuses a gift that would give away sign-up bonus an unverified account still holds
+/// ([`model::unverified_bonus_held`]): such an account may gift `balance - held` (credits it
+/// bought or received); more answers `FORBIDDEN`, or `INSUFFICIENT_CREDITS` beyond the whole
+/// balance. Call with the sender's account locked.
+async fn bonus_stays(conn: &mut AsyncPgConnection, from: Uuid, amount: i64) -> AppResult<()> {
+    let held = model::unverified_bonus_held(conn, from).await?;
+    if held == 0 {
+        return Ok(());
+    }
+    let balance = model::account_views(conn, &[from])
+        .await?
+        .first()
+        .map_or(0, |a| a.balance);
+    if amount > balance {
+        return Err(AppError::InsufficientCredits {
+            required: amount,
+            available: balance,
+        });
+    }
+    let giftable = (balance - held).max(0);
+    if amount > giftable {
+        return Err(AppError::Forbidden(format!(
+            "sign-up bonus credits become giftable once your account is verified; \
+             you can gift up to {giftable} credits now (credits you bought or received)"
+        )));
+    }
+    Ok(())
+}
+
 /// Moves credits from one user to another: two ledger rows in one transaction; never to
-/// oneself, never below zero, never deadlocking with a gift the other way.
+/// oneself, never below zero, never deadlocking with a gift the other way. An unverified
+/// sender cannot gift its sign-up bonus (unless `EASEL_SIGNUP_BONUS_GIFTABLE=unverified`).
 pub async fn gift(
     state: &AppState,
     from: Uuid,
@@ -260,10 +341,10 @@ pub async fn gift(
     note: Option<&str>,
     key: Option<&str>,
 ) -> AppResult<TransactionRow> {
-    if amount <= 0 {
+    if !(1..=MAX_CREDITS).contains(&amount) {
         return Err(AppError::bad_input(
             "input.amount",
-            "must be a positive number of credits",
+            format!("must be a positive number of credits, at most {MAX_CREDITS}"),
         ));
     }
     if from == to {
@@ -288,6 +369,9 @@ pub async fn gift(
         conn.transaction(async |conn| {
             if model::lock_accounts(conn, &[from, to]).await? < 2 {
                 return Err(AppError::NotFound("recipient"));
+            }
+            if !state.config.signup_bonus_giftable_unverified {
+                bonus_stays(conn, from, amount).await?;
             }
             let Some(balance) = model::debit(conn, from, amount, false).await? else {
                 let have = model::account_views(conn, &[from])
@@ -339,14 +423,17 @@ pub async fn adjust(
     key: Option<&str>,
 ) -> AppResult<TransactionRow> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(forbidden_in_text) {
         return Err(AppError::bad_input(
             "input.reason",
             "say why, in at most 500 characters",
         ));
     }
-    if amount == 0 {
-        return Err(AppError::bad_input("input.amount", "must not be zero"));
+    if amount == 0 || !(-MAX_CREDITS..=MAX_CREDITS).contains(&amount) {
+        return Err(AppError::bad_input(
+            "input.amount",
+            format!("must not be zero, and between -{MAX_CREDITS} and {MAX_CREDITS}"),
+        ));
     }
     let key = validate_key(key)?;
     let hash = request_hash(&["adjust", &amount.to_string(), reason]);
@@ -414,6 +501,11 @@ pub async fn grant_purchase_in(
     credits: i64,
     description: &str,
 ) -> AppResult<TransactionRow> {
+    if credits <= 0 {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "a purchase must grant a positive number of credits, not {credits}"
+        )));
+    }
     let balance = model::credit(conn, user, credits, true, 0)
         .await?
         .ok_or(AppError::NotFound("credit account"))?;
@@ -430,13 +522,110 @@ pub async fn grant_purchase_in(
 
 /// An operation's price for a tier: base cost × the tier's multiplier, rounded up, in
 /// integer arithmetic (multipliers are read to a thousandth).
+/// Never above [`MAX_OPERATION_PRICE`], whatever the row says.
 pub fn price_for_tier(price: &PriceRow, tier: SubscriptionTier) -> i64 {
     let milli = price
         .tier_multipliers
         .get(tier.as_str())
         .and_then(|m| m.as_f64())
         .map_or(1000, |m| (m * 1000.0).round().max(0.0) as i64);
-    (price.base_cost * milli + 999) / 1000
+    let exact = (i128::from(price.base_cost.max(0)) * i128::from(milli) + 999) / 1000;
+    i64::try_from(exact.min(i128::from(MAX_OPERATION_PRICE))).unwrap_or(MAX_OPERATION_PRICE)
+}
+
+/// Admin: creates (`id` none) or changes a credit package, after checking every field:
+/// credits 1 to [`MAX_CREDITS`], bonus 0 to [`MAX_CREDITS`], price 0 to [`MAX_PRICE_MINOR`],
+/// an ISO 4217 currency, bounded texts. Bad input changes nothing.
+pub async fn upsert_package(
+    state: &AppState,
+    id: Option<Uuid>,
+    input: &PackageChanges<'_>,
+) -> AppResult<PackageRow> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "input.name",
+            "1 to 100 characters, without control characters",
+        ));
+    }
+    let description = optional_text("input.description", input.description, 1000)?;
+    within("input.credits", input.credits, 1..=MAX_CREDITS)?;
+    within("input.bonusCredits", input.bonus_credits, 0..=MAX_CREDITS)?;
+    within("input.priceMinor", input.price_minor, 0..=MAX_PRICE_MINOR)?;
+    let currency = input.currency.trim().to_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(AppError::bad_input(
+            "input.currency",
+            "an ISO 4217 code such as USD",
+        ));
+    }
+    let badge_text = optional_text("input.badgeText", input.badge_text, 40)?;
+    if badge_text.is_some_and(|b| b.chars().any(char::is_control)) {
+        return Err(AppError::bad_input(
+            "input.badgeText",
+            "one line, without control characters",
+        ));
+    }
+    let changes = PackageChanges {
+        name,
+        description,
+        currency: &currency,
+        badge_text,
+        ..*input
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::upsert_package(&mut conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?)
+}
+
+/// Admin: sets an operation's price and limits, after checking every field: a dotted
+/// lowercase name, base cost 0 to [`MAX_CREDITS`], multipliers of known tiers between 0 and
+/// [`MAX_TIER_MULTIPLIER`], non-negative limits. Bad input changes nothing.
+pub async fn set_price(state: &AppState, input: PriceRow) -> AppResult<PriceRow> {
+    let operation = input.operation.trim().to_string();
+    let valid_op = operation.len() <= 64
+        && operation.contains('.')
+        && operation.split('.').all(|p| {
+            p.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !valid_op {
+        return Err(AppError::bad_input(
+            "input.operation",
+            "dotted lowercase, e.g. generate.character",
+        ));
+    }
+    within("input.baseCost", input.base_cost, 0..=MAX_CREDITS)?;
+    for (v, f) in [
+        (input.daily_limit, "input.dailyLimit"),
+        (input.per_minute_limit, "input.perMinuteLimit"),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(AppError::bad_input(f, "must not be negative"));
+        }
+    }
+    let ok = input.tier_multipliers.as_object().is_some_and(|m| {
+        m.iter().all(|(k, v)| {
+            SubscriptionTier::from_db(k).is_some()
+                && v.as_f64()
+                    .is_some_and(|f| (0.0..=MAX_TIER_MULTIPLIER).contains(&f))
+        })
+    });
+    if !ok {
+        return Err(AppError::bad_input(
+            "input.tierMultipliers",
+            "an object of tier names to multipliers between 0 and 100",
+        ));
+    }
+    let description =
+        optional_text("input.description", input.description.as_deref(), 500)?.map(str::to_string);
+    let row = PriceRow {
+        operation,
+        description,
+        ..input
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::upsert_price(&mut conn, &row).await?)
 }
 
 /// Whether `tier` may use an operation gated at `minimum`.
@@ -491,6 +680,32 @@ mod tests {
             price_for_tier(&p, SubscriptionTier::Free),
             3,
             "missing multiplier is 1"
+        );
+    }
+
+    #[test]
+    fn prices_never_overflow() {
+        let p = price(i64::MAX, json!({ "PRO": 100.0 }));
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Pro),
+            MAX_OPERATION_PRICE
+        );
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Free),
+            MAX_OPERATION_PRICE
+        );
+        let p = price(MAX_CREDITS, json!({ "PRO": 100.0 }));
+        assert_eq!(
+            price_for_tier(&p, SubscriptionTier::Pro),
+            MAX_OPERATION_PRICE
+        );
+        assert!(
+            MAX_OPERATION_PRICE.checked_mul(4).is_some(),
+            "× outputCount"
+        );
+        assert_eq!(
+            price_for_tier(&price(-5, json!({})), SubscriptionTier::Free),
+            0
         );
     }
 

@@ -56,11 +56,7 @@ pub fn router(app: AppState) -> Router {
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(graphql::websocket))
         .route("/webhooks/payments/{gateway}", post(crate::payments::http::webhook))
-        .route(
-            "/sandbox/checkout/{payment}",
-            get(crate::payments::http::checkout_page).post(crate::payments::http::checkout_decide),
-        )
-        .route("/sandbox/done", get(crate::payments::http::done))
+        .merge(crate::payments::http::sandbox_routes(&config))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/media/{*key}", get(media::get))

@@ -122,6 +122,51 @@ pub fn verify_signature(
     Err("signature does not match".into())
 }
 
+/// The token that binds a sandbox checkout link to its payment: hex HMAC-SHA256, keyed with
+/// the sandbox secret, of `"checkout:<payment id>"`. Knowing (or guessing) a payment id is not
+/// enough to approve it: only whoever was given the checkout URL can.
+pub fn checkout_token(secret: &[u8], payment: Uuid) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(b"checkout:");
+    mac.update(payment.to_string().as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `token` is the checkout token of `payment` (compared in constant time).
+pub fn checkout_token_matches(secret: &[u8], payment: Uuid, token: Option<&str>) -> bool {
+    let Some(bytes) = token.and_then(unhex) else {
+        return false;
+    };
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(b"checkout:");
+    mac.update(payment.to_string().as_bytes());
+    mac.verify_slice(&bytes).is_ok()
+}
+
+/// Reads a webhook body as JSON, refusing NUL characters (`\u0000`) anywhere in it:
+/// PostgreSQL stores neither them in `text` nor in `jsonb`, so such an event could not be
+/// recorded (and no real gateway sends one).
+fn webhook_json(body: &[u8]) -> Result<Value, String> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    if has_nul(&payload) {
+        return Err("body contains a NUL character".into());
+    }
+    Ok(payload)
+}
+
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() != 64 {
         return None;
@@ -135,7 +180,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 // ---- sandbox ----------------------------------------------------------------------------
 
 /// The built-in gateway: the checkout is a page Easel serves with Approve and Decline buttons;
-/// choosing sends a signed webhook to Easel, exactly as a real gateway would.
+/// choosing sends a signed webhook to Easel, exactly as a real gateway would. The page's URL
+/// carries a [`checkout_token`], without which it answers 404.
 ///
 /// Wire format: `POST /webhooks/payments/sandbox` with the JSON body
 /// `{"id": "<unique event id>", "type": "payment.succeeded" | "payment.failed",
@@ -159,8 +205,12 @@ impl PaymentGateway for Sandbox {
         req: CheckoutRequest<'a>,
     ) -> BoxFuture<'a, Result<Checkout, String>> {
         Box::pin(async move {
+            let token = checkout_token(self.secret.expose_secret().as_bytes(), req.payment_id);
             Ok(Checkout {
-                checkout_url: format!("{}/sandbox/checkout/{}", self.public_url, req.payment_id),
+                checkout_url: format!(
+                    "{}/sandbox/checkout/{}?token={token}",
+                    self.public_url, req.payment_id
+                ),
                 gateway_ref: None,
             })
         })
@@ -176,8 +226,7 @@ impl PaymentGateway for Sandbox {
             self.secret.expose_secret().as_bytes(),
             chrono::Utc::now().timestamp(),
         )?;
-        let payload: Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let payload = webhook_json(body)?;
         let event_id = payload["id"]
             .as_str()
             .filter(|s| !s.is_empty() && s.len() <= 255)
@@ -312,8 +361,7 @@ impl PaymentGateway for Stripe {
             self.config.webhook_secret.expose_secret().as_bytes(),
             chrono::Utc::now().timestamp(),
         )?;
-        let payload: Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let payload = webhook_json(body)?;
         let event_id = payload["id"].as_str().ok_or("missing `id`")?.to_string();
         let object = &payload["data"]["object"];
         let outcome = match payload["type"].as_str() {
@@ -375,5 +423,43 @@ mod tests {
         // Several v1 signatures (a rolling secret): one match is enough.
         let both = format!("{header},v1={}", "0".repeat(64));
         assert!(verify_signature(Some(&both), body, b"secret", 1_700_000_000).is_ok());
+    }
+
+    #[test]
+    fn checkout_tokens_bind_one_payment_to_one_key() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = checkout_token(b"secret", a);
+        assert_eq!(token.len(), 64);
+        assert!(checkout_token_matches(b"secret", a, Some(&token)));
+        assert!(
+            !checkout_token_matches(b"secret", b, Some(&token)),
+            "other payment"
+        );
+        assert!(
+            !checkout_token_matches(b"other", a, Some(&token)),
+            "other key"
+        );
+        assert!(!checkout_token_matches(b"secret", a, None));
+        assert!(!checkout_token_matches(b"secret", a, Some("")));
+        assert!(!checkout_token_matches(b"secret", a, Some(&token[..62])));
+        assert!(!checkout_token_matches(
+            b"secret",
+            a,
+            Some(&"zz".repeat(32))
+        ));
+    }
+
+    #[test]
+    fn webhook_bodies_with_nul_characters_are_refused() {
+        assert!(webhook_json(br#"{"id":"evt_1","currency":"USD"}"#).is_ok());
+        for body in [
+            &br#"{"id":"evt\u0000"}"#[..],
+            br#"{"id":"evt_1","data":{"object":{"currency":"us\u0000d"}}}"#,
+            br#"{"id":"evt_1","list":["\u0000"]}"#,
+            br#"{"id":"evt_1","k\u0000":1}"#,
+        ] {
+            let err = webhook_json(body).unwrap_err();
+            assert!(err.contains("NUL"), "{err}");
+        }
     }
 }

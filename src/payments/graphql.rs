@@ -88,6 +88,7 @@ pub struct PurchaseCreditsInput {
     package_id: ID,
     gateway: Gateway,
     /// The app page the gateway sends the buyer back to (`?payment=<id>&status=...` is added).
+    /// Required except with `SANDBOX`, whose own "done" page is the default.
     return_url: Option<String>,
     /// Retrying with the same key returns the same payment.
     idempotency_key: Option<String>,
@@ -142,6 +143,8 @@ pub struct PaymentsMutation;
 #[Object]
 impl PaymentsMutation {
     /// Starts buying a credit package: a pending payment with the gateway's `checkoutUrl`.
+    /// A gateway that is not enabled on this server answers `BAD_USER_INPUT` on
+    /// `input.gateway` (production enables none unless configured).
     #[graphql(guard = "Authenticated")]
     async fn purchase_credits(
         &self,

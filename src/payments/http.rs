@@ -1,21 +1,41 @@
 //! HTTP endpoints of payments: gateway webhooks and the sandbox's hosted checkout page.
 
 use axum::{
-    Form,
+    Form, Router,
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
+    routing::get,
 };
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    Gateway, PaymentStatus, model,
+    PaymentStatus,
     service::{self, WebhookError},
 };
-use crate::{db, http::HttpState};
+use crate::{
+    config::Config,
+    error::{AppError, codes},
+    http::{HttpState, error_response},
+};
+
+/// The sandbox gateway's pages, `/sandbox/checkout/<payment>` (GET and POST) and
+/// `/sandbox/done`: routes only when the sandbox is enabled, so that otherwise they answer
+/// the router's 404 like any unknown path.
+pub fn sandbox_routes(config: &Config) -> Router<HttpState> {
+    if !config.payment_gateways.iter().any(|g| g == "sandbox") {
+        return Router::new();
+    }
+    Router::new()
+        .route(
+            "/sandbox/checkout/{payment}",
+            get(checkout_page).post(checkout_decide),
+        )
+        .route("/sandbox/done", get(done))
+}
 
 /// `POST /webhooks/payments/<gateway>`: verified on the raw body; 200 once recorded (also for
 /// replays), 400 for a bad signature or body (nothing changes), 404 for an unknown gateway.
@@ -27,26 +47,22 @@ pub async fn webhook(
 ) -> Response {
     match service::handle_webhook(&state.app, &gateway, &headers, &body).await {
         Ok(()) => (StatusCode::OK, axum::Json(json!({ "received": true }))).into_response(),
-        Err(WebhookError::UnknownGateway) => (
+        Err(WebhookError::UnknownGateway) => error_response(
             StatusCode::NOT_FOUND,
-            axum::Json(json!({ "error": "unknown or disabled gateway" })),
-        )
-            .into_response(),
+            codes::NOT_FOUND,
+            "unknown or disabled gateway",
+        ),
         Err(WebhookError::BadSignature(reason)) => {
             tracing::warn!(gateway, reason, "webhook refused");
-            (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "error": reason })),
-            )
-                .into_response()
+            error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, reason)
         }
         Err(WebhookError::Internal(e)) => {
             let _ = e.into_graphql(); // logs it
-            (
+            error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "error": "internal error; retry" })),
+                codes::INTERNAL,
+                "internal error; retry",
             )
-                .into_response()
         }
     }
 }
@@ -73,29 +89,44 @@ fn money(minor: i64, currency: &str) -> String {
     format!("{}.{:02} {}", minor / 100, minor % 100, escape(currency))
 }
 
-/// `GET /sandbox/checkout/<payment>`: the sandbox gateway's hosted checkout.
-pub async fn checkout_page(State(state): State<HttpState>, Path(id): Path<Uuid>) -> Response {
-    let Ok(mut conn) = db::conn(&state.app.pool).await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "busy; retry").into_response();
-    };
-    let payment = model::by_id(&mut conn, id)
-        .await
-        .ok()
-        .flatten()
-        .filter(|p| p.gateway == Gateway::Sandbox);
-    let Some(p) = payment else {
-        return (
-            StatusCode::NOT_FOUND,
-            page("Not found", "<h1>No such payment</h1>"),
-        )
-            .into_response();
+/// The checkout link's token (`?token=...`).
+#[derive(Deserialize)]
+pub struct CheckoutToken {
+    token: Option<String>,
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page("Not found", "<h1>No such payment</h1>"),
+    )
+        .into_response()
+}
+
+/// `GET /sandbox/checkout/<payment>?token=<checkout token>`: the sandbox gateway's hosted
+/// checkout. Without the payment's token it answers 404, as for an unknown payment.
+pub async fn checkout_page(
+    State(state): State<HttpState>,
+    Path(id): Path<Uuid>,
+    Query(query): Query<CheckoutToken>,
+) -> Response {
+    let p = match service::sandbox_checkout(&state.app, id, query.token.as_deref()).await {
+        Ok(p) => p,
+        Err(AppError::NotFound(_)) => return not_found(),
+        Err(e) => {
+            let _ = e.into_graphql(); // logs it
+            return (StatusCode::SERVICE_UNAVAILABLE, "busy; retry").into_response();
+        }
     };
     let what = escape(p.gateway_data["package"].as_str().unwrap_or("Credits"));
     let credits = p.gateway_data["credits"].as_i64().unwrap_or(0);
     let body = if p.status == PaymentStatus::Pending {
+        // The token travels on with the decision (the form posts to this same URL, too).
+        let token = escape(query.token.as_deref().unwrap_or_default());
         format!(
             "<h1>Easel sandbox checkout</h1><p><strong>{what}</strong>: {credits} credits for {}</p>\
-             <form method=\"post\"><button class=\"approve\" name=\"decision\" value=\"approve\">Approve</button>\
+             <form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <button class=\"approve\" name=\"decision\" value=\"approve\">Approve</button>\
              <button class=\"decline\" name=\"decision\" value=\"decline\">Decline</button></form>\
              <p class=\"note\">No money moves: this page stands in for a real gateway and sends Easel the same signed webhook.</p>",
             money(p.amount_minor, &p.currency)
@@ -113,14 +144,19 @@ pub async fn checkout_page(State(state): State<HttpState>, Path(id): Path<Uuid>)
 #[derive(Deserialize)]
 pub struct Decision {
     decision: String,
+    /// The checkout token, from the page's form (or else from the URL's query).
+    token: Option<String>,
 }
 
-/// `POST /sandbox/checkout/<payment>`: Approve or Decline, then back to the app.
+/// `POST /sandbox/checkout/<payment>`: Approve or Decline, then back to the app. Needs the
+/// checkout token (404 without it); a payment already decided answers 409 and changes nothing.
 pub async fn checkout_decide(
     State(state): State<HttpState>,
     Path(id): Path<Uuid>,
+    Query(query): Query<CheckoutToken>,
     Form(form): Form<Decision>,
 ) -> Response {
+    let token = form.token.or(query.token);
     let approve = match form.decision.as_str() {
         "approve" => true,
         "decline" => false,
@@ -132,7 +168,7 @@ pub async fn checkout_decide(
                 .into_response();
         }
     };
-    match service::sandbox_decide(&state.app, id, approve).await {
+    match service::sandbox_decide(&state.app, id, token.as_deref(), approve).await {
         Ok(p) => {
             let back = p.gateway_data["return_url"]
                 .as_str()
@@ -156,11 +192,12 @@ pub async fn checkout_decide(
             )
             .into_response()
         }
+        Err(AppError::NotFound(_)) => not_found(),
         Err(e) => {
-            let status = if e.code() == "NOT_FOUND" {
-                StatusCode::NOT_FOUND
+            let (status, heading) = if e.code() == codes::CONFLICT {
+                (StatusCode::CONFLICT, "Already decided")
             } else {
-                StatusCode::BAD_GATEWAY
+                (StatusCode::BAD_GATEWAY, "Something went wrong")
             };
             let msg = escape(&e.message());
             let _ = e.into_graphql();
@@ -168,7 +205,7 @@ pub async fn checkout_decide(
                 status,
                 page(
                     "Easel sandbox checkout",
-                    &format!("<h1>Something went wrong</h1><p>{msg}</p>"),
+                    &format!("<h1>{heading}</h1><p>{msg}</p>"),
                 ),
             )
                 .into_response()

@@ -80,6 +80,11 @@ pub async fn by_key(
 }
 
 /// Locks a payment for the rest of the transaction; by id or by the gateway's reference.
+///
+/// `FOR NO KEY UPDATE`, not `FOR UPDATE`: recording a webhook event first takes a `KEY SHARE`
+/// lock on its payment (the foreign key), and `FOR UPDATE` conflicts with that, so two
+/// different events for one payment arriving together would deadlock. Changes of a payment
+/// never touch its key.
 pub async fn lock(
     conn: &mut AsyncPgConnection,
     gateway: Gateway,
@@ -92,13 +97,13 @@ pub async fn lock(
     match (id, gateway_ref) {
         (Some(id), _) => base
             .filter(payments::id.eq(id))
-            .for_update()
+            .for_no_key_update()
             .first(conn)
             .await
             .optional(),
         (None, Some(r)) => base
             .filter(payments::gateway_ref.eq(r))
-            .for_update()
+            .for_no_key_update()
             .first(conn)
             .await
             .optional(),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     AppState,
-    config::Config,
+    config::{Config, Environment},
     credits::{self, service::request_hash},
     db,
     error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
@@ -31,6 +31,12 @@ pub struct Gateways {
 impl Gateways {
     pub fn from_config(config: &Config) -> Self {
         let enabled = |name: &str| config.payment_gateways.iter().any(|g| g == name);
+        if enabled("sandbox") && config.env == Environment::Production {
+            tracing::warn!(
+                "THE SANDBOX GATEWAY IS ENABLED IN PRODUCTION (EASEL_ALLOW_SANDBOX_IN_PRODUCTION): \
+                 anyone with a sandbox checkout link can grant themselves credits without paying"
+            );
+        }
         Gateways {
             sandbox: enabled("sandbox").then(|| Sandbox {
                 public_url: config.public_url.clone(),
@@ -42,6 +48,11 @@ impl Gateways {
                 .filter(|_| enabled("stripe"))
                 .map(Stripe::new),
         }
+    }
+
+    /// Whether the sandbox gateway (and its pages) is enabled.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox.is_some()
     }
 
     pub fn get(&self, gateway: Gateway) -> Option<&dyn PaymentGateway> {
@@ -80,7 +91,18 @@ pub async fn purchase(
             }
             u.to_string()
         }
-        None => format!("{}/sandbox/done", state.config.public_url),
+        // The sandbox's own "done" page exists only with the sandbox; a real gateway sends the
+        // buyer back to the app.
+        None if gateway == Gateway::Sandbox => format!("{}/sandbox/done", state.config.public_url),
+        None => {
+            return Err(AppError::bad_input(
+                "input.returnUrl",
+                format!(
+                    "the {} gateway needs the app page to send the buyer back to",
+                    gateway.as_str()
+                ),
+            ));
+        }
     };
     let hash = request_hash(&[
         "purchase",
@@ -98,7 +120,13 @@ pub async fn purchase(
         .await?
         .filter(|p| p.is_active)
         .ok_or_else(|| AppError::bad_input("input.packageId", "no such credit package on sale"))?;
-    let credits = package.credits + package.bonus_credits;
+    let credits = package
+        .credits
+        .checked_add(package.bonus_credits)
+        .filter(|c| *c > 0)
+        .ok_or_else(|| {
+            AppError::bad_input("input.packageId", "this credit package cannot be sold")
+        })?;
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.config.payment_expiry).map_err(AppError::internal)?;
     let inserted = model::insert(
@@ -252,56 +280,81 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
 
 /// The sandbox's Approve/Decline: sends the signed webhook a real gateway would send, over
 /// HTTP to this server's own webhook endpoint, then answers the payment as it now stands.
+///
+/// `token` must be the payment's [`gateways::checkout_token`] (from the checkout URL), else
+/// `NOT_FOUND` as for an unknown payment. A decision is taken once: a payment that is no
+/// longer pending answers `CONFLICT` and nothing is sent.
 pub async fn sandbox_decide(
     state: &AppState,
     payment_id: Uuid,
+    token: Option<&str>,
     approve: bool,
 ) -> AppResult<PaymentRow> {
-    let mut conn = db::conn(&state.pool).await?;
-    let payment = model::by_id(&mut conn, payment_id)
-        .await?
-        .filter(|p| p.gateway == Gateway::Sandbox)
-        .ok_or(AppError::NotFound("payment"))?;
-    drop(conn);
-    if payment.status == PaymentStatus::Pending {
-        let body = json!({
-            "id": format!("evt_{}", Uuid::now_v7().simple()),
-            "type": if approve { "payment.succeeded" } else { "payment.failed" },
-            "paymentId": payment.id,
-            "amountMinor": payment.amount_minor,
-            "currency": payment.currency,
-        })
-        .to_string();
-        let signature = gateways::sign(
-            state
-                .config
-                .sandbox_webhook_secret
-                .expose_secret()
-                .as_bytes(),
-            Utc::now().timestamp(),
-            body.as_bytes(),
-        );
-        let resp = reqwest::Client::new()
-            .post(format!(
-                "{}/webhooks/payments/sandbox",
-                state.config.public_url
-            ))
-            .header(gateways::SANDBOX_SIGNATURE_HEADER, signature)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| AppError::internal(anyhow::anyhow!("sandbox webhook delivery: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(AppError::internal(anyhow::anyhow!(
-                "sandbox webhook answered {}",
-                resp.status()
-            )));
-        }
+    let payment = sandbox_checkout(state, payment_id, token).await?;
+    if payment.status != PaymentStatus::Pending {
+        return Err(AppError::Conflict(format!(
+            "this payment is already {}",
+            payment.status.as_str()
+        )));
+    }
+    let body = json!({
+        "id": format!("evt_{}", Uuid::now_v7().simple()),
+        "type": if approve { "payment.succeeded" } else { "payment.failed" },
+        "paymentId": payment.id,
+        "amountMinor": payment.amount_minor,
+        "currency": payment.currency,
+    })
+    .to_string();
+    let signature = gateways::sign(
+        state
+            .config
+            .sandbox_webhook_secret
+            .expose_secret()
+            .as_bytes(),
+        Utc::now().timestamp(),
+        body.as_bytes(),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/webhooks/payments/sandbox",
+            state.config.public_url
+        ))
+        .header(gateways::SANDBOX_SIGNATURE_HEADER, signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("sandbox webhook delivery: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "sandbox webhook answered {}",
+            resp.status()
+        )));
     }
     let mut conn = db::conn(&state.pool).await?;
     model::by_id(&mut conn, payment_id)
         .await?
+        .ok_or(AppError::NotFound("payment"))
+}
+
+/// The sandbox payment a checkout link names, if its token is right; `NOT_FOUND` for a wrong
+/// or missing token, the same answer as for an unknown payment (the token is checked first,
+/// so guessing ids learns nothing).
+pub async fn sandbox_checkout(
+    state: &AppState,
+    payment_id: Uuid,
+    token: Option<&str>,
+) -> AppResult<PaymentRow> {
+    let secret = state.config.sandbox_webhook_secret.expose_secret();
+    if !state.gateways.sandbox_enabled()
+        || !gateways::checkout_token_matches(secret.as_bytes(), payment_id, token)
+    {
+        return Err(AppError::NotFound("payment"));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    model::by_id(&mut conn, payment_id)
+        .await?
+        .filter(|p| p.gateway == Gateway::Sandbox)
         .ok_or(AppError::NotFound("payment"))
 }
 

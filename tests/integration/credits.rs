@@ -795,9 +795,17 @@ async fn expired_and_declined_payments_grant_nothing() {
     let (body, sig) = sandbox_event(&late, "evt_late", "payment.succeeded", 1999, "USD");
     assert_eq!(deliver(&app, &body, &sig).await, 200);
     let declined = pending_payment(&app, &token).await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "query($id: ID!) { payment(id: $id) { checkoutUrl } }",
+            json!({ "id": declined }),
+        )
+        .await;
+    let checkout = body["data"]["payment"]["checkoutUrl"].as_str().unwrap();
     let resp = app
         .client
-        .post(app.url(&format!("/sandbox/checkout/{declined}")))
+        .post(checkout)
         .form(&[("decision", "decline")])
         .send()
         .await
