@@ -150,13 +150,21 @@ async fn serve_on(
     let bind = config.bind;
     let grace = config.shutdown_grace;
     let options = http::serve::ServeOptions::from_config(&config);
+    let graphiql = config.graphiql;
     let state = app_state(config, url)?;
     let background = spawn_background(&state);
+    // No request may be served with a revoked session's token.
+    state.revocations.loaded().await;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!("Easel is ready: GraphiQL at {}", graphiql_url(addr));
+    let base = base_url(addr);
+    if graphiql {
+        tracing::info!("Easel is ready at {base} (GraphiQL at {base})");
+    } else {
+        tracing::info!("Easel is ready at {base} (GraphQL at {base}graphql)");
+    }
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let server = http::serve::serve(listener, http::router(state), options, async move {
@@ -227,7 +235,7 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     tasks
 }
 
-fn graphiql_url(addr: SocketAddr) -> String {
+fn base_url(addr: SocketAddr) -> String {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {

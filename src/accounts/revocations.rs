@@ -32,6 +32,8 @@ pub struct Revocations {
     families: RwLock<HashMap<Uuid, Instant>>,
     keep: Duration,
     revoked: broadcast::Sender<Uuid>,
+    /// Set once the set was first loaded from the database.
+    loaded: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(QueryableByName)]
@@ -47,7 +49,15 @@ impl Revocations {
             families: RwLock::default(),
             keep: access_ttl + Duration::from_secs(60),
             revoked: broadcast::channel(1024).0,
+            loaded: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Resolves once the revocations were loaded from the database (a serving process waits
+    /// for it before it accepts requests).
+    pub async fn loaded(&self) {
+        let mut rx = self.loaded.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// Whether tokens of this session family are refused.
@@ -94,6 +104,7 @@ impl Revocations {
         .await?;
         let families: Vec<Uuid> = rows.into_iter().map(|r| r.family_id).collect();
         self.revoke(&families);
+        self.loaded.send_replace(true);
         Ok(families.len())
     }
 

@@ -32,7 +32,13 @@ const MAX_QUERY_BYTES: usize = 8 * 1024;
 pub struct ParsedDocuments<E> {
     inner: E,
     limits: Limits,
-    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
+}
+
+/// A parsed document that passed the checks, with where its variables are used.
+struct Checked {
+    doc: ExecutableDocument,
+    uses: limits::VariableUses,
 }
 
 impl<E> ParsedDocuments<E> {
@@ -50,16 +56,15 @@ impl<E> ParsedDocuments<E> {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecutableDocument>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Checked>>> {
         // The map stays consistent whatever panicked while holding it.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The request with its document parsed and checked, or the request error to answer.
     fn prepare(&self, mut request: Request) -> Result<Request, ServerError> {
-        limits::check_variables(&request.variables)?;
         let cached = self.lock().get(&request.query).cloned();
-        let doc = match cached {
+        let checked = match cached {
             Some(doc) => doc,
             None => {
                 limits::scan(&request.query, &self.limits)?;
@@ -68,19 +73,20 @@ impl<E> ParsedDocuments<E> {
                 let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
                     return Ok(request);
                 };
-                limits::check_document(&doc, &self.limits)?;
-                let doc = Arc::new(doc);
+                let uses = limits::check_document(&doc, &self.limits)?;
+                let checked = Arc::new(Checked { doc, uses });
                 if request.query.len() <= MAX_QUERY_BYTES {
                     let mut cache = self.lock();
                     if cache.len() >= MAX_DOCUMENTS {
                         cache.clear();
                     }
-                    cache.insert(request.query.clone(), doc.clone());
+                    cache.insert(request.query.clone(), checked.clone());
                 }
-                doc
+                checked
             }
         };
-        request.set_parsed_query(ExecutableDocument::clone(&doc));
+        limits::check_variables(&request.variables, &checked.uses)?;
+        request.set_parsed_query(ExecutableDocument::clone(&checked.doc));
         Ok(request)
     }
 }

@@ -169,7 +169,14 @@ fn skip_string(bytes: &[u8], start: usize) -> usize {
 
 /// Checks a parsed document: fields selected with fragments expanded, fragment cycles, and
 /// NUL characters in its string values.
-pub fn check_document(doc: &ExecutableDocument, limits: &Limits) -> Result<(), ServerError> {
+/// Where each variable is first used, as an argument path (`input.note`): a NUL character
+/// in a variable is reported at that path, like the rest of the API's input errors.
+pub type VariableUses = HashMap<String, String>;
+
+pub fn check_document(
+    doc: &ExecutableDocument,
+    limits: &Limits,
+) -> Result<VariableUses, ServerError> {
     let mut counter = Expansion {
         doc,
         sizes: HashMap::new(),
@@ -261,7 +268,8 @@ impl<'a> Expansion<'a> {
 const NUL_MESSAGE: &str = "strings may not contain the NUL character (U+0000)";
 
 /// Refuses NUL characters in any string or enum value written in the document.
-fn check_strings(doc: &ExecutableDocument) -> Result<(), ServerError> {
+fn check_strings(doc: &ExecutableDocument) -> Result<VariableUses, ServerError> {
+    let mut uses = VariableUses::new();
     let mut sets: Vec<&SelectionSet> = Vec::new();
     match &doc.operations {
         DocumentOperations::Single(op) => sets.push(&op.node.selection_set.node),
@@ -273,7 +281,7 @@ fn check_strings(doc: &ExecutableDocument) -> Result<(), ServerError> {
     for op in operations(doc) {
         for var in &op.node.variable_definitions {
             if let Some(default) = &var.node.default_value {
-                check_const(&default.node, &var.node.name.node)?;
+                find_nul(&default.node, &var.node.name.node, None)?;
             }
         }
     }
@@ -282,11 +290,11 @@ fn check_strings(doc: &ExecutableDocument) -> Result<(), ServerError> {
             match &item.node {
                 Selection::Field(f) => {
                     for (name, value) in &f.node.arguments {
-                        check_value(&value.node, &name.node)?;
+                        find_nul(&value.node, &name.node, Some(&mut uses))?;
                     }
                     for d in &f.node.directives {
                         for (name, value) in &d.node.arguments {
-                            check_value(&value.node, &name.node)?;
+                            find_nul(&value.node, &name.node, Some(&mut uses))?;
                         }
                     }
                     sets.push(&f.node.selection_set.node);
@@ -296,7 +304,7 @@ fn check_strings(doc: &ExecutableDocument) -> Result<(), ServerError> {
             }
         }
     }
-    Ok(())
+    Ok(uses)
 }
 
 fn operations(
@@ -308,48 +316,105 @@ fn operations(
     }
 }
 
-fn nul(field: &str) -> ServerError {
-    error(codes::BAD_USER_INPUT, NUL_MESSAGE.into(), Some(field))
+/// What [`find_nul`] needs of a value: the document's (which may hold variables) and the
+/// variables' own are two types.
+trait Walk: Sized {
+    fn string(&self) -> Option<&str>;
+    fn variable(&self) -> Option<&str> {
+        None
+    }
+    fn children(&self) -> Vec<(String, &Self)>;
 }
 
-/// A value written in the document (it may hold variables, which are checked apart).
-fn check_value(value: &Value, field: &str) -> Result<(), ServerError> {
-    // Iterative, though the nesting is already bounded by [`scan`].
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) if s.contains('\0') => return Err(nul(field)),
-            Value::List(items) => stack.extend(items),
-            Value::Object(fields) => stack.extend(fields.values()),
-            _ => {}
+impl Walk for Value {
+    fn string(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
         }
     }
-    Ok(())
+    fn variable(&self) -> Option<&str> {
+        match self {
+            Value::Variable(name) => Some(name),
+            _ => None,
+        }
+    }
+    fn children(&self) -> Vec<(String, &Self)> {
+        match self {
+            Value::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
+            Value::Object(fields) => fields.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
-/// A value of the variables (from JSON, nested up to serde_json's limit of 128).
-fn check_const(value: &ConstValue, field: &str) -> Result<(), ServerError> {
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            ConstValue::String(s) if s.contains('\0') => return Err(nul(field)),
-            ConstValue::List(items) => stack.extend(items),
-            ConstValue::Object(fields) => {
-                if fields.keys().any(|k| k.contains('\0')) {
-                    return Err(nul(field));
-                }
-                stack.extend(fields.values());
+impl Walk for ConstValue {
+    fn string(&self) -> Option<&str> {
+        match self {
+            ConstValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn children(&self) -> Vec<(String, &Self)> {
+        match self {
+            ConstValue::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
+            ConstValue::Object(fields) => fields.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Refuses a NUL character in `value` (strings and object keys), naming where it is, e.g.
+/// `input.note` or `filter.tags.2`. Iterative: variables come from JSON nested up to
+/// serde_json's limit of 128, document values up to [`scan`]'s bound.
+/// Variables met on the way are recorded in `uses`.
+fn find_nul<T: Walk>(
+    value: &T,
+    root: &str,
+    mut uses: Option<&mut VariableUses>,
+) -> Result<(), ServerError> {
+    let mut stack = vec![(root.to_string(), value)];
+    while let Some((path, v)) = stack.pop() {
+        if let (Some(var), Some(uses)) = (v.variable(), uses.as_deref_mut()) {
+            uses.entry(var.to_string()).or_insert_with(|| path.clone());
+        }
+        if v.string().is_some_and(|s| s.contains('\0')) {
+            return Err(error(
+                codes::BAD_USER_INPUT,
+                NUL_MESSAGE.into(),
+                Some(&path),
+            ));
+        }
+        for (key, child) in v.children() {
+            let path = format!("{path}.{key}");
+            if key.contains('\0') {
+                return Err(error(
+                    codes::BAD_USER_INPUT,
+                    NUL_MESSAGE.into(),
+                    Some(&path),
+                ));
             }
-            _ => {}
+            stack.push((path, child));
         }
     }
     Ok(())
 }
 
 /// Refuses NUL characters in any string of the request's variables.
-pub fn check_variables(variables: &Variables) -> Result<(), ServerError> {
+pub fn check_variables(variables: &Variables, uses: &VariableUses) -> Result<(), ServerError> {
     for (name, value) in variables.iter() {
-        check_const(value, name)?;
+        let root = uses
+            .get(name.as_str())
+            .map_or(name.as_str(), String::as_str);
+        find_nul(value, root, None)?;
     }
     Ok(())
 }
@@ -372,7 +437,7 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn check(text: &str) -> Result<(), ServerError> {
+    fn check(text: &str) -> Result<VariableUses, ServerError> {
         scan(text, &LIMITS)?;
         let doc = async_graphql::parser::parse_query(text).expect("the test document parses");
         check_document(&doc, &LIMITS)
@@ -462,14 +527,24 @@ mod tests {
         let vars = Variables::from_json(serde_json::json!({
             "input": { "list": [{ "deep": ["fine", "bad\u{0}"] }] }
         }));
-        let err = check_variables(&vars).unwrap_err();
+        let none = VariableUses::new();
+        let err = check_variables(&vars, &none).unwrap_err();
         assert_eq!(
             err.extensions.unwrap().get("field").unwrap().to_string(),
-            "\"input\""
+            "\"input.list.0.deep.1\""
         );
         let vars = Variables::from_json(serde_json::json!({ "k": { "a\u{0}": 1 } }));
-        assert!(check_variables(&vars).is_err());
+        assert!(check_variables(&vars, &none).is_err());
         let fine = Variables::from_json(serde_json::json!({ "s": "ok", "n": [1, 2] }));
-        assert!(check_variables(&fine).is_ok());
+        assert!(check_variables(&fine, &none).is_ok());
+        // A variable's NUL is reported where the variable is used.
+        let uses = check("mutation($n: String) { gift(input: { note: $n, to: [$t] }) }").unwrap();
+        let vars = Variables::from_json(serde_json::json!({ "n": "x\u{0}", "t": "ok" }));
+        let err = check_variables(&vars, &uses).unwrap_err();
+        assert_eq!(
+            err.extensions.unwrap().get("field").unwrap().to_string(),
+            "\"input.note\""
+        );
+        assert_eq!(uses.get("t").map(String::as_str), Some("input.to.0"));
     }
 }

@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use easel::{db, error::AppError};
 use serde_json::{Value, json};
 
-use crate::support::code;
+use crate::support::{self, code, stop_binary};
 use crate::support::{TestApp, blank_database, fresh_database};
 
 #[tokio::test]
@@ -627,46 +627,8 @@ async fn embedded_database_survives_a_restart() {
 }
 
 async fn start_binary(data_dir: &std::path::Path) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"))
-        .env_remove("DATABASE_URL")
-        .env("EASEL_DATA_DIR", data_dir)
-        .env("EASEL_BIND", "127.0.0.1:0")
-        .env("EASEL_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("GraphiQL at ") {
-                let rest = &line[at + "GraphiQL at ".len()..];
-                return rest[..rest.find('"').unwrap_or(rest.len())].to_string();
-            }
-        }
-        panic!("easel exited before it was ready");
-    })
-    .await
-    .expect("easel ready within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
-}
-
-async fn stop_binary(child: &mut tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exit within 30 s")
-        .unwrap();
-    assert!(status.success(), "clean exit after SIGTERM: {status}");
+    let dir = data_dir.display().to_string();
+    support::start_binary(&[("EASEL_DATA_DIR", dir.as_str())]).await
 }
 
 #[tokio::test]

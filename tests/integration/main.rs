@@ -8,4 +8,5 @@ mod credits;
 mod foundation;
 mod gallery;
 mod generation;
+mod security;
 mod security_payments;

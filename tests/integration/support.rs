@@ -266,6 +266,7 @@ impl TestApp {
         );
         let background = server::spawn_background(&state);
         state.events.listening().await;
+        state.revocations.loaded().await;
         let router = http::router(state.clone());
         let options = http::serve::ServeOptions::from_config(&state.config);
         tokio::spawn(http::serve::serve(
@@ -515,4 +516,54 @@ impl WsClient {
         self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } })).await;
         id
     }
+}
+
+/// Starts the real `easel` binary (no `DATABASE_URL` unless `env` sets one) on an ephemeral
+/// port; returns the process and its base URL (`http://127.0.0.1:<port>/`).
+pub async fn start_binary(env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"));
+    cmd.env_remove("DATABASE_URL")
+        .env("EASEL_BIND", "127.0.0.1:0")
+        .env("EASEL_LOG_FORMAT", "json")
+        .env("EASEL_WORKERS", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("Easel is ready at ") {
+                let rest = &line[at + "Easel is ready at ".len()..];
+                return rest[..rest.find(' ').unwrap_or(rest.len())].to_string();
+            }
+        }
+        panic!("easel exited before it was ready");
+    })
+    .await
+    .expect("easel ready within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+/// Sends SIGTERM and expects a clean exit within 30 s.
+pub async fn stop_binary(child: &mut tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("exit within 30 s")
+        .unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
 }
