@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod credits;
 mod foundation;
+mod fuzz;
 mod gallery;
 mod generation;
 mod security;
