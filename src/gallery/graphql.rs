@@ -17,7 +17,7 @@ use super::{
 use crate::graphql::parse_id;
 use crate::{
     accounts::{
-        ProfileVisibility, Role,
+        Role,
         graphql::User,
         guards::{Authenticated, HasRole, require_user},
         loaders::UserId,
@@ -832,7 +832,8 @@ pub struct GalleryQuery;
 #[Object]
 impl GalleryQuery {
     /// One owner's gallery by user id or username (give exactly one). Null when there is no
-    /// such user or their profile is private (the owner and admins still see it).
+    /// such user, or their profile is private or their account not active (the owner and
+    /// admins still see it).
     async fn gallery(
         &self,
         ctx: &Context<'_>,
@@ -861,13 +862,8 @@ impl GalleryQuery {
                 .into());
             }
         };
-        let viewer = ctx.viewer();
         Ok(row
-            .filter(|u| {
-                viewer.is_self_or_admin(u.id)
-                    || (u.profile_visibility == ProfileVisibility::Public
-                        && u.account_status == crate::accounts::AccountStatus::Active)
-            })
+            .filter(|u| User::profile_visible_to(u, ctx.viewer()))
             .map(|u| Gallery { owner: u.id }))
     }
 

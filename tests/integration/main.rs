@@ -8,3 +8,4 @@ mod credits;
 mod foundation;
 mod gallery;
 mod generation;
+mod security_gallery;

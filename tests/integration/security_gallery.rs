@@ -1,0 +1,291 @@
+//! Security probe #18, gallery items: private profiles leaking through `owner` and other
+//! `User` paths (9). Real HTTP, real PostgreSQL, real image bytes.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+// ---- helpers ----------------------------------------------------------------------------
+
+/// Signs up a user; returns (access token, user id).
+async fn user(app: &TestApp, n: u32) -> (String, String) {
+    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
+    (
+        auth["accessToken"].as_str().unwrap().to_string(),
+        auth["user"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A user who became a vendor; returns a token carrying the vendor role, and the id.
+async fn vendor(app: &TestApp, n: u32, business: &str) -> (String, String) {
+    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
+    let (_, body) = app
+        .gql_as(
+            auth["accessToken"].as_str().unwrap(),
+            "mutation($b: String!) { becomeVendor(input: { businessName: $b }) { role } }",
+            json!({ "b": business }),
+        )
+        .await;
+    assert_eq!(body["data"]["becomeVendor"]["role"], "VENDOR", "{body}");
+    let (_, body) = app
+        .gql(
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+            json!({ "t": auth["refreshToken"] }),
+        )
+        .await;
+    (
+        body["data"]["refreshSession"]["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        auth["user"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// An 8-bit RGB image: 3 bytes per pixel once decoded.
+fn rgb8(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 200])
+    });
+    let mut out = Vec::new();
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+const UPLOAD: &str = "mutation($file: Upload!, $input: UploadImageInput) { uploadImage(file: $file, input: $input) { id width height } }";
+
+/// A GraphQL multipart upload, as apollo-upload-client sends it.
+async fn upload(app: &TestApp, token: &str, bytes: Vec<u8>, input: Value) -> Value {
+    let operations = json!({ "query": UPLOAD, "variables": { "file": null, "input": input } });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({ "0": ["variables.file"] }).to_string())
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name("picture.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let resp = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .header("x-easel-csrf", "1")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+// ---- 9: private profiles ----------------------------------------------------------------
+
+const PROFILE: &str =
+    "fragment P on User { id username displayName bio avatarUrl vendorProfile { businessName } }";
+
+/// Every `User` object under an `owner` or `counterparty` key, anywhere in `v`.
+fn users_in(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if (k == "owner" || k == "counterparty") && child.is_object() {
+                    out.push(child.clone());
+                }
+                users_in(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| users_in(i, out)),
+        _ => {}
+    }
+}
+
+fn shows_nothing_but_the_id(u: &Value, id: &str) -> bool {
+    u["id"] == id
+        && [
+            "username",
+            "displayName",
+            "bio",
+            "avatarUrl",
+            "vendorProfile",
+        ]
+        .iter()
+        .all(|f| u[*f].is_null())
+}
+
+#[tokio::test]
+async fn a_private_profile_shows_others_only_its_id_wherever_a_user_appears() {
+    let app = TestApp::spawn().await;
+    let (alice, alice_id) = vendor(&app, 1, "Alice Studio").await;
+    let (bob, _) = user(&app, 2).await;
+    let (carol, carol_id) = user(&app, 3).await;
+    let admin = app.admin_token("+14155550004").await;
+    const UPDATE: &str = "mutation($i: UpdateProfileInput!) { updateProfile(input: $i) { id } }";
+    for (token, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        let (_, body) = app
+            .gql_as(
+                token,
+                UPDATE,
+                json!({ "i": { "username": name, "displayName": name.to_uppercase(), "bio": "hi",
+                    "avatarUrl": format!("https://cdn.example/{name}.png"), "allowGalleryShowcase": true } }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            UPDATE,
+            json!({ "i": { "profileVisibility": "PRIVATE" } }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    // Alice's public things: an image, a character, a collection, an album.
+    let img = upload(&app, &alice, rgb8(64, 48), json!({ "isPublic": true })).await;
+    let img = img["data"]["uploadImage"]["id"].clone();
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation($i: CreateCharacterInput!) { createCharacter(input: $i) { id } }",
+            json!({ "i": { "name": "Fox", "prompt": "a fox", "styleType": "ANIME", "isPublic": true, "imageIds": [img] } }),
+        )
+        .await;
+    let character = body["data"]["createCharacter"]["id"].clone();
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation { createCollection(input: { name: \"Mine\", isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let collection = body["data"]["createCollection"]["id"].clone();
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation($col: ID!, $c: ID!) { addToCollection(collectionId: $col, characterIds: [$c]) { id } }",
+            json!({ "col": collection, "c": character }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation { createAlbum(input: { name: \"Shop\", isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let album = body["data"]["createAlbum"]["id"].clone();
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation($a: ID!, $i: ID!) { addImagesToAlbum(albumId: $a, imageIds: [$i]) { id } }",
+            json!({ "a": album, "i": img }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    // Bob gifts Alice a credit: the gift's counterparty is Alice.
+    let (_, body) = app
+        .gql_as(
+            &bob,
+            &format!("mutation($to: ID!) {{ giftCredits(input: {{ toUserId: $to, amount: 1, idempotencyKey: \"g1\" }}) {{ counterparty {{ ...P }} }} }} {PROFILE}"),
+            json!({ "to": alice_id }),
+        )
+        .await;
+    let gift = body["data"]["giftCredits"]["counterparty"].clone();
+    assert!(shows_nothing_but_the_id(&gift, &alice_id), "{body}");
+
+    let every_path = format!(
+        "query($c: ID!, $col: ID!, $img: ID!, $alb: ID!, $owner: ID!) {{ \
+           character(id: $c) {{ owner {{ ...P }} primaryImage {{ owner {{ ...P }} }} images {{ owner {{ ...P }} }} }} \
+           collection(id: $col) {{ owner {{ ...P }} characters {{ edges {{ node {{ owner {{ ...P }} }} }} }} }} \
+           image(id: $img) {{ owner {{ ...P }} }} \
+           album(id: $alb) {{ owner {{ ...P }} images {{ edges {{ node {{ owner {{ ...P }} }} }} }} }} \
+           galleryFeed {{ edges {{ node {{ owner {{ ...P }} }} }} }} \
+           user(id: $owner) {{ id }} \
+           gallery(owner: $owner) {{ owner {{ id }} }} }} {PROFILE}"
+    );
+    let vars =
+        json!({ "c": character, "col": collection, "img": img, "alb": album, "owner": alice_id });
+    let anonymous = app.gql(&every_path, vars.clone()).await.1;
+    let as_bob = app.gql_as(&bob, &every_path, vars.clone()).await.1;
+    for body in [&anonymous, &as_bob] {
+        assert!(body["errors"].is_null(), "{body}");
+        let mut users = Vec::new();
+        users_in(&body["data"], &mut users);
+        assert_eq!(users.len(), 9, "every path answered: {body}");
+        for u in &users {
+            assert!(shows_nothing_but_the_id(u, &alice_id), "{u} in {body}");
+        }
+        assert!(body["data"]["user"].is_null(), "{body}");
+        assert!(body["data"]["gallery"].is_null(), "{body}");
+    }
+    for token in [&alice, &admin] {
+        let (_, body) = app.gql_as(token, &every_path, vars.clone()).await;
+        let mut users = Vec::new();
+        users_in(&body["data"], &mut users);
+        assert_eq!(users.len(), 10, "the gallery too: {body}");
+        for u in users.iter().filter(|u| u.get("username").is_some()) {
+            assert_eq!(u["username"], "alice", "{body}");
+            assert_eq!(u["displayName"], "ALICE");
+            assert_eq!(u["bio"], "hi");
+            assert_eq!(u["avatarUrl"], "https://cdn.example/alice.png");
+            assert_eq!(u["vendorProfile"]["businessName"], "Alice Studio");
+        }
+        assert_eq!(body["data"]["user"]["id"], alice_id.as_str(), "{body}");
+    }
+    // Alice's ledger shows Bob, whose profile is public, in full.
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "{ creditHistory(filter: { kinds: [GIFT_RECEIVED] }) { edges { node { counterparty { username } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["creditHistory"]["edges"][0]["node"]["counterparty"]["username"], "bob",
+        "{body}"
+    );
+
+    // A public profile is unchanged; an account that is no longer active shows only its id.
+    let (_, body) = app
+        .gql_as(
+            &carol,
+            "mutation { createCharacter(input: { name: \"Owl\", prompt: \"an owl\", styleType: COMIC, isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let owl = body["data"]["createCharacter"]["id"].clone();
+    let q = format!("query($c: ID!) {{ character(id: $c) {{ owner {{ ...P }} }} }} {PROFILE}");
+    let (_, body) = app.gql(&q, json!({ "c": owl })).await;
+    let owner = &body["data"]["character"]["owner"];
+    assert_eq!(
+        (&owner["username"], &owner["displayName"], &owner["bio"]),
+        (&json!("carol"), &json!("CAROL"), &json!("hi")),
+        "{body}"
+    );
+    let (_, body) = app
+        .gql_as(
+            &admin,
+            "mutation($u: ID!) { setAccountStatus(userId: $u, status: SUSPENDED) { id } }",
+            json!({ "u": carol_id }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = app.gql(&q, json!({ "c": owl })).await;
+    assert!(
+        shows_nothing_but_the_id(&body["data"]["character"]["owner"], &carol_id),
+        "{body}"
+    );
+    let (_, body) = app.gql_as(&admin, &q, json!({ "c": owl })).await;
+    assert_eq!(
+        body["data"]["character"]["owner"]["username"], "carol",
+        "{body}"
+    );
+}
