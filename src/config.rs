@@ -62,6 +62,7 @@
 //! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
+//! | `EASEL_VIEW_WINDOW_SECS` | `3600` | `character(id)` counts at most one view per viewer (user, else client IP) and character in each window of this length (at most 86400) |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -146,6 +147,7 @@ pub struct Config {
     pub upload_max_bytes: usize,
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
+    pub view_window: Duration,
 }
 
 /// Which image provider renders jobs.
@@ -333,6 +335,7 @@ impl Config {
             upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
+            view_window: Duration::from_secs(parse(&get, "EASEL_VIEW_WINDOW_SECS", "3600")?),
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -362,6 +365,9 @@ impl Config {
         }
         if config.upload_max_side == 0 || config.thumbnail_side == 0 {
             bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");
+        }
+        if !(1..=86_400).contains(&config.view_window.as_secs()) {
+            bail!("EASEL_VIEW_WINDOW_SECS must be between 1 and 86400");
         }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
@@ -569,5 +575,16 @@ mod tests {
             vec!["https://a.example", "https://b.example"]
         );
         assert_eq!(c.graphiql_assets_url, "http://127.0.0.1:9000/assets");
+    }
+
+    #[test]
+    fn the_view_window_has_a_default_and_bounds() {
+        assert_eq!(config(&[]).unwrap().view_window, Duration::from_secs(3600));
+        for bad in ["0", "86401"] {
+            let err = config(&[("EASEL_VIEW_WINDOW_SECS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("EASEL_VIEW_WINDOW_SECS"), "{err}");
+        }
     }
 }

@@ -21,6 +21,7 @@ use crate::{
         graphql::User,
         guards::{Authenticated, HasRole, require_user},
         loaders::UserId,
+        service::RequestMeta,
     },
     db,
     error::AppError,
@@ -291,7 +292,8 @@ impl Character {
         self.0.license_type
     }
 
-    /// Views by others than the owner.
+    /// Views by others than the owner: one per viewer (user, else client address) per
+    /// `EASEL_VIEW_WINDOW_SECS` window.
     async fn view_count(&self) -> i64 {
         self.0.view_count
     }
@@ -919,12 +921,18 @@ impl GalleryQuery {
     }
 
     /// A character, or null when there is none the viewer may see. Counts a view when
-    /// someone other than the owner looks.
+    /// someone other than the owner looks: at most one per viewer (the signed-in user, else
+    /// the client address) and character per `EASEL_VIEW_WINDOW_SECS` (default an hour),
+    /// however many times it is asked for.
     async fn character(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Character>> {
         let id = parse_id(&id, "id")?;
-        Ok(service::view_character(ctx.state()?, seer(ctx), id)
-            .await?
-            .map(Character))
+        let ip = ctx.data_opt::<RequestMeta>().and_then(|m| m.ip);
+        let viewer = service::viewer_key(ctx.viewer().user_id(), ip);
+        Ok(
+            service::view_character(ctx.state()?, seer(ctx), &viewer, id)
+                .await?
+                .map(Character),
+        )
     }
 
     /// A collection, or null when there is none the viewer may see.

@@ -1,7 +1,8 @@
 //! Security probe #18, gallery items: private profiles leaking through `owner` and other
-//! `User` paths (9). Real HTTP, real PostgreSQL, real image bytes.
+//! `User` paths (9), and view counts inflated by aliases and reloads (12). Real HTTP, real
+//! PostgreSQL, real image bytes.
 
-use std::io::Cursor;
+use std::{io::Cursor, time::Duration};
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use serde_json::{Value, json};
@@ -287,5 +288,114 @@ async fn a_private_profile_shows_others_only_its_id_wherever_a_user_appears() {
     assert_eq!(
         body["data"]["character"]["owner"]["username"], "carol",
         "{body}"
+    );
+}
+
+// ---- 12: view counts --------------------------------------------------------------------
+
+/// `character(id) { viewCount }` from a client address (the app trusts `X-Forwarded-For`).
+async fn view(app: &TestApp, ip: &str, token: Option<&str>, query: &str, id: &Value) -> Value {
+    let mut req = app
+        .client
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({ "query": query, "variables": { "id": id } }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body: Value = req.send().await.unwrap().json().await.unwrap();
+    assert!(body["errors"].is_null(), "{body}");
+    body
+}
+
+const VIEW: &str = "query($id: ID!) { character(id: $id) { viewCount } }";
+
+#[tokio::test]
+async fn a_viewer_counts_one_view_per_character_per_window() {
+    // Day-long windows, so the test never straddles a window boundary.
+    let app = TestApp::spawn_with(|c| {
+        c.trust_proxy = true;
+        c.view_window = Duration::from_secs(86_400);
+    })
+    .await;
+    let (owner, _) = user(&app, 1).await;
+    let (bob, _) = user(&app, 2).await;
+    let (_, body) = app
+        .gql_as(
+            &owner,
+            "mutation { createCharacter(input: { name: \"Fox\", prompt: \"a fox\", styleType: ANIME, isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = body["data"]["createCharacter"]["id"].clone();
+    let views = || async {
+        app.scalar(&format!(
+            "SELECT view_count AS n FROM characters WHERE id = '{}'",
+            id.as_str().unwrap()
+        ))
+        .await
+    };
+
+    // 150 aliases in one request: one view.
+    let aliases: String = (0..150)
+        .map(|i| format!("a{i}: character(id: $id) {{ viewCount }} "))
+        .collect();
+    let many = format!("query($id: ID!) {{ {aliases}}}");
+    let body = view(&app, "198.51.100.1", None, &many, &id).await;
+    let seen: Vec<i64> = (0..150)
+        .map(|i| body["data"][format!("a{i}")]["viewCount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen.iter().max(), Some(&1), "{body}");
+    assert_eq!(views().await, 1);
+
+    // The same viewer again within the window: nothing more.
+    let body = view(&app, "198.51.100.1", None, VIEW, &id).await;
+    assert_eq!(body["data"]["character"]["viewCount"], 1);
+    assert_eq!(views().await, 1);
+
+    // Another address: one more; two addresses of one IPv6 /64 are one viewer.
+    view(&app, "198.51.100.2", None, VIEW, &id).await;
+    assert_eq!(views().await, 2);
+    view(&app, "2001:db8:5:6::1", None, &many, &id).await;
+    view(&app, "2001:db8:5:6:ffff::2", None, VIEW, &id).await;
+    assert_eq!(views().await, 3);
+
+    // A signed-in viewer counts as themself (once), wherever they are.
+    let body = view(&app, "198.51.100.1", Some(&bob), VIEW, &id).await;
+    assert_eq!(body["data"]["character"]["viewCount"], 4, "{body}");
+    view(&app, "198.51.100.9", Some(&bob), &many, &id).await;
+    assert_eq!(views().await, 4);
+
+    // The owner never counts.
+    view(&app, "198.51.100.3", Some(&owner), VIEW, &id).await;
+    assert_eq!(views().await, 4);
+
+    // Once the window has passed, the same viewer counts again.
+    app.exec("UPDATE character_view_marks SET window_start = window_start - interval '1 day'")
+        .await;
+    view(&app, "198.51.100.1", None, VIEW, &id).await;
+    assert_eq!(views().await, 5);
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM character_view_marks")
+            .await,
+        5,
+        "one mark per viewer and window"
+    );
+
+    // Old marks are pruned; current ones stay.
+    app.exec(
+        "UPDATE character_view_marks SET window_start = window_start - interval '3 days' \
+         WHERE viewer LIKE 'ip:%'",
+    )
+    .await;
+    let mut conn = app.db().await;
+    let pruned = easel::gallery::model::prune_view_marks(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 4);
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM character_view_marks")
+            .await,
+        1
     );
 }
