@@ -63,6 +63,9 @@
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 //! | `EASEL_VIEW_WINDOW_SECS` | `3600` | `character(id)` counts at most one view per viewer (user, else client IP) and character in each window of this length (at most 86400) |
+//! | `EASEL_UPLOAD_MAX_DECODED_BYTES` | `134217728` | most memory one image may decode to (width × height × bytes per pixel, read from the header before decoding); uploads and generation inputs over it are refused |
+//! | `EASEL_UPLOAD_MAX_CONCURRENT_DECODES` | `2` | uploads decoded at the same time in one process (the others wait their turn) |
+//! | `EASEL_UPLOAD_MAX_PER_HOUR` | `200` | uploads one user may attempt per hour (`RATE_LIMITED` beyond) |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -148,6 +151,9 @@ pub struct Config {
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
     pub view_window: Duration,
+    pub upload_max_decoded_bytes: u64,
+    pub upload_max_concurrent_decodes: usize,
+    pub upload_max_per_hour: i64,
 }
 
 /// Which image provider renders jobs.
@@ -336,6 +342,9 @@ impl Config {
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
             view_window: Duration::from_secs(parse(&get, "EASEL_VIEW_WINDOW_SECS", "3600")?),
+            upload_max_decoded_bytes: parse(&get, "EASEL_UPLOAD_MAX_DECODED_BYTES", "134217728")?,
+            upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
+            upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -365,6 +374,14 @@ impl Config {
         }
         if config.upload_max_side == 0 || config.thumbnail_side == 0 {
             bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");
+        }
+        if config.upload_max_decoded_bytes == 0
+            || config.upload_max_concurrent_decodes == 0
+            || config.upload_max_per_hour < 1
+        {
+            bail!(
+                "EASEL_UPLOAD_MAX_DECODED_BYTES, EASEL_UPLOAD_MAX_CONCURRENT_DECODES and EASEL_UPLOAD_MAX_PER_HOUR must be at least 1"
+            );
         }
         if !(1..=86_400).contains(&config.view_window.as_secs()) {
             bail!("EASEL_VIEW_WINDOW_SECS must be between 1 and 86400");
@@ -585,6 +602,22 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("EASEL_VIEW_WINDOW_SECS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn upload_limits_have_defaults_and_bounds() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.upload_max_decoded_bytes, 128 << 20);
+        assert_eq!(c.upload_max_concurrent_decodes, 2);
+        assert_eq!(c.upload_max_per_hour, 200);
+        for name in [
+            "EASEL_UPLOAD_MAX_DECODED_BYTES",
+            "EASEL_UPLOAD_MAX_CONCURRENT_DECODES",
+            "EASEL_UPLOAD_MAX_PER_HOUR",
+        ] {
+            let err = config(&[(name, "0")]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
         }
     }
 }

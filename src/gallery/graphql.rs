@@ -974,7 +974,10 @@ pub struct GalleryMutation;
 impl GalleryMutation {
     /// Uploads a PNG, JPEG or WebP image as a GraphQL multipart request (the spec
     /// apollo-upload-client and urql follow). Browsers must send an `apollo-require-preflight`
-    /// or `x-easel-csrf` header with it (CSRF protection).
+    /// or `x-easel-csrf` header with it (CSRF protection). Images over the server's limits
+    /// (file size, pixels on a side, and decoded size: width × height × bytes per pixel) are
+    /// refused with `BAD_USER_INPUT` on `file`, a message naming the limit; too many uploads
+    /// in an hour answer `RATE_LIMITED` with `retryAfterSeconds`.
     #[graphql(guard = "Authenticated")]
     async fn upload_image(
         &self,

@@ -20,6 +20,7 @@ use crate::{
     accounts::{Role, viewer::ViewerUser},
     db,
     error::{AppError, AppResult},
+    ratelimit,
 };
 
 /// Most images one character, album change or collection change may name.
@@ -165,7 +166,9 @@ fn ids(values: &[Uuid], field: &str) -> AppResult<Vec<Uuid>> {
 
 // ---- images -----------------------------------------------------------------------------
 
-/// Checks, stores (original and thumbnail) and records an uploaded image.
+/// Checks, stores (original and thumbnail) and records an uploaded image. Each user may try
+/// `EASEL_UPLOAD_MAX_PER_HOUR` uploads an hour; the image's header must fit the limits before
+/// it is decoded, and decoding waits for one of the process's decode slots.
 pub async fn upload_image(
     state: &AppState,
     user: &ViewerUser,
@@ -175,13 +178,21 @@ pub async fn upload_image(
 ) -> AppResult<ImageRow> {
     let tags = tags(tag_values, "input.tags")?;
     let config = state.config.clone();
+    {
+        let mut conn = db::conn(&state.pool).await?;
+        ratelimit::hit(
+            &mut conn,
+            &format!("upload:{}", user.id),
+            std::time::Duration::from_secs(3600),
+            config.upload_max_per_hour,
+        )
+        .await?;
+    }
+    let slot = upload::decode_slot(config.upload_max_concurrent_decodes).await;
     let (bytes, processed) = tokio::task::spawn_blocking(move || {
-        let p = upload::process(
-            &bytes,
-            config.upload_max_bytes,
-            config.upload_max_side,
-            config.thumbnail_side,
-        );
+        let _slot = slot;
+        let limits = upload::DecodeLimits::from_config(&config);
+        let p = upload::process(&bytes, &limits, config.thumbnail_side);
         (bytes, p)
     })
     .await

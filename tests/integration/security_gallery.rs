@@ -1,13 +1,18 @@
-//! Security probe #18, gallery items: private profiles leaking through `owner` and other
-//! `User` paths (9), and view counts inflated by aliases and reloads (12). Real HTTP, real
-//! PostgreSQL, real image bytes.
+//! Security probe #18, gallery items: decompression bombs and upload floods (5), private
+//! profiles leaking through `owner` and other `User` paths (9), and view counts inflated by
+//! aliases and reloads (12). Real HTTP, real PostgreSQL, real image bytes.
 
-use std::{io::Cursor, time::Duration};
+use std::{io::Cursor, sync::Arc, time::Duration};
 
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use easel::generation::{
+    providers::{ImageProvider, Procedural},
+    worker::{self, Ran},
+};
+use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, code, field};
 
 // ---- helpers ----------------------------------------------------------------------------
 
@@ -58,6 +63,46 @@ fn rgb8(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// The probe's hostile PNG: 16-bit RGBA of a single colour, a small file that decodes to
+/// 8 bytes per pixel.
+fn rgba16(w: u32, h: u32) -> Vec<u8> {
+    let img = ImageBuffer::from_pixel(w, h, Rgba([51_000u16, 7, 300, 65_535]));
+    let mut out = Vec::new();
+    DynamicImage::ImageRgba16(img)
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// CRC-32 of PNG chunks (ISO 3309), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A real 16-bit RGBA PNG whose header says `w`×`h`: exactly what a decoder sees first (its
+/// pixel data would not fill those sides; the server must refuse before reading it).
+fn rgba16_header(w: u32, h: u32) -> Vec<u8> {
+    let mut png = rgba16(1, 1);
+    // Signature (8), IHDR length (4), "IHDR" (4), then width and height.
+    assert_eq!(&png[12..16], b"IHDR");
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
 const UPLOAD: &str = "mutation($file: Upload!, $input: UploadImageInput) { uploadImage(file: $file, input: $input) { id width height } }";
 
 /// A GraphQL multipart upload, as apollo-upload-client sends it.
@@ -84,6 +129,173 @@ async fn upload(app: &TestApp, token: &str, bytes: Vec<u8>, input: Value) -> Val
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
+}
+
+/// Every file in the app's local media store.
+fn media_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.state.config.media_dir(), &mut out);
+    out
+}
+
+fn message(body: &Value) -> &str {
+    body["errors"][0]["message"].as_str().unwrap_or("<none>")
+}
+
+// ---- 5: upload memory amplification -----------------------------------------------------
+
+#[tokio::test]
+async fn an_image_that_decodes_too_big_is_refused_before_decoding_and_stores_nothing() {
+    // The probe's 8192×8192 16-bit RGBA (512 MiB decoded) against the default 128 MiB, at a
+    // smaller scale: 1024×1024×8 bytes = 8 MiB against a limit of 4 MiB.
+    let app = TestApp::spawn_with(|c| c.upload_max_decoded_bytes = 4 << 20).await;
+    let (token, _) = user(&app, 1).await;
+    let bomb = rgba16(1024, 1024);
+    assert!(
+        bomb.len() < 100_000,
+        "a small file ({} bytes) within the byte and side limits",
+        bomb.len()
+    );
+    let body = upload(&app, &token, bomb, json!({ "isPublic": true })).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "file"),
+        "{body}"
+    );
+    assert!(
+        message(&body).contains("4194304") && message(&body).contains("8388608"),
+        "the message names the limit and the need: {body}"
+    );
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 0);
+    assert!(media_files(&app).is_empty(), "{:?}", media_files(&app));
+
+    // The same sides at 3 bytes per pixel (3 MiB) fit: the rule is bytes, not sides.
+    let body = upload(&app, &token, rgb8(1024, 1024), json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(body["data"]["uploadImage"]["width"], 1024);
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 1);
+    assert_eq!(media_files(&app).len(), 2, "the original and its thumbnail");
+}
+
+#[tokio::test]
+async fn the_probes_8192_square_16_bit_header_is_refused_by_the_default_limit() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.state.config.upload_max_decoded_bytes, 128 << 20);
+    assert_eq!(app.state.config.upload_max_side, 8192);
+    let (token, _) = user(&app, 1).await;
+    let body = upload(&app, &token, rgba16_header(8192, 8192), json!({})).await;
+    assert_eq!(
+        (code(&body), field(&body)),
+        ("BAD_USER_INPUT", "file"),
+        "{body}"
+    );
+    assert!(
+        message(&body).contains("134217728") && message(&body).contains("536870912"),
+        "{body}"
+    );
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 0);
+    assert!(media_files(&app).is_empty());
+}
+
+#[tokio::test]
+async fn uploads_are_rate_limited_per_user() {
+    let app = TestApp::spawn_with(|c| c.upload_max_per_hour = 2).await;
+    let (alice, _) = user(&app, 1).await;
+    let (bob, _) = user(&app, 2).await;
+    for _ in 0..2 {
+        let body = upload(&app, &alice, rgb8(32, 32), json!({})).await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let body = upload(&app, &alice, rgb8(32, 32), json!({})).await;
+    assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    let retry = body["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!((1..=3600).contains(&retry), "{body}");
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM images").await, 2);
+    assert_eq!(media_files(&app).len(), 4);
+    let body = upload(&app, &bob, rgb8(32, 32), json!({})).await;
+    assert!(
+        body["errors"].is_null(),
+        "another user has their own budget: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_generation_input_over_the_decode_limit_fails_its_job_refunded() {
+    let app = TestApp::spawn_with(|c| c.upload_max_decoded_bytes = 4 << 20).await;
+    let (token, owner) = user(&app, 1).await;
+    // An image stored before the limit existed (uploads refuse it now).
+    let image = Uuid::now_v7();
+    let key = format!("images/{image}.png");
+    app.state
+        .media
+        .put(&key, rgba16(1024, 1024).into())
+        .await
+        .unwrap();
+    app.exec(&format!(
+        "INSERT INTO images (id, owner_id, kind, storage_key, mime_type, byte_size, width, height) \
+         VALUES ('{image}', '{owner}', 'upload', '{key}', 'image/png', 1, 1024, 1024)"
+    ))
+    .await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($i: GenerateInput!) { generate(input: $i) { id } }",
+            json!({ "i": { "kind": "UPSCALE", "inputImageIds": [image] } }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let job = body["data"]["generate"]["id"].clone();
+    let provider: Arc<dyn ImageProvider> = Arc::new(Procedural {
+        delay: Duration::ZERO,
+    });
+    assert_eq!(
+        worker::run_next(&app.state, provider, "w-limits")
+            .await
+            .unwrap(),
+        Some(Ran::Failed)
+    );
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "query($id: ID!) { generationJob(id: $id) { status error { code message } } }",
+            json!({ "id": job }),
+        )
+        .await;
+    let j = &body["data"]["generationJob"];
+    assert_eq!(j["status"], "FAILED", "{body}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("4194304"),
+        "{body}"
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM images WHERE kind = 'result'")
+            .await,
+        0
+    );
+    app.assert_ledger_ok().await;
 }
 
 // ---- 9: private profiles ----------------------------------------------------------------
