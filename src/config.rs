@@ -76,6 +76,10 @@
 //! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
 //! | `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` | `10` | `signUp` (email and password) calls one client IP may make per hour |
 //! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts cannot be yet); `unverified`: always |
+//! | `EASEL_VIEW_WINDOW_SECS` | `3600` | `character(id)` counts at most one view per viewer (user, else client IP) and character in each window of this length (at most 86400) |
+//! | `EASEL_UPLOAD_MAX_DECODED_BYTES` | `134217728` | most memory one image may decode to (width × height × bytes per pixel, read from the header before decoding); uploads and generation inputs over it are refused |
+//! | `EASEL_UPLOAD_MAX_CONCURRENT_DECODES` | `2` | uploads decoded at the same time in one process (the others wait their turn) |
+//! | `EASEL_UPLOAD_MAX_PER_HOUR` | `200` | uploads one user may attempt per hour (`RATE_LIMITED` beyond) |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -180,6 +184,10 @@ pub struct Config {
     pub signup_max_per_hour_per_ip: i64,
     /// Whether an unverified account may gift its sign-up bonus (`EASEL_SIGNUP_BONUS_GIFTABLE`).
     pub signup_bonus_giftable_unverified: bool,
+    pub view_window: Duration,
+    pub upload_max_decoded_bytes: u64,
+    pub upload_max_concurrent_decodes: usize,
+    pub upload_max_per_hour: i64,
 }
 
 /// Which image provider renders jobs.
@@ -411,6 +419,10 @@ impl Config {
                     "EASEL_SIGNUP_BONUS_GIFTABLE must be `verified` or `unverified`, not `{other}`"
                 ),
             },
+            view_window: Duration::from_secs(parse(&get, "EASEL_VIEW_WINDOW_SECS", "3600")?),
+            upload_max_decoded_bytes: parse(&get, "EASEL_UPLOAD_MAX_DECODED_BYTES", "134217728")?,
+            upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
+            upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -440,6 +452,17 @@ impl Config {
         }
         if config.upload_max_side == 0 || config.thumbnail_side == 0 {
             bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");
+        }
+        if config.upload_max_decoded_bytes == 0
+            || config.upload_max_concurrent_decodes == 0
+            || config.upload_max_per_hour < 1
+        {
+            bail!(
+                "EASEL_UPLOAD_MAX_DECODED_BYTES, EASEL_UPLOAD_MAX_CONCURRENT_DECODES and EASEL_UPLOAD_MAX_PER_HOUR must be at least 1"
+            );
+        }
+        if !(1..=86_400).contains(&config.view_window.as_secs()) {
+            bail!("EASEL_VIEW_WINDOW_SECS must be between 1 and 86400");
         }
         if config.db_pool_size == 0 {
             bail!("EASEL_DB_POOL_SIZE must be at least 1");
@@ -787,5 +810,32 @@ mod tests {
             vec!["https://a.example", "https://b.example"]
         );
         assert_eq!(c.graphiql_assets_url, "http://127.0.0.1:9000/assets");
+    }
+
+    #[test]
+    fn the_view_window_has_a_default_and_bounds() {
+        assert_eq!(config(&[]).unwrap().view_window, Duration::from_secs(3600));
+        for bad in ["0", "86401"] {
+            let err = config(&[("EASEL_VIEW_WINDOW_SECS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("EASEL_VIEW_WINDOW_SECS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn upload_limits_have_defaults_and_bounds() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.upload_max_decoded_bytes, 128 << 20);
+        assert_eq!(c.upload_max_concurrent_decodes, 2);
+        assert_eq!(c.upload_max_per_hour, 200);
+        for name in [
+            "EASEL_UPLOAD_MAX_DECODED_BYTES",
+            "EASEL_UPLOAD_MAX_CONCURRENT_DECODES",
+            "EASEL_UPLOAD_MAX_PER_HOUR",
+        ] {
+            let err = config(&[(name, "0")]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use super::{
     loaders::{UserId, VendorProfileOf},
     model::{UserRow, VendorProfileRow},
     service::{self, Auth, ProfileInput, RequestMeta},
+    viewer::Viewer,
 };
 use crate::graphql::parse_id;
 use crate::{error::AppError, graphql::ContextExt};
@@ -27,10 +28,32 @@ impl User {
     pub fn to_owner(row: UserRow) -> Self {
         User(row, true)
     }
+
+    /// THE rule for profiles: `viewer` may see `user`'s profile (username, display name, bio,
+    /// avatar, vendor profile) when it is the user themself or an admin, or when the profile
+    /// is public and the account active. `user(...)`, `gallery(...)` and every `User` field
+    /// obey it.
+    pub fn profile_visible_to(user: &UserRow, viewer: &Viewer) -> bool {
+        viewer.is_self_or_admin(user.id)
+            || (user.profile_visibility == ProfileVisibility::Public
+                && user.account_status == AccountStatus::Active)
+    }
+
+    fn shows_profile(&self, ctx: &Context<'_>) -> bool {
+        self.1 || Self::profile_visible_to(&self.0, ctx.viewer())
+    }
+
+    fn profile<T>(&self, ctx: &Context<'_>, value: Option<T>) -> Option<T> {
+        value.filter(|_| self.shows_profile(ctx))
+    }
 }
 
-/// A person using an Easel app: a user, a vendor or an admin. Private fields (`email`,
-/// `phone`, `accountStatus`, `referralCode`, ...) are null for everyone but the user and admins.
+/// A person using an Easel app: a user, a vendor or an admin. Wherever a `User` appears (an
+/// owner, a gift's counterparty, ...), a PRIVATE profile, or the profile of an account that
+/// is not active, shows others its `id` only: `username`, `displayName`, `avatarUrl`, `bio`
+/// and `vendorProfile` are null for everyone but the user and admins. Private fields
+/// (`email`, `phone`, `accountStatus`, `referralCode`, ...) are null for everyone but the
+/// user and admins, whatever the profile's visibility.
 #[Object]
 impl User {
     /// Stable identifier.
@@ -38,24 +61,28 @@ impl User {
         ID(self.0.id.to_string())
     }
 
-    /// Unique public handle (`^[a-zA-Z0-9_]{3,30}$`), if chosen.
-    async fn username(&self) -> Option<&str> {
-        self.0.username.as_deref()
+    /// Unique public handle (`^[a-zA-Z0-9_]{3,30}$`), if chosen. Null to others when the
+    /// profile is private or the account not active.
+    async fn username(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.profile(ctx, self.0.username.as_deref())
     }
 
-    /// Name shown to others.
-    async fn display_name(&self) -> Option<&str> {
-        self.0.display_name.as_deref()
+    /// Name shown to others. Null to others when the profile is private or the account not
+    /// active.
+    async fn display_name(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.profile(ctx, self.0.display_name.as_deref())
     }
 
-    /// Profile picture URL.
-    async fn avatar_url(&self) -> Option<&str> {
-        self.0.avatar_url.as_deref()
+    /// Profile picture URL. Null to others when the profile is private or the account not
+    /// active.
+    async fn avatar_url(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.profile(ctx, self.0.avatar_url.as_deref())
     }
 
-    /// Short self-description.
-    async fn bio(&self) -> Option<&str> {
-        self.0.bio.as_deref()
+    /// Short self-description. Null to others when the profile is private or the account not
+    /// active.
+    async fn bio(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.profile(ctx, self.0.bio.as_deref())
     }
 
     /// What the user may do.
@@ -83,11 +110,16 @@ impl User {
         self.0.created_at
     }
 
-    /// The vendor profile, for vendors.
+    /// The vendor profile, for vendors. It names the business behind the account, so it is
+    /// part of the profile: null to others when the profile is private or the account not
+    /// active.
     async fn vendor_profile(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<VendorProfile>> {
+        if !self.shows_profile(ctx) {
+            return Ok(None);
+        }
         Ok(ctx
             .loaders()?
             .accounts
@@ -323,7 +355,8 @@ impl AccountsQuery {
     }
 
     /// A user's public profile by id or username (give exactly one). Null when there is no
-    /// such user or the profile is private (its owner and admins still see it).
+    /// such user, or the profile is private or the account not active (the user and admins
+    /// still see it).
     async fn user(
         &self,
         ctx: &Context<'_>,
@@ -351,13 +384,8 @@ impl AccountsQuery {
                 );
             }
         };
-        let viewer = ctx.viewer();
         Ok(row
-            .filter(|u| {
-                viewer.is_self_or_admin(u.id)
-                    || (u.profile_visibility == ProfileVisibility::Public
-                        && u.account_status == AccountStatus::Active)
-            })
+            .filter(|u| User::profile_visible_to(u, ctx.viewer()))
             .map(User::new))
     }
 }

@@ -67,6 +67,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    character_view_marks (character_id, viewer, window_start) {
+        character_id -> Uuid,
+        viewer -> Text,
+        window_start -> Timestamptz,
+    }
+}
+
+diesel::table! {
     characters (id) {
         id -> Uuid,
         owner_id -> Uuid,
@@ -519,6 +527,7 @@ diesel::joinable!(character_likes -> characters (character_id));
 diesel::joinable!(character_likes -> users (user_id));
 diesel::joinable!(character_ratings -> characters (character_id));
 diesel::joinable!(character_ratings -> users (user_id));
+diesel::joinable!(character_view_marks -> characters (character_id));
 diesel::joinable!(characters -> images (primary_image_id));
 diesel::joinable!(characters -> users (owner_id));
 diesel::joinable!(chat_messages -> chat_threads (thread_id));
@@ -555,6 +564,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     character_images,
     character_likes,
     character_ratings,
+    character_view_marks,
     characters,
     chat_messages,
     chat_threads,

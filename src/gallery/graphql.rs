@@ -17,10 +17,11 @@ use super::{
 use crate::graphql::parse_id;
 use crate::{
     accounts::{
-        ProfileVisibility, Role,
+        Role,
         graphql::User,
         guards::{Authenticated, HasRole, require_user},
         loaders::UserId,
+        service::RequestMeta,
     },
     db,
     error::AppError,
@@ -291,7 +292,8 @@ impl Character {
         self.0.license_type
     }
 
-    /// Views by others than the owner.
+    /// Views by others than the owner: one per viewer (user, else client address) per
+    /// `EASEL_VIEW_WINDOW_SECS` window.
     async fn view_count(&self) -> i64 {
         self.0.view_count
     }
@@ -832,7 +834,8 @@ pub struct GalleryQuery;
 #[Object]
 impl GalleryQuery {
     /// One owner's gallery by user id or username (give exactly one). Null when there is no
-    /// such user or their profile is private (the owner and admins still see it).
+    /// such user, or their profile is private or their account not active (the owner and
+    /// admins still see it).
     async fn gallery(
         &self,
         ctx: &Context<'_>,
@@ -861,13 +864,8 @@ impl GalleryQuery {
                 .into());
             }
         };
-        let viewer = ctx.viewer();
         Ok(row
-            .filter(|u| {
-                viewer.is_self_or_admin(u.id)
-                    || (u.profile_visibility == ProfileVisibility::Public
-                        && u.account_status == crate::accounts::AccountStatus::Active)
-            })
+            .filter(|u| User::profile_visible_to(u, ctx.viewer()))
             .map(|u| Gallery { owner: u.id }))
     }
 
@@ -923,12 +921,18 @@ impl GalleryQuery {
     }
 
     /// A character, or null when there is none the viewer may see. Counts a view when
-    /// someone other than the owner looks.
+    /// someone other than the owner looks: at most one per viewer (the signed-in user, else
+    /// the client address) and character per `EASEL_VIEW_WINDOW_SECS` (default an hour),
+    /// however many times it is asked for.
     async fn character(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Character>> {
         let id = parse_id(&id, "id")?;
-        Ok(service::view_character(ctx.state()?, seer(ctx), id)
-            .await?
-            .map(Character))
+        let ip = ctx.data_opt::<RequestMeta>().and_then(|m| m.ip);
+        let viewer = service::viewer_key(ctx.viewer().user_id(), ip);
+        Ok(
+            service::view_character(ctx.state()?, seer(ctx), &viewer, id)
+                .await?
+                .map(Character),
+        )
     }
 
     /// A collection, or null when there is none the viewer may see.
@@ -970,7 +974,10 @@ pub struct GalleryMutation;
 impl GalleryMutation {
     /// Uploads a PNG, JPEG or WebP image as a GraphQL multipart request (the spec
     /// apollo-upload-client and urql follow). Browsers must send an `apollo-require-preflight`
-    /// or `x-easel-csrf` header with it (CSRF protection).
+    /// or `x-easel-csrf` header with it (CSRF protection). Images over the server's limits
+    /// (file size, pixels on a side, and decoded size: width × height × bytes per pixel) are
+    /// refused with `BAD_USER_INPUT` on `file`, a message naming the limit; too many uploads
+    /// in an hour answer `RATE_LIMITED` with `retryAfterSeconds`.
     #[graphql(guard = "Authenticated")]
     async fn upload_image(
         &self,

@@ -562,13 +562,50 @@ pub async fn delete_character(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRe
     Ok(n == 1)
 }
 
-/// Counts one more view.
-pub async fn add_view(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
-    diesel::update(characters::table.find(id))
-        .set(characters::view_count.eq(characters::view_count + 1))
-        .execute(conn)
-        .await?;
-    Ok(())
+#[derive(QueryableByName)]
+struct ViewCount {
+    #[diesel(sql_type = BigInt)]
+    view_count: i64,
+}
+
+/// Counts a view of character `id` by `viewer` once per window of `window_secs` (windows are
+/// aligned to the database clock, so every server process agrees): the view counts only when
+/// this viewer's mark for the current window is new. Mark and counter move in one statement,
+/// so concurrent views by one viewer (aliases, parallel requests) count once. Returns the new
+/// `view_count` when the view counted.
+pub async fn add_view_once(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    viewer: &str,
+    window_secs: i64,
+) -> QueryResult<Option<i64>> {
+    let counted: Option<ViewCount> = diesel::sql_query(
+        "WITH mark AS ( \
+             INSERT INTO character_view_marks (character_id, viewer, window_start) \
+             VALUES ($1, $2, to_timestamp(floor(extract(epoch FROM now()) / $3) * $3)) \
+             ON CONFLICT DO NOTHING \
+             RETURNING character_id) \
+         UPDATE characters SET view_count = view_count + 1 \
+         WHERE id IN (SELECT character_id FROM mark) \
+         RETURNING view_count",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<diesel::sql_types::Text, _>(viewer)
+    .bind::<BigInt, _>(window_secs.max(1))
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(counted.map(|c| c.view_count))
+}
+
+/// Drops view marks of windows that ended long ago (windows last at most a day); called
+/// hourly by the server next to the rate-limit clean-up.
+pub async fn prune_view_marks(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM character_view_marks WHERE window_start < now() - interval '2 days'",
+    )
+    .execute(conn)
+    .await
 }
 
 /// Records a like; false when the user already liked the character.

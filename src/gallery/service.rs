@@ -1,6 +1,8 @@
 //! The gallery's rules: validation, ownership, privacy, and every multi-row change in one
 //! transaction (counts move in the transaction that adds or removes the row they count).
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
@@ -18,6 +20,7 @@ use crate::{
     accounts::{Role, viewer::ViewerUser},
     db,
     error::{AppError, AppResult},
+    ratelimit,
 };
 
 /// Most images one character, album change or collection change may name.
@@ -163,7 +166,9 @@ fn ids(values: &[Uuid], field: &str) -> AppResult<Vec<Uuid>> {
 
 // ---- images -----------------------------------------------------------------------------
 
-/// Checks, stores (original and thumbnail) and records an uploaded image.
+/// Checks, stores (original and thumbnail) and records an uploaded image. Each user may try
+/// `EASEL_UPLOAD_MAX_PER_HOUR` uploads an hour; the image's header must fit the limits before
+/// it is decoded, and decoding waits for one of the process's decode slots.
 pub async fn upload_image(
     state: &AppState,
     user: &ViewerUser,
@@ -173,13 +178,21 @@ pub async fn upload_image(
 ) -> AppResult<ImageRow> {
     let tags = tags(tag_values, "input.tags")?;
     let config = state.config.clone();
+    {
+        let mut conn = db::conn(&state.pool).await?;
+        ratelimit::hit(
+            &mut conn,
+            &format!("upload:{}", user.id),
+            std::time::Duration::from_secs(3600),
+            config.upload_max_per_hour,
+        )
+        .await?;
+    }
+    let slot = upload::decode_slot(config.upload_max_concurrent_decodes).await;
     let (bytes, processed) = tokio::task::spawn_blocking(move || {
-        let p = upload::process(
-            &bytes,
-            config.upload_max_bytes,
-            config.upload_max_side,
-            config.thumbnail_side,
-        );
+        let _slot = slot;
+        let limits = upload::DecodeLimits::from_config(&config);
+        let p = upload::process(&bytes, &limits, config.thumbnail_side);
         (bytes, p)
     })
     .await
@@ -628,11 +641,28 @@ pub async fn rate(
     Ok(current)
 }
 
-/// `character(id)`: the character when the viewer may see it; counts a view when someone
-/// other than the owner looks.
+/// Who a view is counted for: the signed-in user, else the client address. An IPv6 client
+/// counts by its /64 (one subscriber usually holds a whole /64 and can pick any address in
+/// it); an unknown address is one viewer.
+pub fn viewer_key(user: Option<Uuid>, ip: Option<IpAddr>) -> String {
+    match (user, ip.map(|ip| ip.to_canonical())) {
+        (Some(user), _) => format!("user:{user}"),
+        (None, Some(IpAddr::V4(v4))) => format!("ip:{v4}"),
+        (None, Some(IpAddr::V6(v6))) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("ip:{}/64", Ipv6Addr::from(prefix))
+        }
+        (None, None) => "ip:unknown".into(),
+    }
+}
+
+/// `character(id)`: the character when the viewer may see it. Counts a view when someone
+/// other than the owner looks, at most once per viewer (see [`viewer_key`]) and character in
+/// each `EASEL_VIEW_WINDOW_SECS` window, so aliases and reloads do not inflate `viewCount`.
 pub async fn view_character(
     state: &AppState,
     seer: Seer,
+    viewer: &str,
     id: Uuid,
 ) -> AppResult<Option<CharacterRow>> {
     let mut conn = db::conn(&state.pool).await?;
@@ -643,8 +673,10 @@ pub async fn view_character(
         return Ok(None);
     };
     if seer.user != Some(row.owner_id) {
-        model::add_view(&mut conn, id).await?;
-        row.view_count += 1;
+        let window = state.config.view_window.as_secs() as i64;
+        if let Some(count) = model::add_view_once(&mut conn, id, viewer, window).await? {
+            row.view_count = count;
+        }
     }
     Ok(Some(row))
 }
@@ -994,6 +1026,32 @@ mod tests {
             AppError::BadUserInput { field, .. } => field,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn views_are_keyed_by_user_else_address() {
+        let user = Uuid::now_v7();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            viewer_key(Some(user), ip("10.0.0.1")),
+            format!("user:{user}")
+        );
+        assert_eq!(viewer_key(None, ip("203.0.113.7")), "ip:203.0.113.7");
+        assert_eq!(viewer_key(None, ip("::ffff:203.0.113.7")), "ip:203.0.113.7");
+        assert_eq!(
+            viewer_key(None, ip("2001:db8:1:2:aaaa::1")),
+            viewer_key(None, ip("2001:db8:1:2:bbbb::2")),
+            "one /64 is one viewer"
+        );
+        assert_eq!(
+            viewer_key(None, ip("2001:db8:1:2::1")),
+            "ip:2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            viewer_key(None, ip("2001:db8:1:3::1")),
+            viewer_key(None, ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(viewer_key(None, None), "ip:unknown");
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! Checking and processing uploaded image bytes: the real format by magic bytes (never the
-//! file name or the client's content type), dimensions read from the header before any
-//! decoding (no decompression bombs), a full decode to prove the file is an image, and a
-//! thumbnail.
+//! file name or the client's content type), then the header alone (dimensions and colour
+//! type) against the limits before any pixel is decoded (no decompression bombs: a 500 KB PNG
+//! can ask for 512 MiB), a full decode under an allocation cap to prove the file is an image,
+//! and a thumbnail.
+//!
+//! Every decode of an image a user supplied goes through [`decode`] (uploads) or at least
+//! [`probe`] (generation inputs, before a provider decodes them), and uploads decode one
+//! [`decode_slot`] at a time per slot.
 
-use std::io::Cursor;
+use std::{io::Cursor, sync::OnceLock};
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{ColorType, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::config::Config;
 
 /// What an accepted upload becomes.
 #[derive(Debug)]
@@ -18,13 +26,57 @@ pub struct Processed {
     pub thumbnail_extension: &'static str,
 }
 
+/// The limits an image must fit before it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest file (`EASEL_UPLOAD_MAX_BYTES`).
+    pub max_bytes: usize,
+    /// Largest width or height (`EASEL_UPLOAD_MAX_SIDE`).
+    pub max_side: u32,
+    /// Most memory the decoded pixels may take: width × height × bytes per pixel
+    /// (`EASEL_UPLOAD_MAX_DECODED_BYTES`). Also the decoder's allocation cap.
+    pub max_decoded_bytes: u64,
+}
+
+impl DecodeLimits {
+    /// The configured limits.
+    pub fn from_config(config: &Config) -> Self {
+        DecodeLimits {
+            max_bytes: config.upload_max_bytes,
+            max_side: config.upload_max_side,
+            max_decoded_bytes: config.upload_max_decoded_bytes,
+        }
+    }
+}
+
+/// What an image's header says, read without decoding a pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub color: ColorType,
+    /// width × height × bytes per pixel of the decoded image.
+    pub decoded_bytes: u64,
+}
+
 /// Why an upload is refused (each becomes `BAD_USER_INPUT` on the `file` field).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     Empty,
-    TooLarge { max_bytes: usize },
+    TooLarge {
+        max_bytes: usize,
+    },
     NotAnImage,
-    TooBig { max_side: u32 },
+    TooBig {
+        max_side: u32,
+    },
+    /// Decoding would take more memory than `max_decoded_bytes` (`needed` when the header
+    /// told; a decoder that stops at its allocation cap does not say).
+    TooManyBytes {
+        max_decoded_bytes: u64,
+        needed: Option<u64>,
+    },
     Corrupt,
 }
 
@@ -36,6 +88,15 @@ impl Refusal {
             Refusal::NotAnImage => "the file is not a PNG, JPEG or WebP image".into(),
             Refusal::TooBig { max_side } => {
                 format!("the image is larger than {max_side} pixels on a side")
+            }
+            Refusal::TooManyBytes {
+                max_decoded_bytes,
+                needed,
+            } => {
+                let needed = needed.map_or_else(String::new, |n| format!(" (this one needs {n})"));
+                format!(
+                    "the image is too large to decode: width × height × bytes per pixel may be at most {max_decoded_bytes} bytes{needed}; use fewer pixels or 8 bits per channel"
+                )
             }
             Refusal::Corrupt => "the image could not be decoded".into(),
         }
@@ -55,37 +116,110 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
     }
 }
 
-/// Checks an upload and makes its thumbnail (CPU-bound: run it on a blocking thread).
-pub fn process(
-    bytes: &[u8],
-    max_bytes: usize,
-    max_side: u32,
-    thumbnail_side: u32,
-) -> Result<Processed, Refusal> {
+/// `image`'s limits for one decode: every allocation of the decoder, the output buffer
+/// included, counts against `max_decoded_bytes`.
+fn image_limits(limits: &DecodeLimits) -> Limits {
+    let mut l = Limits::default();
+    l.max_alloc = Some(limits.max_decoded_bytes);
+    l
+}
+
+fn refusal(e: ImageError, limits: &DecodeLimits) -> Refusal {
+    match e {
+        ImageError::Limits(_) => Refusal::TooManyBytes {
+            max_decoded_bytes: limits.max_decoded_bytes,
+            needed: None,
+        },
+        _ => Refusal::Corrupt,
+    }
+}
+
+/// Reads the header and checks it against `limits`; returns the decoder, ready to decode.
+fn open<'a>(
+    bytes: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<(Header, impl ImageDecoder + 'a), Refusal> {
     if bytes.is_empty() {
         return Err(Refusal::Empty);
     }
-    if bytes.len() > max_bytes {
-        return Err(Refusal::TooLarge { max_bytes });
+    if bytes.len() > limits.max_bytes {
+        return Err(Refusal::TooLarge {
+            max_bytes: limits.max_bytes,
+        });
     }
     let format = sniff(bytes).ok_or(Refusal::NotAnImage)?;
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(|_| Refusal::Corrupt)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(image_limits(limits));
+    let decoder = reader.into_decoder().map_err(|e| refusal(e, limits))?;
+    let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(Refusal::Corrupt);
     }
-    if width > max_side || height > max_side {
-        return Err(Refusal::TooBig { max_side });
+    if width > limits.max_side || height > limits.max_side {
+        return Err(Refusal::TooBig {
+            max_side: limits.max_side,
+        });
     }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(max_side);
-    limits.max_image_height = Some(max_side);
-    limits.max_alloc = Some(1 << 30);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|_| Refusal::Corrupt)?;
+    let decoded_bytes = decoder.total_bytes();
+    if decoded_bytes > limits.max_decoded_bytes {
+        return Err(Refusal::TooManyBytes {
+            max_decoded_bytes: limits.max_decoded_bytes,
+            needed: Some(decoded_bytes),
+        });
+    }
+    let header = Header {
+        format,
+        width,
+        height,
+        color: decoder.color_type(),
+        decoded_bytes,
+    };
+    Ok((header, decoder))
+}
+
+/// Checks an image against `limits` from its header alone (cheap: no pixel is decoded).
+pub fn probe(bytes: &[u8], limits: &DecodeLimits) -> Result<Header, Refusal> {
+    open(bytes, limits).map(|(header, _)| header)
+}
+
+/// Decodes an image that fits `limits`; refuses before decoding when its header does not,
+/// and the decoder cannot allocate more than `max_decoded_bytes` in all (output included).
+/// CPU-bound: run it on a blocking thread, holding a [`decode_slot`].
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, DynamicImage), Refusal> {
+    let (header, mut decoder) = open(bytes, limits)?;
+    // The output buffer is allocated outside the decoder: what is left of the cap bounds the
+    // decoder's own buffers, so the whole decode stays under `max_decoded_bytes`.
+    let mut budget = image_limits(limits);
+    budget.max_image_width = Some(limits.max_side);
+    budget.max_image_height = Some(limits.max_side);
+    budget
+        .reserve(header.decoded_bytes)
+        .map_err(|e| refusal(e, limits))?;
+    decoder.set_limits(budget).map_err(|e| refusal(e, limits))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| refusal(e, limits))?;
+    Ok((header, image))
+}
+
+/// Waits for one of the process's `slots` decode slots (sized by the first caller: one
+/// configuration per process). Hold the permit for the whole decode, resize and encode.
+pub async fn decode_slot(slots: usize) -> SemaphorePermit<'static> {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| Semaphore::new(slots.max(1)))
+        .acquire()
+        .await
+        .expect("the decode semaphore is never closed")
+}
+
+/// Checks an upload and makes its thumbnail (CPU-bound: run it on a blocking thread).
+pub fn process(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    thumbnail_side: u32,
+) -> Result<Processed, Refusal> {
+    let (header, image) = decode(bytes, limits)?;
     let thumb = image.thumbnail(thumbnail_side, thumbnail_side);
+    drop(image);
     let mut thumbnail = Vec::new();
     let thumbnail_extension = if thumb.color().has_alpha() {
         thumb
@@ -98,7 +232,7 @@ pub fn process(
             .map_err(|_| Refusal::Corrupt)?;
         "jpg"
     };
-    let (mime_type, extension) = match format {
+    let (mime_type, extension) = match header.format {
         ImageFormat::Png => ("image/png", "png"),
         ImageFormat::Jpeg => ("image/jpeg", "jpg"),
         _ => ("image/webp", "webp"),
@@ -106,8 +240,8 @@ pub fn process(
     Ok(Processed {
         mime_type,
         extension,
-        width,
-        height,
+        width: header.width,
+        height: header.height,
         thumbnail,
         thumbnail_extension,
     })
@@ -116,7 +250,7 @@ pub fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{Rgb, RgbImage};
+    use image::{ImageBuffer, Rgb, RgbImage, Rgba};
 
     fn encode(format: ImageFormat, w: u32, h: u32) -> Vec<u8> {
         let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
@@ -127,6 +261,24 @@ mod tests {
         out
     }
 
+    /// A 16-bit RGBA PNG of one colour: tiny file, 8 bytes per pixel once decoded.
+    fn rgba16(w: u32, h: u32) -> Vec<u8> {
+        let img = ImageBuffer::from_pixel(w, h, Rgba([40_000u16, 2, 3, 65_535]));
+        let mut out = Vec::new();
+        DynamicImage::ImageRgba16(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn limits(max_bytes: usize, max_side: u32, max_decoded_bytes: u64) -> DecodeLimits {
+        DecodeLimits {
+            max_bytes,
+            max_side,
+            max_decoded_bytes,
+        }
+    }
+
     #[test]
     fn real_images_pass_with_dimensions_and_thumbnail() {
         for (format, mime) in [
@@ -135,7 +287,7 @@ mod tests {
             (ImageFormat::WebP, "image/webp"),
         ] {
             let bytes = encode(format, 640, 480);
-            let p = process(&bytes, 10 << 20, 4096, 256).unwrap();
+            let p = process(&bytes, &limits(10 << 20, 4096, 128 << 20), 256).unwrap();
             assert_eq!((p.mime_type, p.width, p.height), (mime, 640, 480));
             let thumb = image::load_from_memory(&p.thumbnail).unwrap();
             assert_eq!((thumb.width(), thumb.height()), (256, 192));
@@ -144,22 +296,61 @@ mod tests {
 
     #[test]
     fn fakes_and_extremes_are_refused() {
-        assert_eq!(process(b"", 100, 10, 5).unwrap_err(), Refusal::Empty);
+        let small = limits(1000, 10, 1 << 20);
+        assert_eq!(process(b"", &small, 5).unwrap_err(), Refusal::Empty);
         assert_eq!(
-            process(b"hello, I am text pretending", 1000, 10, 5).unwrap_err(),
+            process(b"hello, I am text pretending", &small, 5).unwrap_err(),
             Refusal::NotAnImage
         );
         let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
         fake.extend_from_slice(b"but then only text follows");
-        assert_eq!(process(&fake, 1000, 10, 5).unwrap_err(), Refusal::Corrupt);
+        assert_eq!(process(&fake, &small, 5).unwrap_err(), Refusal::Corrupt);
         let big = encode(ImageFormat::Png, 300, 20);
         assert_eq!(
-            process(&big, 10 << 20, 256, 64).unwrap_err(),
+            process(&big, &limits(10 << 20, 256, 1 << 20), 64).unwrap_err(),
             Refusal::TooBig { max_side: 256 }
         );
         assert_eq!(
-            process(&big, 10, 4096, 64).unwrap_err(),
+            process(&big, &limits(10, 4096, 1 << 20), 64).unwrap_err(),
             Refusal::TooLarge { max_bytes: 10 }
+        );
+    }
+
+    #[test]
+    fn decoded_bytes_are_bounded_from_the_header() {
+        // 512 × 512 × 8 bytes = 2 MiB decoded, from a file of a few KB.
+        let bomb = rgba16(512, 512);
+        assert!(bomb.len() < 20_000, "{} bytes", bomb.len());
+        let tight = limits(10 << 20, 8192, 1 << 20);
+        let header = Header {
+            format: ImageFormat::Png,
+            width: 512,
+            height: 512,
+            color: ColorType::Rgba16,
+            decoded_bytes: 2 << 20,
+        };
+        let refusal = Refusal::TooManyBytes {
+            max_decoded_bytes: 1 << 20,
+            needed: Some(2 << 20),
+        };
+        assert_eq!(probe(&bomb, &tight).unwrap_err(), refusal);
+        assert_eq!(process(&bomb, &tight, 64).unwrap_err(), refusal);
+        assert!(
+            refusal.message().contains("1048576"),
+            "{}",
+            refusal.message()
+        );
+        // The same sides at 3 bytes per pixel fit: bytes per pixel count, not only sides.
+        let rgb = encode(ImageFormat::Png, 512, 512);
+        assert_eq!(probe(&rgb, &tight).unwrap().decoded_bytes, 512 * 512 * 3);
+        assert!(process(&rgb, &tight, 64).is_ok());
+        // Exactly at the limit is allowed.
+        let exact = limits(10 << 20, 8192, 2 << 20);
+        assert_eq!(probe(&bomb, &exact).unwrap(), header);
+        let p = process(&bomb, &exact, 64).unwrap();
+        assert_eq!(
+            (p.width, p.height, p.thumbnail_extension),
+            (512, 512, "png")
         );
     }
 }

@@ -158,6 +158,7 @@ async fn render(
     job: &JobRow,
 ) -> Result<Vec<Rendered>, ProviderError> {
     let mut inputs = Vec::new();
+    let limits = gallery::upload::DecodeLimits::from_config(&state.config);
     if !job.input_image_ids.is_empty() {
         let mut conn = db::conn(&state.pool)
             .await
@@ -181,13 +182,15 @@ async fn render(
                 .get(&key)
                 .await
                 .map_err(|e| ProviderError::Retryable(e.to_string()))?;
-            inputs.push(
-                bytes
-                    .ok_or_else(|| {
-                        ProviderError::Permanent("an input image file is missing".into())
-                    })?
-                    .to_vec(),
-            );
+            let bytes = bytes
+                .ok_or_else(|| ProviderError::Permanent("an input image file is missing".into()))?
+                .to_vec();
+            // Providers decode inputs: what the upload limits refuse never reaches one
+            // (checked from the header, before any pixel is decoded).
+            gallery::upload::probe(&bytes, &limits).map_err(|r| {
+                ProviderError::Permanent(format!("an input image: {}", r.message()))
+            })?;
+            inputs.push(bytes);
         }
     }
     let p = &job.params;

@@ -770,11 +770,12 @@ async fn concurrent_likes_are_counted_exactly_and_ratings_average() {
         .await;
     assert_eq!((code(&body), field(&body)), ("BAD_USER_INPUT", "rating"));
 
-    // Views: others count, the owner does not.
+    // Views: others count (once per viewer and window), the owner does not.
     app.gql(q, json!({ "id": c["id"] })).await;
     app.gql_as(&owner, q, json!({ "id": c["id"] })).await;
     let (_, body) = app
-        .gql(
+        .gql_as(
+            &users[2].0,
             "query($id: ID!) { character(id: $id) { viewCount } }",
             json!({ "id": c["id"] }),
         )

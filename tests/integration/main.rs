@@ -10,4 +10,5 @@ mod fuzz;
 mod gallery;
 mod generation;
 mod security;
+mod security_gallery;
 mod security_payments;

@@ -1,0 +1,2 @@
+DROP INDEX character_view_marks_window_start_idx;
+DROP TABLE character_view_marks;
