@@ -396,11 +396,24 @@ async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
         })
         .unwrap_or(WebSocketProtocols::GraphQLWS);
     let meta = request_meta(&state.app, parts);
+    let Ok(permit) = state.websockets.clone().try_acquire_owned() else {
+        let mut resp = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::RATE_LIMITED,
+            "too many open websockets; retry shortly",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return resp;
+    };
     let limit = state.app.config.max_body_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_socket(state, protocol, meta, socket))
+        .on_upgrade(move |socket| async move {
+            serve_socket(state, protocol, meta, socket).await;
+            drop(permit);
+        })
 }
 
 /// Runs one websocket connection. The access token comes in the `connection_init` payload

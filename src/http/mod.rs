@@ -37,6 +37,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    /// One permit per open websocket (`EASEL_MAX_CONNECTIONS`).
+    pub websockets: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole HTTP application.
@@ -44,6 +46,7 @@ pub fn router(app: AppState) -> Router {
     let config = app.config.clone();
     let state = HttpState {
         schema: build_schema(app.clone()),
+        websockets: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
         app,
     };
     let mut router = Router::new();

@@ -334,6 +334,26 @@ async fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
         .await
         .expect("served once the cap frees");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Open websockets are capped too (they leave the connection count once upgraded).
+    let first = app.ws("/graphql/ws", json!({})).await;
+    let _second = app.ws("/graphql/ws", json!({})).await;
+    let err = WsClient::connect(&format!("ws://{}/graphql/ws", app.addr), json!({}))
+        .await
+        .err()
+        .expect("a third websocket is refused");
+    assert!(err.contains("503"), "{err}");
+    drop(first);
+    let mut retried = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(ws) = WsClient::connect(&format!("ws://{}/graphql/ws", app.addr), json!({})).await
+        {
+            retried = Some(ws);
+            break;
+        }
+    }
+    assert!(retried.is_some(), "a closed websocket frees its place");
 }
 
 const ME: &str = "{ me { id } }";

@@ -266,7 +266,13 @@ impl TestApp {
         );
         let background = server::spawn_background(&state);
         state.events.listening().await;
-        state.revocations.loaded().await;
+        // As a serving process does; an unmigrated database (the readiness test) has no
+        // sessions to load from.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            state.revocations.loaded(),
+        )
+        .await;
         let router = http::router(state.clone());
         let options = http::serve::ServeOptions::from_config(&state.config);
         tokio::spawn(http::serve::serve(
