@@ -326,6 +326,23 @@ trait Walk: Sized {
     fn children(&self) -> Vec<(String, &Self)>;
 }
 
+/// Lists and objects look alike in both value types.
+macro_rules! children {
+    ($ty:ident) => {
+        fn children(&self) -> Vec<(String, &Self)> {
+            match self {
+                $ty::List(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i.to_string(), v))
+                    .collect(),
+                $ty::Object(fields) => fields.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                _ => Vec::new(),
+            }
+        }
+    };
+}
+
 impl Walk for Value {
     fn string(&self) -> Option<&str> {
         match self {
@@ -339,17 +356,7 @@ impl Walk for Value {
             _ => None,
         }
     }
-    fn children(&self) -> Vec<(String, &Self)> {
-        match self {
-            Value::List(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-            Value::Object(fields) => fields.iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            _ => Vec::new(),
-        }
-    }
+    children!(Value);
 }
 
 impl Walk for ConstValue {
@@ -359,17 +366,7 @@ impl Walk for ConstValue {
             _ => None,
         }
     }
-    fn children(&self) -> Vec<(String, &Self)> {
-        match self {
-            ConstValue::List(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-            ConstValue::Object(fields) => fields.iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            _ => Vec::new(),
-        }
-    }
+    children!(ConstValue);
 }
 
 /// Refuses a NUL character in `value` (strings and object keys), naming where it is, e.g.

@@ -58,32 +58,25 @@ impl Model {
                 })
                 .collect::<Vec<_>>()
         };
+        let fields = |list: &[async_graphql::Positioned<
+            async_graphql::parser::types::FieldDefinition,
+        >]| {
+            list.iter()
+                .map(|f| Field {
+                    name: f.node.name.node.to_string(),
+                    args: args(&f.node.arguments),
+                    ty: f.node.ty.node.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
         let mut types = HashMap::new();
         for def in doc.definitions {
             let TypeSystemDefinition::Type(t) = def else {
                 continue;
             };
             let kind = match &t.node.kind {
-                TypeKind::Object(o) => Kind::Object(
-                    o.fields
-                        .iter()
-                        .map(|f| Field {
-                            name: f.node.name.node.to_string(),
-                            args: args(&f.node.arguments),
-                            ty: f.node.ty.node.clone(),
-                        })
-                        .collect(),
-                ),
-                TypeKind::Interface(i) => Kind::Object(
-                    i.fields
-                        .iter()
-                        .map(|f| Field {
-                            name: f.node.name.node.to_string(),
-                            args: args(&f.node.arguments),
-                            ty: f.node.ty.node.clone(),
-                        })
-                        .collect(),
-                ),
+                TypeKind::Object(o) => Kind::Object(fields(&o.fields)),
+                TypeKind::Interface(i) => Kind::Object(fields(&i.fields)),
                 TypeKind::Union(u) => {
                     Kind::Union(u.members.iter().map(|m| m.node.to_string()).collect())
                 }

@@ -8,43 +8,7 @@ use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use serde_json::{Value, json};
 
 use crate::support::TestApp;
-use crate::support::{code, field};
-
-/// Signs up a user; returns (access token, user id).
-async fn user(app: &TestApp, n: u32) -> (String, String) {
-    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
-    (
-        auth["accessToken"].as_str().unwrap().to_string(),
-        auth["user"]["id"].as_str().unwrap().to_string(),
-    )
-}
-
-/// A user who became a vendor; returns a token carrying the vendor role, and the id.
-async fn vendor(app: &TestApp, n: u32) -> (String, String) {
-    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
-    let token = auth["accessToken"].as_str().unwrap();
-    let (_, body) = app
-        .gql_as(
-            token,
-            "mutation { becomeVendor(input: { businessName: \"Studio\" }) { role } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(body["data"]["becomeVendor"]["role"], "VENDOR", "{body}");
-    let (_, body) = app
-        .gql(
-            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
-            json!({ "t": auth["refreshToken"] }),
-        )
-        .await;
-    (
-        body["data"]["refreshSession"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        auth["user"]["id"].as_str().unwrap().to_string(),
-    )
-}
+use crate::support::{code, field, user, vendor};
 
 fn encode(format: ImageFormat, w: u32, h: u32) -> Vec<u8> {
     let img = RgbImage::from_fn(w, h, |x, y| {
@@ -1074,7 +1038,7 @@ async fn vendor_albums_count_exactly_and_respect_the_free_quota() {
         .await;
     assert_eq!(code(&body), "FORBIDDEN", "{body}");
 
-    let (token, vendor_id) = vendor(&app, 2).await;
+    let (token, vendor_id) = vendor(&app, 2, "Studio").await;
     let images: Vec<Value> = join_all((0..4).map(|_| upload(&app, &token, true))).await;
     let ids: Vec<&Value> = images.iter().map(|i| &i["id"]).collect();
     let (_, body) = app
@@ -1230,7 +1194,7 @@ async fn a_feed_page_runs_a_constant_handful_of_statements() {
 #[tokio::test]
 async fn collections_and_albums_can_be_reordered() {
     let app = TestApp::spawn().await;
-    let (token, _) = vendor(&app, 3).await;
+    let (token, _) = vendor(&app, 3, "Studio").await;
     let mut chars = Vec::new();
     for name in ["One", "Two", "Three"] {
         chars.push(character(&app, &token, basic(name, true)).await["id"].clone());

@@ -483,12 +483,7 @@ async fn revoking_a_session_closes_its_websockets() {
     let app = TestApp::spawn().await;
     let auth = app.sign_up_by_phone("+14155552775").await;
     let token = auth["accessToken"].as_str().unwrap();
-    let mut ws = app
-        .ws(
-            "/graphql/ws",
-            json!({ "authorization": format!("Bearer {token}") }),
-        )
-        .await;
+    let mut ws = app.ws_as(token).await;
     ws.subscribe(
         "subscription { creditBalanceChanged { balance } }",
         json!({}),
@@ -497,12 +492,7 @@ async fn revoking_a_session_closes_its_websockets() {
     // Another socket of someone else stays open.
     let other = app.sign_up_by_phone("+14155552776").await;
     let other_token = other["accessToken"].as_str().unwrap();
-    let mut bystander = app
-        .ws(
-            "/graphql/ws",
-            json!({ "authorization": format!("Bearer {other_token}") }),
-        )
-        .await;
+    let mut bystander = app.ws_as(other_token).await;
     app.gql_as(token, "mutation { signOut(allSessions: true) }", json!({}))
         .await;
     match ws.recv().await {

@@ -12,44 +12,9 @@ use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{TestApp, code, field};
+use crate::support::{TestApp, code, field, user, vendor};
 
 // ---- helpers ----------------------------------------------------------------------------
-
-/// Signs up a user; returns (access token, user id).
-async fn user(app: &TestApp, n: u32) -> (String, String) {
-    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
-    (
-        auth["accessToken"].as_str().unwrap().to_string(),
-        auth["user"]["id"].as_str().unwrap().to_string(),
-    )
-}
-
-/// A user who became a vendor; returns a token carrying the vendor role, and the id.
-async fn vendor(app: &TestApp, n: u32, business: &str) -> (String, String) {
-    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
-    let (_, body) = app
-        .gql_as(
-            auth["accessToken"].as_str().unwrap(),
-            "mutation($b: String!) { becomeVendor(input: { businessName: $b }) { role } }",
-            json!({ "b": business }),
-        )
-        .await;
-    assert_eq!(body["data"]["becomeVendor"]["role"], "VENDOR", "{body}");
-    let (_, body) = app
-        .gql(
-            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
-            json!({ "t": auth["refreshToken"] }),
-        )
-        .await;
-    (
-        body["data"]["refreshSession"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        auth["user"]["id"].as_str().unwrap().to_string(),
-    )
-}
 
 /// An 8-bit RGB image: 3 bytes per pixel once decoded.
 fn rgb8(w: u32, h: u32) -> Vec<u8> {

@@ -573,3 +573,49 @@ pub async fn stop_binary(child: &mut tokio::process::Child) {
         .unwrap();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 }
+
+/// Signs up a user with the phone `+1415555<n>`; returns (access token, user id).
+pub async fn user(app: &TestApp, n: u32) -> (String, String) {
+    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
+    (
+        auth["accessToken"].as_str().unwrap().to_string(),
+        auth["user"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A user who became a vendor; returns a token carrying the vendor role, and the id.
+pub async fn vendor(app: &TestApp, n: u32, business: &str) -> (String, String) {
+    let auth = app.sign_up_by_phone(&format!("+1415555{n:04}")).await;
+    let (_, body) = app
+        .gql_as(
+            auth["accessToken"].as_str().unwrap(),
+            "mutation($b: String!) { becomeVendor(input: { businessName: $b }) { role } }",
+            json!({ "b": business }),
+        )
+        .await;
+    assert_eq!(body["data"]["becomeVendor"]["role"], "VENDOR", "{body}");
+    let (_, body) = app
+        .gql(
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+            json!({ "t": auth["refreshToken"] }),
+        )
+        .await;
+    (
+        body["data"]["refreshSession"]["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        auth["user"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+impl TestApp {
+    /// A `graphql-transport-ws` connection signed in with `token`.
+    pub async fn ws_as(&self, token: &str) -> WsClient {
+        self.ws(
+            "/graphql/ws",
+            json!({ "authorization": format!("Bearer {token}") }),
+        )
+        .await
+    }
+}
