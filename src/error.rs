@@ -7,6 +7,10 @@
 //! own `From` impl and never loses the code.
 
 use async_graphql::ErrorExtensions;
+use axum::{
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Every error code a client may receive in `extensions.code`.
@@ -48,6 +52,18 @@ pub enum AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// An HTTP answer outside GraphQL in the GraphQL error shape
+/// (`{"errors":[{"message","extensions":{"code"}}]}`), so clients parse one shape everywhere.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
 
 /// The `CONFLICT` message of an idempotency key reused with a different input.
 pub const IDEMPOTENCY_CONFLICT: &str =

@@ -19,8 +19,10 @@ pub mod http;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
+pub mod schema;
 pub mod server;
 pub mod storage;
+pub mod viewer;
 
 use std::sync::Arc;
 

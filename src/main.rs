@@ -90,7 +90,7 @@ enum Bench {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
-        print!("{}", easel::graphql::sdl());
+        print!("{}", easel::schema::sdl());
         return Ok(());
     }
     let config = Config::from_env()?;

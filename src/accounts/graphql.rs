@@ -121,8 +121,7 @@ impl User {
             return Ok(None);
         }
         Ok(ctx
-            .loaders()?
-            .accounts
+            .loader::<crate::accounts::loaders::AccountsLoader>()?
             .load_one(VendorProfileOf(self.0.id))
             .await?
             .map(VendorProfile))
@@ -350,7 +349,10 @@ impl AccountsQuery {
         let Some(id) = ctx.viewer().user_id() else {
             return Ok(None);
         };
-        let row = ctx.loaders()?.accounts.load_one(UserId(id)).await?;
+        let row = ctx
+            .loader::<crate::accounts::loaders::AccountsLoader>()?
+            .load_one(UserId(id))
+            .await?;
         Ok(row.map(User::new))
     }
 
@@ -366,7 +368,9 @@ impl AccountsQuery {
         let row = match (id, username) {
             (Some(id), None) => {
                 let id = parse_id(&id, "id")?;
-                ctx.loaders()?.accounts.load_one(UserId(id)).await?
+                ctx.loader::<crate::accounts::loaders::AccountsLoader>()?
+                    .load_one(UserId(id))
+                    .await?
             }
             (None, Some(name)) => {
                 if name.len() > 30 {

@@ -9,21 +9,11 @@ pub mod phone;
 pub mod revocations;
 pub mod service;
 pub mod tokens;
-pub mod viewer;
+/// Who is asking (it lives below the capabilities, for the GraphQL toolkit).
+pub use crate::viewer;
+pub use crate::viewer::Role;
 
 use crate::db_enum;
-
-db_enum! {
-    /// What a user may do.
-    pub enum Role {
-        /// An ordinary user.
-        User => "user",
-        /// A user with a vendor profile, who may publish albums.
-        Vendor => "vendor",
-        /// An operator with access to admin mutations.
-        Admin => "admin",
-    }
-}
 
 db_enum! {
     /// The plan tier that sets daily allowances and prices.

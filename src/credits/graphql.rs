@@ -146,8 +146,7 @@ impl CreditTransaction {
             return Ok(None);
         };
         Ok(ctx
-            .loaders()?
-            .accounts
+            .loader::<crate::accounts::loaders::AccountsLoader>()?
             .load_one(UserId(id))
             .await?
             .map(crate::accounts::graphql::User::new))
@@ -409,8 +408,7 @@ async fn viewer_tier(ctx: &Context<'_>) -> async_graphql::Result<SubscriptionTie
         return Ok(SubscriptionTier::Free);
     };
     Ok(ctx
-        .loaders()?
-        .accounts
+        .loader::<crate::accounts::loaders::AccountsLoader>()?
         .load_one(UserId(id))
         .await?
         .map_or(SubscriptionTier::Free, |u| u.subscription_tier))
@@ -422,8 +420,7 @@ pub async fn account_of(
     user: Uuid,
 ) -> async_graphql::Result<Option<CreditAccount>> {
     Ok(ctx
-        .loaders()?
-        .credits
+        .loader::<crate::credits::loaders::CreditsLoader>()?
         .load_one(AccountOf(user))
         .await?
         .map(CreditAccount))

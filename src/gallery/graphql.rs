@@ -96,8 +96,7 @@ fn maybe_id(v: MaybeUndefined<ID>, field: &str) -> Result<Option<Option<Uuid>>, 
 }
 
 async fn owner(ctx: &Context<'_>, id: Uuid) -> Res<User> {
-    ctx.loaders()?
-        .accounts
+    ctx.loader::<crate::accounts::loaders::AccountsLoader>()?
         .load_one(UserId(id))
         .await?
         .map(User::new)
@@ -108,8 +107,7 @@ async fn visible_image(ctx: &Context<'_>, id: Option<Uuid>) -> Res<Option<Image>
     let Some(id) = id else { return Ok(None) };
     let s = seer(ctx);
     Ok(ctx
-        .loaders()?
-        .gallery
+        .loader::<crate::gallery::loaders::GalleryLoader>()?
         .load_one(ImageId(id))
         .await?
         .filter(|i| s.sees(i.owner_id, i.is_public))
@@ -314,8 +312,7 @@ impl Character {
             return Ok(false);
         };
         Ok(ctx
-            .loaders()?
-            .gallery
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(ViewerLiked {
                 character: self.0.id,
                 user,
@@ -326,13 +323,19 @@ impl Character {
 
     /// Mean rating, 1 to 5; null before the first rating.
     async fn average_rating(&self, ctx: &Context<'_>) -> Res<Option<f64>> {
-        let s = ctx.loaders()?.gallery.load_one(RatingOf(self.0.id)).await?;
+        let s = ctx
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
+            .load_one(RatingOf(self.0.id))
+            .await?;
         Ok(s.map(|s| (s.average * 100.0).round() / 100.0))
     }
 
     /// How many users rated the character.
     async fn rating_count(&self, ctx: &Context<'_>) -> Res<i64> {
-        let s = ctx.loaders()?.gallery.load_one(RatingOf(self.0.id)).await?;
+        let s = ctx
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
+            .load_one(RatingOf(self.0.id))
+            .await?;
         Ok(s.map_or(0, |s| s.count))
     }
 
@@ -357,8 +360,7 @@ impl Character {
             return Err(AppError::bad_input("first", "between 0 and 100").into());
         }
         let rows = ctx
-            .loaders()?
-            .gallery
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(CharacterImages {
                 character: self.0.id,
                 first,
@@ -376,8 +378,7 @@ impl Character {
         };
         let s = seer(ctx);
         Ok(ctx
-            .loaders()?
-            .gallery
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(CharacterId(id))
             .await?
             .filter(|c| s.sees(c.owner_id, c.is_public))
@@ -845,7 +846,9 @@ impl GalleryQuery {
         let row = match (owner, username) {
             (Some(id), None) => {
                 let id = parse_id(&id, "owner")?;
-                ctx.loaders()?.accounts.load_one(UserId(id)).await?
+                ctx.loader::<crate::accounts::loaders::AccountsLoader>()?
+                    .load_one(UserId(id))
+                    .await?
             }
             (None, Some(name)) => {
                 if name.len() > 30 {

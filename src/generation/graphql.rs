@@ -120,8 +120,7 @@ impl GenerationJob {
     /// The images made (empty until the job succeeds).
     async fn outputs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Image>> {
         let rows = ctx
-            .loaders()?
-            .gallery
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(JobOutputs(self.0.id))
             .await?
             .unwrap_or_default();
@@ -134,8 +133,7 @@ impl GenerationJob {
             return Ok(None);
         };
         Ok(ctx
-            .loaders()?
-            .gallery
+            .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(CharacterId(id))
             .await?
             .map(Character))

@@ -4,10 +4,8 @@ use async_graphql::{Context, dataloader::DataLoader};
 
 use crate::{
     AppState,
-    accounts::{loaders::AccountsLoader, viewer::Viewer},
-    credits::loaders::CreditsLoader,
     error::{AppError, AppResult},
-    gallery::loaders::GalleryLoader,
+    viewer::Viewer,
 };
 
 /// How long a loader waits for more keys before it runs its batch. async-graphql resolves
@@ -15,25 +13,9 @@ use crate::{
 /// list's keys over two statements; 5 ms keeps a page of 100 in one.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// Per-request dataloaders (built for each HTTP request and each websocket connection).
-/// They batch; they do not cache across requests.
-pub struct Loaders {
-    pub accounts: DataLoader<AccountsLoader>,
-    pub credits: DataLoader<CreditsLoader>,
-    pub gallery: DataLoader<GalleryLoader>,
-}
-
-impl Loaders {
-    pub fn new(state: &AppState) -> Self {
-        Loaders {
-            accounts: DataLoader::new(AccountsLoader(state.pool.clone()), tokio::spawn)
-                .delay(BATCH_WINDOW),
-            gallery: DataLoader::new(GalleryLoader(state.pool.clone()), tokio::spawn)
-                .delay(BATCH_WINDOW),
-            credits: DataLoader::new(CreditsLoader(state.pool.clone()), tokio::spawn)
-                .delay(BATCH_WINDOW),
-        }
-    }
+/// A dataloader over `loader` with the batch window.
+pub fn batched<L: Send + Sync + 'static>(loader: L) -> DataLoader<L> {
+    DataLoader::new(loader, tokio::spawn).delay(BATCH_WINDOW)
 }
 
 static ANONYMOUS: Viewer = Viewer::Anonymous;
@@ -42,7 +24,8 @@ static ANONYMOUS: Viewer = Viewer::Anonymous;
 pub trait ContextExt {
     fn state(&self) -> AppResult<&AppState>;
     fn viewer(&self) -> &Viewer;
-    fn loaders(&self) -> AppResult<&Loaders>;
+    /// The request's dataloader of type `L` (see `schema::insert_loaders`).
+    fn loader<L: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<L>>;
 }
 
 impl ContextExt for Context<'_> {
@@ -55,8 +38,12 @@ impl ContextExt for Context<'_> {
         self.data_opt::<Viewer>().unwrap_or(&ANONYMOUS)
     }
 
-    fn loaders(&self) -> AppResult<&Loaders> {
-        self.data::<Loaders>()
-            .map_err(|_| AppError::internal(anyhow::anyhow!("Loaders missing from request data")))
+    fn loader<L: Send + Sync + 'static>(&self) -> AppResult<&DataLoader<L>> {
+        self.data::<DataLoader<L>>().map_err(|_| {
+            AppError::internal(anyhow::anyhow!(
+                "{} missing from request data",
+                std::any::type_name::<L>()
+            ))
+        })
     }
 }

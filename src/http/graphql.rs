@@ -37,10 +37,10 @@ use crate::{
     },
     error::{AppError, codes},
     graphql::{
-        Loaders,
         errors::is_request_error,
         limits::{self, Limits},
     },
+    schema,
 };
 use uuid::Uuid;
 
@@ -239,7 +239,7 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
             return error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, message);
         }
     };
-    if let Some(kind) = non_query_operation(&request, &crate::graphql::limits(&state.app.config)) {
+    if let Some(kind) = non_query_operation(&request, &crate::schema::limits(&state.app.config)) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::BAD_USER_INPUT,
@@ -356,10 +356,10 @@ async fn execute(
 }
 
 fn with_request_data(state: &HttpState, request: GqlRequest, who: &Caller) -> GqlRequest {
-    request
-        .data(who.viewer.clone())
-        .data(who.meta.clone())
-        .data(Loaders::new(&state.app))
+    schema::with_loaders(
+        request.data(who.viewer.clone()).data(who.meta.clone()),
+        &state.app,
+    )
 }
 
 fn too_large(limit: usize) -> Response {
@@ -483,7 +483,7 @@ async fn serve_socket(
         let mut data = Data::default();
         data.insert(viewer);
         data.insert(meta);
-        data.insert(Loaders::new(&app));
+        schema::insert_loaders(&mut data, &app);
         Ok(data)
     };
     let ops = operations.clone();

@@ -12,10 +12,9 @@ use std::time::Duration;
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::{get, post},
 };
-use serde_json::json;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
@@ -27,18 +26,25 @@ use tower_http::{
 use crate::{
     AppState,
     error::codes,
-    graphql::{AppSchema, build_schema},
+    schema::{AppSchema, build_schema},
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What the handlers share.
+/// What the handlers share. Capabilities' own handlers (payments) take just the
+/// [`AppState`], through [`axum::extract::FromRef`], so they need not know this type.
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
     /// One permit per open websocket (`EASEL_MAX_CONNECTIONS`).
     pub websockets: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::extract::FromRef<HttpState> for AppState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.app.clone()
+    }
 }
 
 /// The whole HTTP application.
@@ -99,16 +105,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// A GraphQL-style error body (`{"errors":[{"message","extensions":{"code"}}]}`).
-pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
+pub use crate::error::error_response;
 
 async fn not_found() -> Response {
     error_response(

@@ -17,15 +17,20 @@ use super::{
     service::{self, WebhookError},
 };
 use crate::{
+    AppState,
     config::Config,
+    error::error_response,
     error::{AppError, codes},
-    http::{HttpState, error_response},
 };
 
 /// The sandbox gateway's pages, `/sandbox/checkout/<payment>` (GET and POST) and
 /// `/sandbox/done`: routes only when the sandbox is enabled, so that otherwise they answer
 /// the router's 404 like any unknown path.
-pub fn sandbox_routes(config: &Config) -> Router<HttpState> {
+pub fn sandbox_routes<S>(config: &Config) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: axum::extract::FromRef<S>,
+{
     if !config.payment_gateways.iter().any(|g| g == "sandbox") {
         return Router::new();
     }
@@ -40,12 +45,12 @@ pub fn sandbox_routes(config: &Config) -> Router<HttpState> {
 /// `POST /webhooks/payments/<gateway>`: verified on the raw body; 200 once recorded (also for
 /// replays), 400 for a bad signature or body (nothing changes), 404 for an unknown gateway.
 pub async fn webhook(
-    State(state): State<HttpState>,
+    State(state): State<AppState>,
     Path(gateway): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match service::handle_webhook(&state.app, &gateway, &headers, &body).await {
+    match service::handle_webhook(&state, &gateway, &headers, &body).await {
         Ok(()) => (StatusCode::OK, axum::Json(json!({ "received": true }))).into_response(),
         Err(WebhookError::UnknownGateway) => error_response(
             StatusCode::NOT_FOUND,
@@ -106,11 +111,11 @@ fn not_found() -> Response {
 /// `GET /sandbox/checkout/<payment>?token=<checkout token>`: the sandbox gateway's hosted
 /// checkout. Without the payment's token it answers 404, as for an unknown payment.
 pub async fn checkout_page(
-    State(state): State<HttpState>,
+    State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Query(query): Query<CheckoutToken>,
 ) -> Response {
-    let p = match service::sandbox_checkout(&state.app, id, query.token.as_deref()).await {
+    let p = match service::sandbox_checkout(&state, id, query.token.as_deref()).await {
         Ok(p) => p,
         Err(AppError::NotFound(_)) => return not_found(),
         Err(e) => {
@@ -151,7 +156,7 @@ pub struct Decision {
 /// `POST /sandbox/checkout/<payment>`: Approve or Decline, then back to the app. Needs the
 /// checkout token (404 without it); a payment already decided answers 409 and changes nothing.
 pub async fn checkout_decide(
-    State(state): State<HttpState>,
+    State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Query(query): Query<CheckoutToken>,
     Form(form): Form<Decision>,
@@ -168,7 +173,7 @@ pub async fn checkout_decide(
                 .into_response();
         }
     };
-    match service::sandbox_decide(&state.app, id, token.as_deref(), approve).await {
+    match service::sandbox_decide(&state, id, token.as_deref(), approve).await {
         Ok(p) => {
             let back = p.gateway_data["return_url"]
                 .as_str()

@@ -549,7 +549,7 @@ fn sql_type(diesel: &str) -> &str {
 fn schema_graphql_is_up_to_date() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
     let current = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = easel::graphql::sdl();
+    let generated = easel::schema::sdl();
     if current != generated {
         std::fs::write(path, &generated).unwrap();
         panic!("schema.graphql was out of date and has been rewritten; review and commit it");
@@ -659,8 +659,5 @@ fn easel_schema_prints_the_checked_in_sdl() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        easel::graphql::sdl()
-    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), easel::schema::sdl());
 }

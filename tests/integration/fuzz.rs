@@ -15,7 +15,7 @@ use async_graphql::{
     Executor, Request, Variables,
     parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition},
 };
-use easel::{accounts::service::RequestMeta, graphql::Loaders};
+use easel::accounts::service::RequestMeta;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
@@ -456,8 +456,8 @@ async fn generated_documents_never_panic_or_fail_internally() {
         easel::accounts::service::authenticate(&app.state, Some(&format!("Bearer {admin}")))
             .unwrap(),
     ];
-    let schema = easel::graphql::build_schema(app.state.clone());
-    let model = Model::from_sdl(&easel::graphql::sdl());
+    let schema = easel::schema::build_schema(app.state.clone());
+    let model = Model::from_sdl(&easel::schema::sdl());
     let mut generator = Gen {
         model: &model,
         rng: StdRng::seed_from_u64(seed),
@@ -477,8 +477,8 @@ async fn generated_documents_never_panic_or_fail_internally() {
             .data(RequestMeta {
                 ip: Some("127.0.0.1".parse().unwrap()),
                 user_agent: Some("fuzz".into()),
-            })
-            .data(Loaders::new(&app.state));
+            });
+        let request = easel::schema::with_loaders(request, &app.state);
         let schema = schema.clone();
         let started = Instant::now();
         let run = tokio::spawn(async move { schema.execute(request).await });

@@ -1,8 +1,21 @@
-//! Who is asking: decoded once per request and put in the request data.
+//! Who is asking: decoded once per request and put in the request data. It sits below the
+//! capabilities so the GraphQL toolkit can hand it to every resolver.
 
 use uuid::Uuid;
 
-use super::Role;
+use crate::db_enum;
+
+db_enum! {
+    /// What a user may do.
+    pub enum Role {
+        /// An ordinary user.
+        User => "user",
+        /// A user with a vendor profile, who may publish albums.
+        Vendor => "vendor",
+        /// An operator with access to admin mutations.
+        Admin => "admin",
+    }
+}
 
 /// The authenticated user behind a request, or nobody.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +47,7 @@ impl Viewer {
     /// Whether the viewer is this user or an admin.
     pub fn is_self_or_admin(&self, user: Uuid) -> bool {
         self.user()
-            .is_some_and(|u| u.id == user || u.role == super::Role::Admin)
+            .is_some_and(|u| u.id == user || u.role == Role::Admin)
     }
 
     /// The viewer's user id, if signed in.
