@@ -23,6 +23,7 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const CONFLICT: &str = "CONFLICT";
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -45,6 +46,9 @@ pub enum AppError {
     Conflict(String),
     /// The query is too deep or too complex.
     QueryTooComplex(String),
+    /// A subscription fell too far behind its events and ended: subscribe again (its first
+    /// event is the current state).
+    SubscriptionLagged,
     /// No database connection could be had in time.
     Busy,
     /// Anything else: logged in full, answered with a generic message.
@@ -92,6 +96,7 @@ impl AppError {
             AppError::RateLimited { .. } => codes::RATE_LIMITED,
             AppError::Conflict(_) => codes::CONFLICT,
             AppError::QueryTooComplex(_) => codes::QUERY_TOO_COMPLEX,
+            AppError::SubscriptionLagged => codes::SUBSCRIPTION_LAGGED,
             AppError::Busy | AppError::Internal(_) => codes::INTERNAL,
         }
     }
@@ -115,6 +120,9 @@ impl AppError {
                 format!("too many requests; retry in {retry_after_seconds} s")
             }
             AppError::Busy => "the server is busy; retry shortly".into(),
+            AppError::SubscriptionLagged => {
+                "this subscription fell behind its events; subscribe again".into()
+            }
             AppError::Internal(_) => "internal server error".into(),
         }
     }
@@ -228,6 +236,7 @@ mod tests {
                 AppError::QueryTooComplex("deep".into()),
                 "QUERY_TOO_COMPLEX",
             ),
+            (AppError::SubscriptionLagged, "SUBSCRIPTION_LAGGED"),
             (AppError::Busy, "INTERNAL"),
             (AppError::internal(anyhow::anyhow!("x")), "INTERNAL"),
         ];

@@ -668,9 +668,7 @@ impl CreditsSubscription {
                         Ok(_) => continue,
                         // A subscriber that fell behind ends with an error rather than miss entries.
                         Err(RecvError::Lagged(_)) => {
-                            let err = async_graphql::Error::new(
-                                "this subscription fell behind; subscribe again",
-                            );
+                            let err = AppError::SubscriptionLagged.into();
                             return Some((Err(err), (rx, state, true)));
                         }
                         Err(RecvError::Closed) => return None,

@@ -211,6 +211,42 @@ pub async fn decode_slot(slots: usize) -> SemaphorePermit<'static> {
         .expect("the decode semaphore is never closed")
 }
 
+/// The thumbnail of `image`: at most `side` pixels on its longest side (a smaller image keeps
+/// its size: thumbnails never enlarge), PNG when the image has an alpha channel, JPEG
+/// otherwise. Returns the bytes and their file extension. The one thumbnail maker, for uploads
+/// and generation outputs alike (CPU-bound: run it on a blocking thread).
+pub fn thumbnail(image: &DynamicImage, side: u32) -> Result<(Vec<u8>, &'static str), Refusal> {
+    let thumb = if image.width() <= side && image.height() <= side {
+        image.clone()
+    } else {
+        image.thumbnail(side, side)
+    };
+    let mut out = Vec::new();
+    let extension = if thumb.color().has_alpha() {
+        thumb
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .map_err(|_| Refusal::Corrupt)?;
+        "png"
+    } else {
+        DynamicImage::ImageRgb8(thumb.to_rgb8())
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+            .map_err(|_| Refusal::Corrupt)?;
+        "jpg"
+    };
+    Ok((out, extension))
+}
+
+/// The thumbnail of an encoded image the server made itself (a generation output), decoded
+/// under `limits` like an upload.
+pub fn thumbnail_of(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    side: u32,
+) -> Result<(Vec<u8>, &'static str), Refusal> {
+    let (_, image) = decode(bytes, limits)?;
+    thumbnail(&image, side)
+}
+
 /// Checks an upload and makes its thumbnail (CPU-bound: run it on a blocking thread).
 pub fn process(
     bytes: &[u8],
@@ -218,20 +254,8 @@ pub fn process(
     thumbnail_side: u32,
 ) -> Result<Processed, Refusal> {
     let (header, image) = decode(bytes, limits)?;
-    let thumb = image.thumbnail(thumbnail_side, thumbnail_side);
+    let (thumbnail, thumbnail_extension) = thumbnail(&image, thumbnail_side)?;
     drop(image);
-    let mut thumbnail = Vec::new();
-    let thumbnail_extension = if thumb.color().has_alpha() {
-        thumb
-            .write_to(&mut Cursor::new(&mut thumbnail), ImageFormat::Png)
-            .map_err(|_| Refusal::Corrupt)?;
-        "png"
-    } else {
-        DynamicImage::ImageRgb8(thumb.to_rgb8())
-            .write_to(&mut Cursor::new(&mut thumbnail), ImageFormat::Jpeg)
-            .map_err(|_| Refusal::Corrupt)?;
-        "jpg"
-    };
     let (mime_type, extension) = match header.format {
         ImageFormat::Png => ("image/png", "png"),
         ImageFormat::Jpeg => ("image/jpeg", "jpg"),
@@ -292,6 +316,18 @@ mod tests {
             let thumb = image::load_from_memory(&p.thumbnail).unwrap();
             assert_eq!((thumb.width(), thumb.height()), (256, 192));
         }
+    }
+
+    #[test]
+    fn thumbnails_never_enlarge() {
+        let small = encode(ImageFormat::Png, 64, 48);
+        let (thumb, ext) = thumbnail_of(&small, &limits(10 << 20, 4096, 128 << 20), 320).unwrap();
+        let thumb = image::load_from_memory(&thumb).unwrap();
+        assert_eq!((thumb.width(), thumb.height(), ext), (64, 48, "jpg"));
+        let big = encode(ImageFormat::Png, 1000, 500);
+        let (thumb, _) = thumbnail_of(&big, &limits(10 << 20, 4096, 128 << 20), 320).unwrap();
+        let thumb = image::load_from_memory(&thumb).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (320, 160));
     }
 
     #[test]

@@ -10,14 +10,13 @@ use uuid::Uuid;
 
 use super::{
     GenerationKind, JobStatus,
-    model::{self, JobRow},
+    model::JobRow,
     service::{self, GenerateParams, GenerateRequest},
 };
 use crate::graphql::parse_id;
 use crate::{
     AppState,
     accounts::guards::{Authenticated, require_user},
-    db,
     error::AppError,
     events::Event,
     gallery::{
@@ -214,12 +213,9 @@ impl GenerationQuery {
         let Ok(id) = Uuid::parse_str(id.as_str()) else {
             return Ok(None);
         };
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        match service::job_for(&mut conn, viewer, id).await {
-            Ok(job) => Ok(Some(GenerationJob(job))),
-            Err(AppError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(service::find_job(ctx.state()?, viewer, id)
+            .await?
+            .map(GenerationJob))
     }
 
     /// The viewer's jobs, newest first.
@@ -235,11 +231,9 @@ impl GenerationQuery {
     > {
         let viewer = require_user(ctx)?;
         let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
         let status = filter.and_then(|f| f.status);
-        let rows = model::list(&mut conn, viewer.id, status, page.after, page.limit())
-            .await
-            .map_err(AppError::from)?;
+        let rows =
+            service::list_jobs(ctx.state()?, viewer, status, page.after, page.limit()).await?;
         Ok(connection(
             &page,
             rows.into_iter().map(GenerationJob).collect(),
@@ -402,12 +396,7 @@ fn follow(
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
                         s.ended = true;
-                        return Some((
-                            Err(async_graphql::Error::new(
-                                "this subscription fell behind; subscribe again",
-                            )),
-                            s,
-                        ));
+                        return Some((Err(AppError::SubscriptionLagged.into()), s));
                     }
                     Err(RecvError::Closed) => return None,
                 }
@@ -436,12 +425,7 @@ impl GenerationSubscription {
         let id = parse_id(&id, "id")?;
         // Subscribe before reading the current state, so no change falls between the two.
         let rx = state.events.subscribe();
-        let mut conn = db::conn(&state.pool).await?;
-        let seq = model::latest_seq(&mut conn, id)
-            .await
-            .map_err(AppError::from)?;
-        let job = service::job_for(&mut conn, &viewer, id).await?;
-        drop(conn);
+        let (job, seq) = service::job_with_seq(&state, &viewer, id).await?;
         Ok(follow(
             rx,
             state,
@@ -467,5 +451,51 @@ impl GenerationSubscription {
             move |_, user| user == viewer,
             false,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A subscriber that falls behind the event hub ends with an error of its own code (it
+    /// used to reach clients as `BAD_USER_INPUT`), and the stream ends there.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_ends_with_its_own_code() {
+        let mut config = crate::config::Config::from_lookup(|_| None).unwrap();
+        config.jwt_secret = Some("k".repeat(40).into());
+        config.data_dir =
+            std::env::temp_dir().join(format!("easel-lag-{}", Uuid::now_v7().simple()));
+        // Nothing here touches the database: the pool never connects.
+        let state = crate::server::app_state(config, "host=/nonexistent dbname=none").unwrap();
+        let (tx, rx) = tokio::sync::broadcast::channel(2);
+        let user = Uuid::now_v7();
+        for seq in 0..5 {
+            tx.send(Event::Job {
+                job_id: Uuid::now_v7(),
+                user_id: user,
+                status: "queued".into(),
+                seq,
+            })
+            .unwrap();
+        }
+        let dir = state.config.data_dir.clone();
+        let stream = follow(rx, state, None, move |_, u| u == user, false);
+        futures_util::pin_mut!(stream);
+        let Some(Err(err)) = stream.next().await else {
+            panic!("the first item is the error");
+        };
+        let code = err.extensions.as_ref().and_then(|e| e.get("code")).cloned();
+        assert_eq!(
+            code,
+            Some(async_graphql::Value::from("SUBSCRIPTION_LAGGED"))
+        );
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends after the error"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -387,3 +387,44 @@ pub async fn settle_refund(
     }
     Ok(())
 }
+
+// ---- reads for the API -------------------------------------------------------------------
+
+/// One of the viewer's jobs; `None` when there is none they may see.
+pub async fn find_job(
+    state: &AppState,
+    viewer: &ViewerUser,
+    id: Uuid,
+) -> AppResult<Option<JobRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    match job_for(&mut conn, viewer, id).await {
+        Ok(job) => Ok(Some(job)),
+        Err(AppError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A page of the viewer's jobs, newest first, after the keyset `(created_at, id)`.
+pub async fn list_jobs(
+    state: &AppState,
+    viewer: &ViewerUser,
+    status: Option<JobStatus>,
+    after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<JobRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::list(&mut conn, viewer.id, status, after, limit).await?)
+}
+
+/// A job the viewer may see as it is now, with the sequence number of its latest event (a
+/// subscription delivers it first, then only later events).
+pub async fn job_with_seq(
+    state: &AppState,
+    viewer: &ViewerUser,
+    id: Uuid,
+) -> AppResult<(JobRow, i64)> {
+    let mut conn = db::conn(&state.pool).await?;
+    let seq = model::latest_seq(&mut conn, id).await?;
+    let job = job_for(&mut conn, viewer, id).await?;
+    Ok((job, seq))
+}

@@ -7,7 +7,6 @@ use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
-use image::imageops::FilterType;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -220,8 +219,23 @@ async fn finish_success(
     for img in images {
         let id = Uuid::now_v7();
         let key = format!("results/{}/{id}.png", job.id);
-        let thumb_key = format!("results/{}/{id}_thumb.png", job.id);
-        let thumb = thumbnail(&img.png, state.config.thumbnail_side).map_err(AppError::internal)?;
+        // Decoding, resizing and encoding are CPU work: off the async threads, with the same
+        // thumbnail maker (and decode limits) as uploads.
+        let limits = gallery::upload::DecodeLimits {
+            max_bytes: usize::MAX,
+            ..gallery::upload::DecodeLimits::from_config(&state.config)
+        };
+        let side = state.config.thumbnail_side;
+        let (img, made) = tokio::task::spawn_blocking(move || {
+            let made = gallery::upload::thumbnail_of(&img.png, &limits, side);
+            (img, made)
+        })
+        .await
+        .map_err(AppError::internal)?;
+        let (thumb, ext) = made.map_err(|r| {
+            AppError::internal(anyhow::anyhow!("thumbnail of an output: {}", r.message()))
+        })?;
+        let thumb_key = format!("results/{}/{id}_thumb.{ext}", job.id);
         let size = img.png.len() as i64;
         state
             .media
@@ -377,14 +391,6 @@ async fn finish_cancelled(
         }
     })
     .await
-}
-
-fn thumbnail(png: &[u8], side: u32) -> anyhow::Result<Vec<u8>> {
-    let img = image::load_from_memory(png)?;
-    let thumb = img.resize(side, side, FilterType::Triangle);
-    let mut out = Vec::new();
-    thumb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)?;
-    Ok(out)
 }
 
 /// One reaper pass: re-queues jobs whose lease ran out (until `max_attempts`, then fails and

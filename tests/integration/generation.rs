@@ -139,6 +139,9 @@ async fn generate_and_watch_it_finish() {
         .await
         .unwrap();
     assert_eq!(thumb.status(), 200);
+    // The upload thumbnail maker, which never enlarges: a 64-pixel output keeps its size.
+    let thumb = image::load_from_memory(&thumb.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (64, 64));
     let (_, hist) = app.gql_as(&token, "{ creditHistory(filter: { kinds: [USAGE] }) { edges { node { amount allowanceUsed jobId } } } }", json!({})).await;
     assert_eq!(
         hist["data"]["creditHistory"]["edges"][0]["node"],

@@ -3,8 +3,6 @@
 //!
 //! Set `TEST_DATABASE_URL` to use an existing server instead (its role needs CREATEDB).
 
-#![allow(dead_code)]
-
 use std::{
     net::SocketAddr,
     path::PathBuf,
