@@ -37,6 +37,7 @@ pub struct GenerationJob(pub JobRow);
 pub struct JobError {
     /// `PROVIDER_ERROR`, `PROVIDER_UNAVAILABLE`, `WORKER_LOST` or `TIMED_OUT`.
     code: String,
+    /// What went wrong, for people (never internals).
     message: String,
 }
 
@@ -44,22 +45,27 @@ pub struct JobError {
 /// `generationJobUpdated` subscription.
 #[Object]
 impl GenerationJob {
+    /// Stable identifier.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
+    /// What kind of rendering was asked for.
     async fn kind(&self) -> GenerationKind {
         self.0.kind
     }
 
+    /// Where the job stands: `QUEUED`, `PROCESSING`, then one terminal status.
     async fn status(&self) -> JobStatus {
         self.0.status
     }
 
+    /// What to render, as the user wrote it.
     async fn prompt(&self) -> Option<&str> {
         self.0.prompt.as_deref()
     }
 
+    /// What the image should not show.
     async fn negative_prompt(&self) -> Option<&str> {
         self.0.negative_prompt.as_deref()
     }
@@ -74,6 +80,7 @@ impl GenerationJob {
         &self.0.provider
     }
 
+    /// The provider's model (e.g. `gpt-image-1`), when the provider has models.
     async fn model(&self) -> Option<&str> {
         self.0.model.as_deref()
     }
@@ -138,14 +145,17 @@ impl GenerationJob {
             .map(Character))
     }
 
+    /// When the job was queued (charged).
     async fn queued_at(&self) -> DateTime<Utc> {
         self.0.queued_at
     }
 
+    /// When a worker last started it.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
 
+    /// When it reached a terminal status.
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
         self.0.completed_at
     }
@@ -161,6 +171,7 @@ impl GenerationJob {
 pub struct GenerateParamsInput {
     /// 64 to 2048, a multiple of 8 (default 512).
     width: Option<i32>,
+    /// 64 to 2048, a multiple of 8 (default 512).
     height: Option<i32>,
     /// 1 to 150 (default 30).
     steps: Option<i32>,
@@ -168,16 +179,21 @@ pub struct GenerateParamsInput {
     cfg_scale: Option<f64>,
     /// Same seed and input, same image (random when omitted).
     seed: Option<i64>,
+    /// The sampler name the provider should use, 1 to 32 characters (providers that have no
+    /// samplers ignore it).
     sampler: Option<String>,
+    /// A style hint such as `ANIME` or `REALISTIC` (see `StyleType`), 1 to 32 characters.
     style_type: Option<String>,
 }
 
 /// Input of `generate`.
 #[derive(InputObject)]
 pub struct GenerateInput {
+    /// What to render; sets which other fields are required and the price.
     kind: GenerationKind,
     /// Required for CHARACTER_GENERATION, LOGO and STYLE_TRANSFER; up to 2000 characters.
     prompt: Option<String>,
+    /// What the image should not show; up to 1000 characters.
     negative_prompt: Option<String>,
     /// A character of the viewer's that the outputs are added to.
     character_id: Option<ID>,
@@ -185,6 +201,7 @@ pub struct GenerateInput {
     input_image_ids: Option<Vec<ID>>,
     /// 1 to 4 images (default 1); the price is per image.
     output_count: Option<i32>,
+    /// Size, steps, guidance, seed and hints (defaults apply to what is left out).
     params: Option<GenerateParamsInput>,
     /// Retrying with the same key returns the same job instead of charging twice.
     idempotency_key: Option<String>,
@@ -193,6 +210,7 @@ pub struct GenerateInput {
 /// Filters of `generationJobs`.
 #[derive(InputObject, Default)]
 pub struct GenerationJobFilter {
+    /// Only jobs in this status.
     status: Option<JobStatus>,
 }
 
