@@ -2,17 +2,12 @@
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-use super::{Conn, Image, Res, conn_of, maybe, maybe_id, owner, page, seer, visible_image};
+use super::{Conn, Image, Res, in_order, maybe, maybe_id, owner, page, seer, visible_image};
 use crate::{
     accounts::graphql::User,
-    db,
     error::AppError,
-    gallery::{
-        model::{self, AlbumRow},
-        service::AlbumInput,
-    },
+    gallery::service::{self, AlbumInput, AlbumRow, OrderKey},
     graphql::ContextExt,
 };
 
@@ -64,12 +59,10 @@ impl Album {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Image>> {
-        let (page, key) = page::<(i32, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::album_images_page(&mut conn, self.0.id, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |(p, i)| (*p, i.id), |(_, i)| Image(i)))
+        let (page, after) = page::<OrderKey>(first, after)?;
+        let rows =
+            service::album_images(ctx.state()?, self.0.id, seer(ctx), after, page.limit()).await?;
+        Ok(in_order(&page, rows, Image, |i| i.0.id))
     }
 
     /// When the album was made.

@@ -2,21 +2,21 @@
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{
-    Collection, Conn, Image, Res, conn_of, maybe, maybe_id, owner, page, parse_ids, seer,
+    Collection, Conn, Image, Newest, Res, keyed, maybe, maybe_id, owner, page, parse_ids, seer,
     visible_image,
 };
 use crate::{
     accounts::graphql::User,
-    db,
     error::AppError,
     gallery::{
         CharacterStatus, LicenseType, StyleType, VariantType,
         loaders::{CharacterId, CharacterImages, GalleryLoader, RatingOf, ViewerLiked},
-        model::{self, CharacterRow},
-        service::{CharacterChanges, GenerationParams, NewCharacterInput},
+        service::{
+            self, CharacterChanges, CharacterRow, GenerationParams, NewCharacterInput, OrderKey,
+            TimeKey,
+        },
     },
     graphql::{ContextExt, parse_id},
 };
@@ -239,17 +239,12 @@ impl Character {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Character>> {
-        let (page, key) = page::<(i32, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::variants(&mut conn, self.0.id, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(
-            &page,
-            rows,
-            |c| (c.version_number, c.id),
-            Character,
-        ))
+        let (page, after) = page::<OrderKey>(first, after)?;
+        let rows =
+            service::variants(ctx.state()?, self.0.id, seer(ctx), after, page.limit()).await?;
+        Ok(keyed(&page, rows, Character, |c| {
+            (c.0.version_number, c.0.id)
+        }))
     }
 
     /// Collections holding this character that the viewer may see, newest first.
@@ -259,13 +254,16 @@ impl Character {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Collection>> {
-        let (page, key) = page::<(DateTime<Utc>, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows =
-            model::collections_of_character(&mut conn, self.0.id, seer(ctx), key, page.limit())
-                .await
-                .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |c| (c.created_at, c.id), Collection))
+        let (page, after) = page::<TimeKey>(first, after)?;
+        let rows = service::collections_of_character(
+            ctx.state()?,
+            self.0.id,
+            seer(ctx),
+            after,
+            page.limit(),
+        )
+        .await?;
+        Ok(keyed(&page, rows, Collection, Collection::newest))
     }
 
     /// When the character was created.

@@ -2,19 +2,14 @@
 
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{
-    Character, Conn, Image, Res, conn_of, maybe, maybe_id, owner, page, seer, visible_image,
+    Character, Conn, Image, Res, in_order, maybe, maybe_id, owner, page, seer, visible_image,
 };
 use crate::{
     accounts::graphql::User,
-    db,
     error::AppError,
-    gallery::{
-        model::{self, CollectionRow},
-        service::CollectionInput,
-    },
+    gallery::service::{self, CollectionInput, CollectionRow, OrderKey},
     graphql::ContextExt,
 };
 
@@ -71,18 +66,11 @@ impl Collection {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Character>> {
-        let (page, key) = page::<(i32, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
+        let (page, after) = page::<OrderKey>(first, after)?;
         let rows =
-            model::collection_characters_page(&mut conn, self.0.id, seer(ctx), key, page.limit())
-                .await
-                .map_err(AppError::from)?;
-        Ok(conn_of(
-            &page,
-            rows,
-            |(p, c)| (*p, c.id),
-            |(_, c)| Character(c),
-        ))
+            service::collection_characters(ctx.state()?, self.0.id, seer(ctx), after, page.limit())
+                .await?;
+        Ok(in_order(&page, rows, Character, |c| c.0.id))
     }
 
     /// When the collection was made.

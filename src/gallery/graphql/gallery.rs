@@ -1,15 +1,15 @@
 //! `Gallery` (one owner's gallery) and the filters and orders of `galleryFeed`.
 
 use async_graphql::{Context, Enum, InputObject, Object};
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Album, Character, Collection, Conn, Image, Res, conn_of, owner, page, seer};
+use super::{Album, Character, Collection, Conn, Image, Newest, Res, keyed, owner, page, seer};
 use crate::{
     accounts::graphql::User,
-    db,
-    error::AppError,
-    gallery::{StyleType, model},
+    gallery::{
+        StyleType,
+        service::{self, FeedOrder, FeedRequest, TimeKey},
+    },
     graphql::ContextExt,
 };
 
@@ -34,12 +34,10 @@ impl Gallery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Album>> {
-        let (page, key) = page::<(DateTime<Utc>, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::owner_albums(&mut conn, self.owner, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |a| (a.created_at, a.id), Album))
+        let (page, after) = page::<TimeKey>(first, after)?;
+        let rows =
+            service::owner_albums(ctx.state()?, self.owner, seer(ctx), after, page.limit()).await?;
+        Ok(keyed(&page, rows, Album, Album::newest))
     }
 
     /// Images, newest first.
@@ -49,12 +47,10 @@ impl Gallery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Image>> {
-        let (page, key) = page::<(DateTime<Utc>, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::owner_images(&mut conn, self.owner, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |i| (i.created_at, i.id), Image))
+        let (page, after) = page::<TimeKey>(first, after)?;
+        let rows =
+            service::owner_images(ctx.state()?, self.owner, seer(ctx), after, page.limit()).await?;
+        Ok(keyed(&page, rows, Image, Image::newest))
     }
 
     /// Characters, newest first.
@@ -64,12 +60,11 @@ impl Gallery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Character>> {
-        let (page, key) = page::<(DateTime<Utc>, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::owner_characters(&mut conn, self.owner, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |c| (c.created_at, c.id), Character))
+        let (page, after) = page::<TimeKey>(first, after)?;
+        let rows =
+            service::owner_characters(ctx.state()?, self.owner, seer(ctx), after, page.limit())
+                .await?;
+        Ok(keyed(&page, rows, Character, Character::newest))
     }
 
     /// Collections, newest first.
@@ -79,12 +74,11 @@ impl Gallery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Collection>> {
-        let (page, key) = page::<(DateTime<Utc>, Uuid)>(first, after)?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::owner_collections(&mut conn, self.owner, seer(ctx), key, page.limit())
-            .await
-            .map_err(AppError::from)?;
-        Ok(conn_of(&page, rows, |c| (c.created_at, c.id), Collection))
+        let (page, after) = page::<TimeKey>(first, after)?;
+        let rows =
+            service::owner_collections(ctx.state()?, self.owner, seer(ctx), after, page.limit())
+                .await?;
+        Ok(keyed(&page, rows, Collection, Collection::newest))
     }
 }
 
@@ -103,13 +97,37 @@ pub enum GalleryOrder {
 #[derive(InputObject, Default)]
 pub struct GalleryFilter {
     /// Only this style.
-    pub(super) style_type: Option<StyleType>,
+    style_type: Option<StyleType>,
     /// Only characters carrying every one of these tags.
-    pub(super) tags: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
     /// `true`: only featured characters; `false`: only others.
-    pub(super) featured: Option<bool>,
+    featured: Option<bool>,
     /// Featured characters first, then the rest (each part in the chosen order).
-    pub(super) featured_first: Option<bool>,
+    featured_first: Option<bool>,
     /// Text found in the name or description (case-insensitive).
-    pub(super) search: Option<String>,
+    search: Option<String>,
+}
+
+impl From<GalleryOrder> for FeedOrder {
+    fn from(order: GalleryOrder) -> Self {
+        match order {
+            GalleryOrder::Newest => FeedOrder::Newest,
+            GalleryOrder::MostLiked => FeedOrder::MostLiked,
+            GalleryOrder::MostViewed => FeedOrder::MostViewed,
+        }
+    }
+}
+
+impl GalleryFilter {
+    /// What the service takes: the filters and the order.
+    pub(super) fn into_request(self, order: GalleryOrder) -> FeedRequest {
+        FeedRequest {
+            style_type: self.style_type,
+            tags: self.tags.unwrap_or_default(),
+            featured: self.featured,
+            search: self.search,
+            order: order.into(),
+            featured_first: self.featured_first.unwrap_or(false),
+        }
+    }
 }

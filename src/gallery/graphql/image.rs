@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{Res, owner};
 use crate::{
     accounts::graphql::User,
-    gallery::{ImageKind, model::ImageRow},
+    gallery::{ImageKind, service::ImageRow},
     graphql::ContextExt,
 };
 

@@ -14,17 +14,18 @@ pub use collection::{Collection, CollectionFields};
 pub use gallery::{Gallery, GalleryFilter, GalleryOrder};
 pub use image::{Image, UploadImageInput};
 
+use std::collections::HashMap;
+
 use async_graphql::{
-    Context, ID, MaybeUndefined, Object, Upload,
-    connection::{Connection, Edge, OpaqueCursor},
+    Context, ID, MaybeUndefined, Object, OutputType, Upload,
+    connection::{Connection, OpaqueCursor},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
     loaders::{GalleryLoader, ImageId},
-    model::{self, FeedKey, FeedOrder, Seer},
-    service,
+    service::{self, FeedKey, OrderKey, Seer, TimeKey},
 };
 use crate::{
     accounts::{
@@ -34,50 +35,126 @@ use crate::{
         loaders::{AccountsLoader, UserId},
         service::RequestMeta,
     },
-    db,
     error::AppError,
-    graphql::{ContextExt, pagination::Page, parse_id},
+    graphql::{
+        ContextExt,
+        pagination::{Page, connection},
+        parse_id,
+    },
 };
 
-/// Every gallery list: a Relay connection with an opaque keyset cursor.
-pub type Conn<N> = Connection<OpaqueCursor<serde_json::Value>, N>;
+/// The cursor of every gallery list: the sort key of a row, tagged with the kind of list
+/// it belongs to. One type serves all the lists because a connection type (`ImageConnection`,
+/// `CharacterConnection`) has one cursor type whatever list it pages; [`page`] checks the
+/// tag, so a cursor of one kind of list fed to another is refused (`BAD_USER_INPUT` on
+/// `after`), and each resolver gets its list's own typed key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ListKey {
+    /// A newest-first list.
+    #[serde(rename = "t")]
+    Time(TimeKey),
+    /// A list in its own order (members by position, variants by version).
+    #[serde(rename = "o")]
+    Order(OrderKey),
+    /// The showcase feed (whose key also names its order).
+    #[serde(rename = "f")]
+    Feed(FeedKey),
+}
+
+/// A sort key of one kind of list.
+trait Key: Sized {
+    fn into_list_key(self) -> ListKey;
+    fn from_list_key(key: ListKey) -> Option<Self>;
+}
+
+macro_rules! list_keys {
+    ($($key:ty => $variant:ident),+ $(,)?) => {$(
+        impl Key for $key {
+            fn into_list_key(self) -> ListKey {
+                ListKey::$variant(self)
+            }
+            fn from_list_key(key: ListKey) -> Option<Self> {
+                match key {
+                    ListKey::$variant(k) => Some(k),
+                    _ => None,
+                }
+            }
+        }
+    )+};
+}
+
+list_keys!(TimeKey => Time, OrderKey => Order, FeedKey => Feed);
+
+/// A page of a gallery list: a Relay connection with an opaque keyset cursor.
+pub type Conn<N> = Connection<OpaqueCursor<ListKey>, N>;
 
 type Res<T> = async_graphql::Result<T>;
 
-/// Validates `first`/`after` and decodes the cursor into this list's sort key.
-fn page<K: DeserializeOwned>(
+/// Validates `first`/`after` of a list keyed by `K`; returns the page and `after` as a `K`.
+fn page<K: Key>(
     first: Option<i32>,
     after: Option<String>,
-) -> Result<(Page<serde_json::Value>, Option<K>), AppError> {
-    let page = Page::<serde_json::Value>::new(first, after)?;
-    let key = page
+) -> Result<(Page<ListKey>, Option<K>), AppError> {
+    let page = Page::<ListKey>::new(first, after)?;
+    let after = page
         .after
         .clone()
-        .map(|v| {
-            serde_json::from_value::<K>(v)
-                .map_err(|_| AppError::bad_input("after", "after is not a cursor from this list"))
+        .map(|k| {
+            K::from_list_key(k)
+                .ok_or_else(|| AppError::bad_input("after", "after is not a cursor from this list"))
         })
         .transpose()?;
-    Ok((page, key))
+    Ok((page, after))
 }
 
-fn conn_of<R, N, K: Serialize>(
-    page: &Page<serde_json::Value>,
-    mut rows: Vec<R>,
-    key: impl Fn(&R) -> K,
+/// The connection of up to `page.limit()` rows in list order, made nodes by `node`; `key`
+/// gives each node's sort key in this list, which becomes its cursor.
+fn keyed<R, N: OutputType, K: Key>(
+    page: &Page<ListKey>,
+    rows: Vec<R>,
+    node: impl FnMut(R) -> N,
+    key: impl Fn(&N) -> K,
+) -> Conn<N> {
+    let nodes = rows.into_iter().map(node).collect();
+    connection(page, nodes, |n| key(n).into_list_key())
+}
+
+/// Nodes of newest-first lists, keyed by `(created_at, id)`.
+trait Newest {
+    fn newest(&self) -> TimeKey;
+}
+
+macro_rules! newest {
+    ($($node:ident),+) => {$(
+        impl Newest for $node {
+            fn newest(&self) -> TimeKey {
+                (self.0.created_at, self.0.id)
+            }
+        }
+    )+};
+}
+
+newest!(Album, Character, Collection, Image);
+
+/// [`keyed`] for an ordered list (a collection's characters, an album's images): the key of
+/// a member is its `(position, id)` in the list, which the node itself does not carry.
+fn in_order<R, N: OutputType>(
+    page: &Page<ListKey>,
+    rows: Vec<(i32, R)>,
     node: impl Fn(R) -> N,
-) -> Conn<N>
-where
-    N: async_graphql::OutputType,
-{
-    let has_next = rows.len() as i64 > page.first;
-    rows.truncate(page.first as usize);
-    let mut out = Connection::new(page.after.is_some(), has_next);
-    out.edges.extend(rows.into_iter().map(|r| {
-        let cursor = OpaqueCursor(serde_json::to_value(key(&r)).unwrap_or_default());
-        Edge::new(cursor, node(r))
-    }));
-    out
+    id: impl Fn(&N) -> Uuid,
+) -> Conn<N> {
+    let nodes: Vec<(i32, N)> = rows.into_iter().map(|(p, r)| (p, node(r))).collect();
+    let positions: HashMap<Uuid, i32> = nodes.iter().map(|(p, n)| (id(n), *p)).collect();
+    keyed(
+        page,
+        nodes,
+        |(_, n)| n,
+        |n| {
+            let id = id(n);
+            (positions.get(&id).copied().unwrap_or_default(), id)
+        },
+    )
 }
 
 fn parse_ids(ids: &[ID], field: &str) -> Result<Vec<Uuid>, AppError> {
@@ -151,10 +228,7 @@ impl GalleryQuery {
                 if name.len() > 30 {
                     return Ok(None);
                 }
-                let mut conn = db::conn(&ctx.state()?.pool).await?;
-                crate::accounts::model::user_by_username(&mut conn, &name)
-                    .await
-                    .map_err(AppError::from)?
+                service::user_by_username(ctx.state()?, &name).await?
             }
             _ => {
                 return Err(AppError::bad_input(
@@ -178,46 +252,14 @@ impl GalleryQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Res<Conn<Character>> {
-        let filter = filter.unwrap_or_default();
-        let order = match order_by.unwrap_or(GalleryOrder::Newest) {
-            GalleryOrder::Newest => FeedOrder::Newest,
-            GalleryOrder::MostLiked => FeedOrder::MostLiked,
-            GalleryOrder::MostViewed => FeedOrder::MostViewed,
-        };
-        let featured_first = filter.featured_first.unwrap_or(false);
-        let (page, key) = page::<FeedKey>(first, after)?;
-        if key.as_ref().is_some_and(|k| !k.fits(order, featured_first)) {
-            return Err(AppError::bad_input("after", "after is a cursor of another order").into());
-        }
-        let search = filter
-            .search
-            .as_deref()
-            .map(|s| service::text(s, "filter.search", 0, 100))
-            .transpose()?
-            .filter(|s| !s.is_empty());
-        let feed_filter = model::FeedFilter {
-            style_type: filter.style_type,
-            tags: service::tags(&filter.tags.unwrap_or_default(), "filter.tags")?,
-            featured: filter.featured,
-            search,
-        };
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let rows = model::feed(
-            &mut conn,
-            &feed_filter,
-            order,
-            featured_first,
-            key.as_ref(),
-            page.limit(),
-        )
-        .await
-        .map_err(AppError::from)?;
-        Ok(conn_of(
-            &page,
-            rows,
-            |c| FeedKey::of(c, order, featured_first),
-            Character,
-        ))
+        let request = filter
+            .unwrap_or_default()
+            .into_request(order_by.unwrap_or(GalleryOrder::Newest));
+        let (page, after) = page::<FeedKey>(first, after)?;
+        let rows = service::feed(ctx.state()?, &request, after.as_ref(), page.limit()).await?;
+        Ok(keyed(&page, rows, Character, |c| {
+            FeedKey::of(&c.0, request.order, request.featured_first)
+        }))
     }
 
     /// A character, or null when there is none the viewer may see. Counts a view when
@@ -238,25 +280,15 @@ impl GalleryQuery {
     /// A collection, or null when there is none the viewer may see.
     async fn collection(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Collection>> {
         let id = parse_id(&id, "id")?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let s = seer(ctx);
-        Ok(model::collection_by_id(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
-            .filter(|c| s.sees(c.owner_id, c.is_public))
-            .map(Collection))
+        let row = service::collection(ctx.state()?, seer(ctx), id).await?;
+        Ok(row.map(Collection))
     }
 
     /// An album, or null when there is none the viewer may see.
     async fn album(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Album>> {
         let id = parse_id(&id, "id")?;
-        let mut conn = db::conn(&ctx.state()?.pool).await?;
-        let s = seer(ctx);
-        Ok(model::album_by_id(&mut conn, id)
-            .await
-            .map_err(AppError::from)?
-            .filter(|a| s.sees(a.owner_id, a.is_public))
-            .map(Album))
+        let row = service::album(ctx.state()?, seer(ctx), id).await?;
+        Ok(row.map(Album))
     }
 
     /// An image, or null when there is none the viewer may see.
@@ -550,5 +582,64 @@ impl GalleryMutation {
         Ok(Album(
             service::reorder_album(ctx.state()?, user, id, &order).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::connection::CursorType;
+    use chrono::Utc;
+
+    use super::*;
+
+    fn refused<K: Key>(cursor: &str) -> bool {
+        matches!(page::<K>(None, Some(cursor.into())),
+            Err(AppError::BadUserInput { ref field, .. }) if field == "after")
+    }
+
+    #[test]
+    fn a_cursor_of_one_kind_of_list_is_refused_by_another() {
+        let id = Uuid::now_v7();
+        let time = OpaqueCursor((Utc::now(), id).into_list_key()).encode_cursor();
+        let order = OpaqueCursor((3, id).into_list_key()).encode_cursor();
+        let feed = OpaqueCursor(
+            FeedKey {
+                featured: None,
+                at: Some(Utc::now()),
+                count: None,
+                id,
+            }
+            .into_list_key(),
+        )
+        .encode_cursor();
+        assert!(refused::<OrderKey>(&time) && refused::<FeedKey>(&time));
+        assert!(refused::<TimeKey>(&order) && refused::<FeedKey>(&order));
+        assert!(refused::<TimeKey>(&feed) && refused::<OrderKey>(&feed));
+        assert!(refused::<TimeKey>("WzEsMl0") && refused::<TimeKey>("garbage"));
+        let (_, after) = page::<OrderKey>(Some(5), Some(order)).unwrap();
+        assert_eq!(after, Some((3, id)));
+        assert!(page::<TimeKey>(None, Some(time)).unwrap().1.is_some());
+        assert!(page::<FeedKey>(None, Some(feed)).unwrap().1.is_some());
+    }
+
+    #[test]
+    fn members_of_an_ordered_list_page_by_position() {
+        let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let rows = vec![
+            (4, ids[0].to_string()),
+            (7, ids[1].to_string()),
+            (9, ids[2].to_string()),
+        ];
+        let page = Page {
+            first: 2,
+            after: None,
+        };
+        let list = in_order(&page, rows, |n| n, |n| Uuid::parse_str(n).unwrap());
+        assert!(list.has_next_page);
+        let cursors: Vec<ListKey> = list.edges.iter().map(|e| e.cursor.0.clone()).collect();
+        assert_eq!(
+            cursors,
+            [ListKey::Order((4, ids[0])), ListKey::Order((7, ids[1]))]
+        );
     }
 }

@@ -13,11 +13,10 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{Seer, SqlUuid, after_position, before_time, visible};
+use super::{OrderKey, Seer, SqlUuid, TimeKey, after_position, before_time, visible};
 use crate::{
     db::schema::{
-        character_images, character_likes, character_ratings, characters, collection_characters,
-        collections,
+        character_likes, character_ratings, characters, collection_characters, collections,
     },
     gallery::{CharacterStatus, LicenseType, StyleType, VariantType},
 };
@@ -237,49 +236,6 @@ pub async fn next_version_number(conn: &mut AsyncPgConnection, parent: Uuid) -> 
     Ok(max.unwrap_or(1) + 1)
 }
 
-/// Replaces the ordered images of a character.
-pub async fn set_character_images(
-    conn: &mut AsyncPgConnection,
-    character: Uuid,
-    image_ids: &[Uuid],
-) -> QueryResult<()> {
-    diesel::delete(character_images::table.filter(character_images::character_id.eq(character)))
-        .execute(conn)
-        .await?;
-    if image_ids.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<_> = image_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            (
-                character_images::character_id.eq(character),
-                character_images::image_id.eq(*id),
-                character_images::position.eq(i as i32),
-            )
-        })
-        .collect();
-    diesel::insert_into(character_images::table)
-        .values(rows)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The image ids of a character (any visibility), in order.
-pub async fn character_image_ids(
-    conn: &mut AsyncPgConnection,
-    character: Uuid,
-) -> QueryResult<Vec<Uuid>> {
-    character_images::table
-        .filter(character_images::character_id.eq(character))
-        .order(character_images::position.asc())
-        .select(character_images::image_id)
-        .load(conn)
-        .await
-}
-
 pub async fn publish_character(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -466,7 +422,7 @@ pub async fn owner_characters(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     seer: Seer,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<TimeKey>,
     limit: i64,
 ) -> QueryResult<Vec<CharacterRow>> {
     let mut q = characters::table
@@ -488,7 +444,7 @@ pub async fn variants(
     conn: &mut AsyncPgConnection,
     parent: Uuid,
     seer: Seer,
-    after: Option<(i32, Uuid)>,
+    after: Option<OrderKey>,
     limit: i64,
 ) -> QueryResult<Vec<CharacterRow>> {
     let mut q = characters::table
@@ -521,11 +477,11 @@ pub async fn character_owner(conn: &mut AsyncPgConnection, id: Uuid) -> QueryRes
         .optional()
 }
 
-/// Sets a character's generation status (`processing`, `completed`, `failed`).
+/// Sets a character's generation status, with the error that ended it (if any).
 pub async fn set_character_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: CharacterStatus,
     error: Option<&str>,
 ) -> QueryResult<()> {
     diesel::update(characters::table.find(id))
@@ -538,40 +494,20 @@ pub async fn set_character_status(
         .map(|_| ())
 }
 
-/// Attaches a succeeded job's images to its character (the first becomes the primary image
-/// when it has none) and marks it completed.
-pub async fn attach_to_character(
+/// Marks a character completed; `image` becomes its primary image when it has none.
+pub async fn complete_character(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    image_ids: &[Uuid],
+    image: Option<Uuid>,
 ) -> QueryResult<()> {
-    let start: Option<i32> = character_images::table
-        .filter(character_images::character_id.eq(id))
-        .select(diesel::dsl::max(character_images::position))
-        .first(conn)
-        .await?;
-    let start = start.map_or(0, |p| p + 1);
-    for (i, image) in image_ids.iter().enumerate() {
-        diesel::insert_into(character_images::table)
-            .values((
-                character_images::character_id.eq(id),
-                character_images::image_id.eq(image),
-                character_images::position.eq(start + i as i32),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-    }
     diesel::update(characters::table.find(id))
         .set((
-            characters::status.eq("completed"),
+            characters::status.eq(CharacterStatus::Completed),
             characters::error_message.eq(None::<String>),
-            characters::primary_image_id.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-            >("coalesce(primary_image_id, ")
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(
-                image_ids.first().copied(),
+            characters::primary_image_id.eq(sql::<Nullable<SqlUuid>>(
+                "coalesce(primary_image_id, ",
             )
+            .bind::<Nullable<SqlUuid>, _>(image)
             .sql(")")),
         ))
         .execute(conn)

@@ -5,7 +5,7 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{CharacterRow, Seer, after_position, before_time, visible};
+use super::{CharacterRow, OrderKey, Seer, TimeKey, after_position, before_time, visible};
 use crate::db::schema::{characters, collection_characters, collections};
 
 /// A collection of characters (seed 003).
@@ -88,75 +88,12 @@ pub async fn delete_collection(conn: &mut AsyncPgConnection, id: Uuid) -> QueryR
         == 1)
 }
 
-/// Appends characters to a collection (skipping those already in it) and moves
-/// `character_count` by the number added; returns the collection.
-pub async fn add_to_collection(
-    conn: &mut AsyncPgConnection,
-    collection: Uuid,
-    characters: &[Uuid],
-) -> QueryResult<CollectionRow> {
-    // Serialises additions to one collection, so positions and the count stay exact.
-    collections::table
-        .find(collection)
-        .select(collections::id)
-        .for_update()
-        .first::<Uuid>(conn)
-        .await?;
-    let last: Option<i32> = collection_characters::table
-        .filter(collection_characters::collection_id.eq(collection))
-        .select(diesel::dsl::max(collection_characters::position))
-        .first(conn)
-        .await?;
-    let start = last.map_or(0, |p| p + 1);
-    let rows: Vec<_> = characters
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            (
-                collection_characters::collection_id.eq(collection),
-                collection_characters::character_id.eq(*id),
-                collection_characters::position.eq(start + i as i32),
-            )
-        })
-        .collect();
-    let added = diesel::insert_into(collection_characters::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    diesel::update(collections::table.find(collection))
-        .set(collections::character_count.eq(collections::character_count + added as i32))
-        .returning(CollectionRow::as_returning())
-        .get_result(conn)
-        .await
-}
-
-/// Takes characters out of a collection and moves `character_count` by the number removed.
-pub async fn remove_from_collection(
-    conn: &mut AsyncPgConnection,
-    collection: Uuid,
-    characters: &[Uuid],
-) -> QueryResult<CollectionRow> {
-    let removed = diesel::delete(
-        collection_characters::table
-            .filter(collection_characters::collection_id.eq(collection))
-            .filter(collection_characters::character_id.eq_any(characters)),
-    )
-    .execute(conn)
-    .await?;
-    diesel::update(collections::table.find(collection))
-        .set(collections::character_count.eq(collections::character_count - removed as i32))
-        .returning(CollectionRow::as_returning())
-        .get_result(conn)
-        .await
-}
-
 /// The characters of a collection in collection order, as `seer` may see them.
 pub async fn collection_characters_page(
     conn: &mut AsyncPgConnection,
     collection: Uuid,
     seer: Seer,
-    after: Option<(i32, Uuid)>,
+    after: Option<OrderKey>,
     limit: i64,
 ) -> QueryResult<Vec<(i32, CharacterRow)>> {
     let mut q = collection_characters::table
@@ -186,7 +123,7 @@ pub async fn collections_of_character(
     conn: &mut AsyncPgConnection,
     character: Uuid,
     seer: Seer,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<TimeKey>,
     limit: i64,
 ) -> QueryResult<Vec<CollectionRow>> {
     let mut q = collection_characters::table
@@ -209,7 +146,7 @@ pub async fn owner_collections(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     seer: Seer,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<TimeKey>,
     limit: i64,
 ) -> QueryResult<Vec<CollectionRow>> {
     let mut q = collections::table
@@ -224,41 +161,4 @@ pub async fn owner_collections(
         .limit(limit)
         .load(conn)
         .await
-}
-// ---- ordering -------------------------------------------------------------------------
-
-/// Every character of a (locked) collection.
-pub async fn collection_member_ids(
-    conn: &mut AsyncPgConnection,
-    collection: Uuid,
-) -> QueryResult<Vec<Uuid>> {
-    collections::table
-        .find(collection)
-        .select(collections::id)
-        .for_update()
-        .first::<Uuid>(conn)
-        .await?;
-    collection_characters::table
-        .filter(collection_characters::collection_id.eq(collection))
-        .select(collection_characters::character_id)
-        .load(conn)
-        .await
-}
-
-/// Sets a collection's order: `order[i]` gets position `i`.
-pub async fn set_collection_order(
-    conn: &mut AsyncPgConnection,
-    collection: Uuid,
-    order: &[Uuid],
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "UPDATE collection_characters cc SET position = x.pos - 1 \
-         FROM unnest($2::uuid[]) WITH ORDINALITY AS x(id, pos) \
-         WHERE cc.collection_id = $1 AND cc.character_id = x.id",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(collection)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(order)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }

@@ -9,7 +9,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{Seer, SqlUuid, before_time, visible};
+use super::{Seer, SqlUuid, TimeKey, before_time, visible};
 use crate::{db::schema::images, gallery::ImageKind};
 
 /// A stored image (the file itself lives in object storage under `storage_key`).
@@ -118,7 +118,7 @@ pub async fn owner_images(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     seer: Seer,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<TimeKey>,
     limit: i64,
 ) -> QueryResult<Vec<ImageRow>> {
     let mut q = images::table

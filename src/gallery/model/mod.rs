@@ -9,6 +9,7 @@ mod characters;
 mod collections;
 mod feed;
 mod images;
+mod membership;
 
 pub use albums::*;
 pub use bench::*;
@@ -16,6 +17,7 @@ pub use characters::*;
 pub use collections::*;
 pub use feed::*;
 pub use images::*;
+pub use membership::{ALBUM_IMAGES, CHARACTER_IMAGES, COLLECTION_CHARACTERS, Locked, Membership};
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -27,6 +29,13 @@ use diesel::{
 use uuid::Uuid;
 
 type SqlUuid = diesel::sql_types::Uuid;
+
+/// The sort key (and cursor) of newest-first lists: `(created_at, id)`.
+pub type TimeKey = (DateTime<Utc>, Uuid);
+
+/// The sort key (and cursor) of lists in their own order: `(position, id)` of a member in an
+/// ordered membership, `(version_number, id)` of a variant.
+pub type OrderKey = (i32, Uuid);
 
 /// Who looks: decides which private rows a query may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -57,7 +66,7 @@ fn visible<QS>(table: &str, seer: Seer) -> Box<dyn BoxableExpression<QS, Pg, Sql
 fn before_time<QS>(
     table: &str,
     column: &str,
-    key: (DateTime<Utc>, Uuid),
+    key: TimeKey,
 ) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
     Box::new(
         sql::<Bool>(&format!("({table}.{column}, {table}.id) < ("))
@@ -72,7 +81,7 @@ fn before_time<QS>(
 fn after_position<QS>(
     position: &str,
     id: &str,
-    key: (i32, Uuid),
+    key: OrderKey,
 ) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
     Box::new(
         sql::<Bool>(&format!("({position}, {id}) > ("))
