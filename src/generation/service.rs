@@ -371,7 +371,8 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
 }
 
 /// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it)
-/// and marks its character failed; call in the transaction that ended the job.
+/// and marks its character cancelled (when the job was) or failed; call in the transaction
+/// that ended the job.
 pub async fn settle_refund(
     conn: &mut AsyncPgConnection,
     job: &JobRow,
@@ -387,13 +388,12 @@ pub async fn settle_refund(
             .and_then(|e| e["message"].as_str())
             .unwrap_or(job.status.as_str())
             .to_string();
-        gallery::service::set_character_status(
-            conn,
-            c,
-            gallery::CharacterStatus::Failed,
-            Some(&message),
-        )
-        .await?;
+        let status = if job.status == JobStatus::Cancelled {
+            gallery::CharacterStatus::Cancelled
+        } else {
+            gallery::CharacterStatus::Failed
+        };
+        gallery::service::set_character_status(conn, c, status, Some(&message)).await?;
     }
     Ok(())
 }
