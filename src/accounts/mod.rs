@@ -9,6 +9,7 @@ pub mod phone;
 pub mod revocations;
 pub mod service;
 pub mod tokens;
+pub mod vendors;
 /// Who is asking (it lives below the capabilities, for the GraphQL toolkit).
 pub use crate::viewer;
 pub use crate::viewer::Role;

@@ -467,3 +467,33 @@ pub async fn revoke_user_sessions(
     families.dedup();
     Ok(families)
 }
+
+// ---- vendors' free gallery quota (spent by the gallery, see `accounts::vendors`) -------
+
+/// Takes `n` images of a vendor's free gallery quota; false when fewer remain.
+pub async fn take_free_gallery(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    n: i32,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        vendor_profiles::table
+            .filter(vendor_profiles::user_id.eq(user))
+            .filter(vendor_profiles::free_gallery_remaining.ge(n)),
+    )
+    .set(vendor_profiles::free_gallery_remaining.eq(vendor_profiles::free_gallery_remaining - n))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// What is left of a vendor's free gallery quota (none without a vendor profile).
+pub async fn free_gallery_remaining(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<i32> {
+    Ok(vendor_profiles::table
+        .find(user)
+        .select(vendor_profiles::free_gallery_remaining)
+        .first(conn)
+        .await
+        .optional()?
+        .unwrap_or(0))
+}

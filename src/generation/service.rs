@@ -172,24 +172,16 @@ pub async fn generate(
         )));
     }
     let cost = credits::service::price_for_tier(&price, user.subscription_tier) * i64::from(count);
-    if !req.input_image_ids.is_empty() {
-        let owned =
-            gallery::model::owned_image_ids(&mut conn, viewer.id, &req.input_image_ids).await?;
-        if owned.len()
-            != req
-                .input_image_ids
-                .iter()
-                .collect::<std::collections::HashSet<_>>()
-                .len()
-        {
-            return Err(bad(
-                "input.inputImageIds",
-                "input images must be your own images",
-            ));
-        }
+    if !req.input_image_ids.is_empty()
+        && !gallery::service::owns_images(&mut conn, viewer.id, &req.input_image_ids).await?
+    {
+        return Err(bad(
+            "input.inputImageIds",
+            "input images must be your own images",
+        ));
     }
     if let Some(c) = req.character_id
-        && gallery::model::character_owner(&mut conn, c)
+        && gallery::service::character_owner(&mut conn, c)
             .await?
             .is_none_or(|owner| owner != viewer.id && viewer.role != crate::accounts::Role::Admin)
     {
@@ -258,7 +250,13 @@ pub async fn generate(
             )
             .await?;
             if let Some(c) = req.character_id {
-                gallery::model::set_character_status(conn, c, "processing", None).await?;
+                gallery::service::set_character_status(
+                    conn,
+                    c,
+                    gallery::CharacterStatus::Processing,
+                    None,
+                )
+                .await?;
             }
             Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
         })
@@ -359,7 +357,13 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
             .await?
             .ok_or_else(|| AppError::Conflict("the job changed meanwhile; reload it".into()))?;
         if let Some(c) = job.character_id {
-            gallery::model::set_character_status(conn, c, "processing", None).await?;
+            gallery::service::set_character_status(
+                conn,
+                c,
+                gallery::CharacterStatus::Processing,
+                None,
+            )
+            .await?;
         }
         Ok(job)
     })
@@ -367,7 +371,8 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
 }
 
 /// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it)
-/// and marks its character failed; call in the transaction that ended the job.
+/// and marks its character cancelled (when the job was) or failed; call in the transaction
+/// that ended the job.
 pub async fn settle_refund(
     conn: &mut AsyncPgConnection,
     job: &JobRow,
@@ -383,7 +388,12 @@ pub async fn settle_refund(
             .and_then(|e| e["message"].as_str())
             .unwrap_or(job.status.as_str())
             .to_string();
-        gallery::model::set_character_status(conn, c, "failed", Some(&message)).await?;
+        let status = if job.status == JobStatus::Cancelled {
+            gallery::CharacterStatus::Cancelled
+        } else {
+            gallery::CharacterStatus::Failed
+        };
+        gallery::service::set_character_status(conn, c, status, Some(&message)).await?;
     }
     Ok(())
 }

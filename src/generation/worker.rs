@@ -21,7 +21,7 @@ use crate::{
     AppState, db,
     error::AppError,
     events::Event,
-    gallery::{self, ImageKind, model::NewImage},
+    gallery::{self, service::JobImage},
 };
 
 /// How a job run ended, for logs and tests.
@@ -163,11 +163,10 @@ async fn render(
             .await
             .map_err(|_| ProviderError::Retryable("database busy".into()))?;
         let owned: Vec<(Uuid, String)> =
-            gallery::model::images_by_ids(&mut conn, &job.input_image_ids)
+            gallery::service::images_of_owner(&mut conn, job.user_id, &job.input_image_ids)
                 .await
-                .map_err(|e| ProviderError::Retryable(e.to_string()))?
+                .map_err(|e| ProviderError::Retryable(e.message()))?
                 .into_iter()
-                .filter(|i| i.owner_id == job.user_id)
                 .map(|i| (i.id, i.storage_key))
                 .collect();
         for id in &job.input_image_ids {
@@ -274,28 +273,25 @@ async fn finish_success(
                 return Ok::<_, AppError>(None);
             };
             for (id, key, thumb, size, w, h) in &stored {
-                gallery::model::insert_image(
+                gallery::service::record_job_image(
                     conn,
-                    &NewImage {
+                    &JobImage {
                         id: *id,
+                        job_id: job.id,
                         owner_id: job.user_id,
-                        job_id: Some(job.id),
-                        kind: ImageKind::Result,
                         storage_key: key,
+                        thumbnail_key: thumb,
                         mime_type: "image/png",
                         byte_size: *size,
                         width: *w,
                         height: *h,
-                        thumbnail_key: Some(thumb),
-                        is_public: false,
-                        tags: &[],
                     },
                 )
                 .await?;
             }
             if let Some(c) = job.character_id {
                 let ids: Vec<Uuid> = stored.iter().map(|s| s.0).collect();
-                gallery::model::attach_to_character(conn, c, &ids).await?;
+                gallery::service::attach_to_character(conn, c, &ids).await?;
             }
             Ok(Some(done))
         })

@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod http;
 pub mod model;
 pub mod service;
+pub mod subscriptions;
 
 use crate::db_enum;
 

@@ -876,3 +876,45 @@ async fn openai_provider_against_a_stub() {
         Err(ProviderError::Permanent(_))
     ));
 }
+
+/// Cancelling a character's job leaves the character CANCELLED (not FAILED), refunded.
+#[tokio::test]
+async fn cancelling_a_character_job_marks_the_character_cancelled() {
+    let app = TestApp::spawn().await;
+    let (token, _) = user(&app, "+14155554014").await;
+    let (_, body) = app
+        .gql_as(&token, "mutation { createCharacter(input: { name: \"Kit\", prompt: \"a fox\", styleType: ANIME }) { id status } }", json!({}))
+        .await;
+    let character = body["data"]["createCharacter"]["id"].clone();
+    assert_eq!(
+        body["data"]["createCharacter"]["status"], "PENDING",
+        "{body}"
+    );
+    let (_, body) = app
+        .gql_as(&token, GENERATE, json!({ "i": { "kind": "CHARACTER_GENERATION", "prompt": "a fox", "characterId": character, "params": { "width": 64, "height": 64 } } }))
+        .await;
+    let job = body["data"]["generate"]["id"].clone();
+    assert!(job.is_string(), "{body}");
+    const STATUS: &str = "query($id: ID!) { character(id: $id) { status } }";
+    let (_, body) = app.gql_as(&token, STATUS, json!({ "id": character })).await;
+    assert_eq!(body["data"]["character"]["status"], "PROCESSING", "{body}");
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($id: ID!) { cancelGenerationJob(id: $id) { status } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["cancelGenerationJob"]["status"], "CANCELLED",
+        "{body}"
+    );
+    let (_, body) = app.gql_as(&token, STATUS, json!({ "id": character })).await;
+    assert_eq!(body["data"]["character"]["status"], "CANCELLED", "{body}");
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM credit_transactions WHERE kind = 'refund'")
+            .await,
+        1
+    );
+    app.assert_ledger_ok().await;
+}

@@ -1,0 +1,56 @@
+//! The public showcase feed.
+
+use crate::{
+    AppState, db,
+    error::{AppError, AppResult},
+    gallery::{
+        StyleType,
+        model::{self, CharacterRow, FeedFilter, FeedKey, FeedOrder},
+    },
+};
+
+use super::{tags, text};
+
+/// What `galleryFeed` asks for, as the client gave it.
+#[derive(Debug, Clone)]
+pub struct FeedRequest {
+    pub style_type: Option<StyleType>,
+    pub tags: Vec<String>,
+    pub featured: Option<bool>,
+    pub search: Option<String>,
+    pub order: FeedOrder,
+    /// Featured characters first, then the rest (each part in `order`).
+    pub featured_first: bool,
+}
+
+/// The showcase: public characters of active owners who allow showcasing, in the request's
+/// order, after `after` (a key of a feed in the same order, else `BAD_USER_INPUT` on
+/// `after`).
+pub async fn feed(
+    state: &AppState,
+    request: &FeedRequest,
+    after: Option<&FeedKey>,
+    limit: i64,
+) -> AppResult<Vec<CharacterRow>> {
+    let (order, featured_first) = (request.order, request.featured_first);
+    if after.is_some_and(|k| !k.fits(order, featured_first)) {
+        return Err(AppError::bad_input(
+            "after",
+            "after is a cursor of another order",
+        ));
+    }
+    let search = request
+        .search
+        .as_deref()
+        .map(|s| text(s, "filter.search", 0, 100))
+        .transpose()?
+        .filter(|s| !s.is_empty());
+    let filter = FeedFilter {
+        style_type: request.style_type,
+        tags: tags(&request.tags, "filter.tags")?,
+        featured: request.featured,
+        search,
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::feed(&mut conn, &filter, order, featured_first, after, limit).await?)
+}
