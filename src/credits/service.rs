@@ -198,6 +198,27 @@ async fn written(
     Ok(row)
 }
 
+/// Opens a new user's credit account with the sign-up bonus, inside the sign-up
+/// transaction: the balance and its ledger row are written together.
+pub async fn open_account_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    signup_bonus: i64,
+) -> AppResult<()> {
+    model::insert_account(conn, user, signup_bonus).await?;
+    if signup_bonus > 0 {
+        let t = entry(
+            user,
+            TransactionKind::SignupBonus,
+            signup_bonus,
+            signup_bonus,
+            "Welcome bonus",
+        );
+        model::insert_transaction(conn, &t).await?;
+    }
+    Ok(())
+}
+
 /// Charges inside the caller's transaction: allowance first, then balance; a `usage` row
 /// records both parts (its `amount` is the balance part, `allowanceUsed` the rest).
 pub async fn charge_in(conn: &mut AsyncPgConnection, c: &Charge<'_>) -> AppResult<TransactionRow> {

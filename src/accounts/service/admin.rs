@@ -4,17 +4,17 @@ use diesel_async::AsyncConnection;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{RequestMeta, new_referral_code, sessions::revoke, validate_email};
+use super::{RequestMeta, SignUp, create_user_in, sessions::revoke, validate_email};
 use crate::{
     AppState,
     accounts::{
         AccountStatus, Role,
-        model::{self, NewUser, UserRow},
+        model::{self, UserRow},
         password, phone,
         viewer::ViewerUser,
     },
     audit::{self, AuditEntry},
-    credits, db,
+    db,
     error::{AppError, AppResult},
 };
 
@@ -101,34 +101,21 @@ pub async fn create_admin(
         }
         _ => None,
     };
-    let signup_bonus = state.config.signup_bonus;
+    let phone = phone_input
+        .map(|p| phone::normalize(p, "phone"))
+        .transpose()?;
+    let email = email.map(|e| validate_email(e, "email")).transpose()?;
+    let sign_up = SignUp {
+        phone: phone.as_deref(),
+        email: email.as_deref(),
+        password_hash: hash.as_deref(),
+        method: "cli",
+        ..SignUp::default()
+    };
     conn.transaction(async |conn| {
         let user = match existing {
             Some(u) => u,
-            None => {
-                let phone = phone_input
-                    .map(|p| phone::normalize(p, "phone"))
-                    .transpose()?;
-                let email = email.map(|e| validate_email(e, "email")).transpose()?;
-                let code = new_referral_code();
-                let user = model::insert_user(
-                    conn,
-                    &NewUser {
-                        id: Uuid::now_v7(),
-                        phone: phone.as_deref(),
-                        email: email.as_deref(),
-                        username: None,
-                        password_hash: hash.as_deref(),
-                        phone_verified_at: None,
-                        referral_code: &code,
-                        role: Role::User,
-                        last_login_at: None,
-                    },
-                )
-                .await?;
-                credits::model::open_account(conn, user.id, signup_bonus).await?;
-                user
-            }
+            None => create_user_in(conn, state, &RequestMeta::default(), &sign_up).await?,
         };
         let user = model::set_role(conn, user.id, Role::Admin).await?;
         audit::record(

@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use ipnet::IpNet;
 use rand::Rng;
+use serde_json::json;
+use uuid::Uuid;
 
 pub use admin::{create_admin, set_account_status};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
@@ -23,9 +25,14 @@ pub use password::{sign_in, sign_up};
 pub use profile::{ProfileInput, become_vendor, update_profile};
 pub use sessions::{authenticate, refresh_session, sign_out};
 
-use super::{AccountStatus, Role, model::UserRow};
+use super::{
+    AccountStatus, Role,
+    model::{self, NewUser, UserRow},
+};
 use crate::{
+    AppState,
     audit::{self, AuditEntry},
+    credits,
     error::{AppError, AppResult},
 };
 
@@ -56,6 +63,67 @@ pub struct Auth {
     pub refresh_token_expires_at: DateTime<Utc>,
     pub user: UserRow,
     pub is_new_user: bool,
+}
+
+// ---- sign-up ------------------------------------------------------------------------------
+
+/// A new account: who it is and how it came to be.
+#[derive(Debug, Default)]
+struct SignUp<'a> {
+    phone: Option<&'a str>,
+    email: Option<&'a str>,
+    username: Option<&'a str>,
+    password_hash: Option<&'a str>,
+    /// The phone number was just proven with a one-time code.
+    phone_verified: bool,
+    /// The sign-up signs the account in (its login is recorded).
+    signs_in: bool,
+    /// The user whose referral code was given.
+    referred_by: Option<Uuid>,
+    /// How the account was made, for the audit log: `otp`, `password` or `cli`.
+    method: &'a str,
+}
+
+/// Creates an account inside the caller's transaction; every sign-up path (`verify_otp` on
+/// first use, `sign_up`, `create_admin`) goes through here: the user row with a fresh referral
+/// code, its credit account with the sign-up bonus (through the credits service), the
+/// referral, and the `auth.sign_up` audit entry.
+async fn create_user_in(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    meta: &RequestMeta,
+    new: &SignUp<'_>,
+) -> AppResult<UserRow> {
+    let code = new_referral_code();
+    let now = Utc::now();
+    let user = model::insert_user(
+        conn,
+        &NewUser {
+            id: Uuid::now_v7(),
+            phone: new.phone,
+            email: new.email,
+            username: new.username,
+            password_hash: new.password_hash,
+            phone_verified_at: new.phone_verified.then_some(now),
+            referral_code: &code,
+            role: Role::User,
+            last_login_at: new.signs_in.then_some(now),
+        },
+    )
+    .await?;
+    credits::service::open_account_in(conn, user.id, state.config.signup_bonus).await?;
+    if let Some(referrer) = new.referred_by {
+        model::insert_referral(conn, referrer, user.id).await?;
+    }
+    audit_user(
+        conn,
+        &user,
+        "auth.sign_up",
+        meta,
+        json!({ "method": new.method, "referred_by": new.referred_by }),
+    )
+    .await?;
+    Ok(user)
 }
 
 // ---- helpers ----------------------------------------------------------------------------

@@ -3,20 +3,13 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
-use uuid::Uuid;
 
-use super::{
-    Auth, RequestMeta, audit_user, ensure_active, new_referral_code, sessions::start_session,
-};
+use super::{Auth, RequestMeta, SignUp, create_user_in, ensure_active, sessions::start_session};
 use crate::{
     AppState,
-    accounts::{
-        Role,
-        model::{self, NewUser},
-        phone, tokens,
-    },
+    accounts::{model, phone, tokens},
     audit::{self, AuditEntry},
-    credits, db,
+    db,
     error::{AppError, AppResult},
     outbox, ratelimit,
 };
@@ -132,7 +125,6 @@ pub async fn verify_otp(
         };
         return Err(AppError::bad_input("input.code", message));
     }
-    let signup_bonus = state.config.signup_bonus;
     let (user, is_new) = conn
         .transaction(async |conn| {
             if !model::consume_otp(conn, otp.id).await? {
@@ -154,36 +146,15 @@ pub async fn verify_otp(
                         )?),
                         None => None,
                     };
-                    let code = new_referral_code();
-                    let now = Utc::now();
-                    let user = model::insert_user(
-                        conn,
-                        &NewUser {
-                            id: Uuid::now_v7(),
-                            phone: Some(&phone),
-                            email: None,
-                            username: None,
-                            password_hash: None,
-                            phone_verified_at: Some(now),
-                            referral_code: &code,
-                            role: Role::User,
-                            last_login_at: Some(now),
-                        },
-                    )
-                    .await?;
-                    credits::model::open_account(conn, user.id, signup_bonus).await?;
-                    let referred_by = referrer.map(|r| r.id);
-                    if let Some(referrer) = referred_by {
-                        model::insert_referral(conn, referrer, user.id).await?;
-                    }
-                    audit_user(
-                        conn,
-                        &user,
-                        "auth.sign_up",
-                        meta,
-                        json!({ "method": "otp", "referred_by": referred_by }),
-                    )
-                    .await?;
+                    let sign_up = SignUp {
+                        phone: Some(&phone),
+                        phone_verified: true,
+                        signs_in: true,
+                        referred_by: referrer.map(|r| r.id),
+                        method: "otp",
+                        ..SignUp::default()
+                    };
+                    let user = create_user_in(conn, state, meta, &sign_up).await?;
                     Ok((user, true))
                 }
             }

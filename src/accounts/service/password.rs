@@ -1,23 +1,17 @@
 //! Signing up and in with an email address and a password.
 
-use chrono::Utc;
 use diesel_async::AsyncConnection;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::{
-    Auth, RequestMeta, audit_user, ensure_active, new_referral_code, sessions::start_session,
+    Auth, RequestMeta, SignUp, create_user_in, ensure_active, sessions::start_session,
     validate_email, validate_username, with_field,
 };
 use crate::{
     AppState,
-    accounts::{
-        Role,
-        model::{self, NewUser},
-        password,
-    },
+    accounts::{model, password},
     audit::{self, AuditEntry},
-    credits, db,
+    db,
     error::{AppError, AppResult},
     ratelimit,
 };
@@ -48,38 +42,18 @@ pub async fn sign_up(
     )
     .await?;
     let hash = password::hash(password_input.to_string()).await?;
-    let signup_bonus = state.config.signup_bonus;
+    let sign_up = SignUp {
+        email: Some(&email),
+        username: username.as_deref(),
+        password_hash: Some(&hash),
+        signs_in: true,
+        method: "password",
+        ..SignUp::default()
+    };
     let user = conn
-        .transaction(async |conn| {
-            let code = new_referral_code();
-            let user = model::insert_user(
-                conn,
-                &NewUser {
-                    id: Uuid::now_v7(),
-                    phone: None,
-                    email: Some(&email),
-                    username: username.as_deref(),
-                    password_hash: Some(&hash),
-                    phone_verified_at: None,
-                    referral_code: &code,
-                    role: Role::User,
-                    last_login_at: Some(Utc::now()),
-                },
-            )
-            .await
-            .map_err(|e| with_field(e.into(), "input.email", "input.username"))?;
-            credits::model::open_account(conn, user.id, signup_bonus).await?;
-            audit_user(
-                conn,
-                &user,
-                "auth.sign_up",
-                meta,
-                json!({ "method": "password" }),
-            )
-            .await?;
-            Ok::<_, AppError>(user)
-        })
-        .await?;
+        .transaction(async |conn| create_user_in(conn, state, meta, &sign_up).await)
+        .await
+        .map_err(|e| with_field(e, "input.email", "input.username"))?;
     start_session(state, &mut conn, user, true, meta, "password").await
 }
 
