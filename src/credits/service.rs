@@ -5,7 +5,6 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -17,8 +16,9 @@ use crate::{
     accounts::SubscriptionTier,
     audit::{self, AuditEntry},
     db,
-    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+    error::{AppError, AppResult},
     events::{self, Event},
+    idempotency,
 };
 
 /// The most credits one admin input may name: a package's credits or bonus, an operation's
@@ -83,70 +83,35 @@ pub struct Charge<'a> {
     pub request_hash: Option<&'a str>,
 }
 
-/// A fingerprint of a request's input, stored beside its idempotency key.
-pub fn request_hash(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks an idempotency key's shape.
-pub fn validate_key(key: Option<&str>) -> AppResult<Option<&str>> {
-    match key.map(str::trim) {
-        None => Ok(None),
-        Some(k) if !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control) => {
-            Ok(Some(k))
-        }
-        Some(_) => Err(AppError::bad_input(
-            "input.idempotencyKey",
-            "1 to 128 printable characters",
-        )),
+impl idempotency::Fingerprinted for TransactionRow {
+    fn fingerprint(&self) -> Option<&str> {
+        self.request_hash.as_deref()
     }
 }
 
-/// The first result of an idempotent request, if this key was used before with this input;
-/// `CONFLICT` if it was used with a different input.
-async fn replayed(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    key: Option<&str>,
-    hash: &str,
-) -> AppResult<Option<TransactionRow>> {
-    let Some(key) = key else { return Ok(None) };
-    match model::transaction_by_key(conn, user, key).await? {
-        Some(t) if t.request_hash.as_deref() == Some(hash) => Ok(Some(t)),
-        Some(_) => Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into())),
-        None => Ok(None),
-    }
-}
-
-/// Runs an idempotent ledger operation: replays the first result of a key, and resolves the
-/// race of two parallel first uses through the unique constraint.
+/// Runs an idempotent ledger operation of `user` (see [`crate::idempotency`]): a key's first
+/// entry is answered again for the same request.
 async fn idempotent<F>(
     state: &AppState,
     user: Uuid,
     key: Option<&str>,
-    hash: &str,
+    fingerprint: &str,
     op: F,
 ) -> AppResult<TransactionRow>
 where
     F: AsyncFnOnce(&mut AsyncPgConnection) -> AppResult<TransactionRow>,
 {
     let mut conn = db::conn(&state.pool).await?;
-    if let Some(done) = replayed(&mut conn, user, key, hash).await? {
-        return Ok(done);
-    }
-    match op(&mut conn).await {
-        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT && key.is_some() => {
-            replayed(&mut conn, user, key, hash)
-                .await?
-                .ok_or(AppError::Conflict(m))
-        }
-        other => other,
-    }
+    idempotency::run(
+        &mut conn,
+        key,
+        fingerprint,
+        async move |conn: &mut AsyncPgConnection, key: &str| {
+            model::transaction_by_key(conn, user, key).await
+        },
+        op,
+    )
+    .await
 }
 
 fn insufficient(cost: i64, (balance, allowance_left): (i64, i64)) -> AppError {
@@ -247,10 +212,11 @@ pub async fn charge_in(conn: &mut AsyncPgConnection, c: &Charge<'_>) -> AppResul
 
 /// Charges in a transaction of its own.
 pub async fn charge(state: &AppState, c: &Charge<'_>) -> AppResult<TransactionRow> {
-    let hash = c
-        .request_hash
-        .map(str::to_string)
-        .unwrap_or_else(|| request_hash(&[&c.cost.to_string(), c.description]));
+    let hash = c.request_hash.map(str::to_string).unwrap_or_else(|| {
+        idempotency::fingerprint(
+            &json!({ "charge": { "cost": c.cost, "description": c.description } }),
+        )
+    });
     let c = Charge {
         request_hash: Some(&hash),
         ..c.clone()
@@ -378,13 +344,10 @@ pub async fn gift(
     if note.is_some_and(|n| n.chars().count() > 200) {
         return Err(AppError::bad_input("input.note", "at most 200 characters"));
     }
-    let key = validate_key(key)?;
-    let hash = request_hash(&[
-        "gift",
-        &to.to_string(),
-        &amount.to_string(),
-        note.unwrap_or(""),
-    ]);
+    let key = idempotency::validate_key(key)?;
+    let hash = idempotency::fingerprint(
+        &json!({ "gift": { "to": to, "amount": amount, "note": note.unwrap_or("") } }),
+    );
     let sent_text = note.map_or_else(|| "Gift".to_string(), |n| format!("Gift: {n}"));
     idempotent(state, from, key, &hash, async |conn| {
         conn.transaction(async |conn| {
@@ -456,8 +419,9 @@ pub async fn adjust(
             format!("must not be zero, and between -{MAX_CREDITS} and {MAX_CREDITS}"),
         ));
     }
-    let key = validate_key(key)?;
-    let hash = request_hash(&["adjust", &amount.to_string(), reason]);
+    let key = idempotency::validate_key(key)?;
+    let hash =
+        idempotency::fingerprint(&json!({ "adjust": { "amount": amount, "reason": reason } }));
     idempotent(state, user, key, &hash, async |conn| {
         conn.transaction(async |conn| {
             let balance = if amount > 0 {
@@ -741,12 +705,5 @@ mod tests {
             SubscriptionTier::Enterprise,
             Some(SubscriptionTier::Pro)
         ));
-    }
-
-    #[test]
-    fn request_hashes_separate_their_parts() {
-        assert_ne!(request_hash(&["ab", "c"]), request_hash(&["a", "bc"]));
-        assert_eq!(validate_key(Some(" k1 ")).unwrap(), Some("k1"));
-        assert!(validate_key(Some("")).is_err() && validate_key(Some(&"k".repeat(200))).is_err());
     }
 }
