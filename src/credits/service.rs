@@ -3,13 +3,17 @@
 //! function that runs inside the caller's transaction (the generation queue charges in the
 //! same transaction that queues the job).
 
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
     TransactionKind,
-    model::{self, NewTransaction, PackageChanges, PackageRow, PriceRow, TransactionRow},
+    model::{
+        self, AccountView, HistoryFilter, NewTransaction, PackageChanges, PackageRow, PlanRow,
+        PriceRow, TransactionRow,
+    },
 };
 use crate::{
     AppState,
@@ -457,17 +461,14 @@ pub async fn adjust(
             t.idempotency_key = key;
             t.request_hash = Some(&hash);
             let row = written(conn, &t).await?;
-            audit::record(
+            let metadata = json!({ "amount": amount, "reason": reason, "transaction": row.id });
+            audit_admin(
                 conn,
-                AuditEntry {
-                    actor_id: Some(admin),
-                    actor_type: "admin",
-                    action: "credits.adjusted",
-                    resource: Some("user"),
-                    resource_id: Some(user.to_string()),
-                    ip: None,
-                    metadata: json!({ "amount": amount, "reason": reason, "transaction": row.id }),
-                },
+                admin,
+                "credits.adjusted",
+                "user",
+                user.to_string(),
+                metadata,
             )
             .await?;
             Ok(row)
@@ -523,6 +524,7 @@ pub fn price_for_tier(price: &PriceRow, tier: SubscriptionTier) -> i64 {
 /// an ISO 4217 currency, bounded texts. Bad input changes nothing.
 pub async fn upsert_package(
     state: &AppState,
+    admin: Uuid,
     id: Option<Uuid>,
     input: &PackageChanges<'_>,
 ) -> AppResult<PackageRow> {
@@ -559,13 +561,31 @@ pub async fn upsert_package(
         ..*input
     };
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::upsert_package(&mut conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?)
+    conn.transaction(async |conn| {
+        let row = model::upsert_package(conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?;
+        let metadata = json!({
+            "created": id.is_none(), "name": row.name, "credits": row.credits,
+            "bonus_credits": row.bonus_credits, "price_minor": row.price_minor,
+            "currency": row.currency, "is_active": row.is_active,
+        });
+        audit_admin(
+            conn,
+            admin,
+            "credits.package_saved",
+            "credit_package",
+            row.id.to_string(),
+            metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
 }
 
 /// Admin: sets an operation's price and limits, after checking every field: a dotted
 /// lowercase name, base cost 0 to [`MAX_CREDITS`], multipliers of known tiers between 0 and
 /// [`MAX_TIER_MULTIPLIER`], non-negative limits. Bad input changes nothing.
-pub async fn set_price(state: &AppState, input: PriceRow) -> AppResult<PriceRow> {
+pub async fn set_price(state: &AppState, admin: Uuid, input: PriceRow) -> AppResult<PriceRow> {
     let operation = input.operation.trim().to_string();
     let valid_op = operation.len() <= 64
         && operation.contains('.')
@@ -610,7 +630,97 @@ pub async fn set_price(state: &AppState, input: PriceRow) -> AppResult<PriceRow>
         ..input
     };
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::upsert_price(&mut conn, &row).await?)
+    conn.transaction(async |conn| {
+        let row = model::upsert_price(conn, &row).await?;
+        let metadata = json!({
+            "base_cost": row.base_cost, "tier_multipliers": row.tier_multipliers,
+            "daily_limit": row.daily_limit, "per_minute_limit": row.per_minute_limit,
+            "minimum_tier": row.minimum_tier.map(|t| t.as_str()), "is_enabled": row.is_enabled,
+        });
+        audit_admin(
+            conn,
+            admin,
+            "credits.price_set",
+            "operation_price",
+            row.operation.clone(),
+            metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Records an admin's change in the audit log (inside the change's transaction).
+async fn audit_admin(
+    conn: &mut AsyncPgConnection,
+    admin: Uuid,
+    action: &str,
+    resource: &str,
+    resource_id: String,
+    metadata: serde_json::Value,
+) -> AppResult<()> {
+    audit::record(
+        conn,
+        AuditEntry {
+            actor_id: Some(admin),
+            actor_type: "admin",
+            action,
+            resource: Some(resource),
+            resource_id: Some(resource_id),
+            ip: None,
+            metadata,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- reads ----------------------------------------------------------------------------------
+
+/// A user's ledger, newest first, after the keyset `after`; `from` must not be after `to`.
+pub async fn history(
+    state: &AppState,
+    user: Uuid,
+    filter: &HistoryFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<TransactionRow>> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(AppError::bad_input("filter.to", "`to` is before `from`"));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::history(&mut conn, user, filter, after, limit).await?)
+}
+
+/// A user's credit account (with today's allowance).
+pub async fn account(state: &AppState, user: Uuid) -> AppResult<AccountView> {
+    let mut conn = db::conn(&state.pool).await?;
+    model::account_views(&mut conn, &[user])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound("credit account"))
+}
+
+/// The credit packages in display order: those on sale, or every one (for admins).
+pub async fn packages(state: &AppState, include_inactive: bool) -> AppResult<Vec<PackageRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::packages(&mut conn, include_inactive).await?)
+}
+
+/// Every operation's price row.
+pub async fn prices(state: &AppState) -> AppResult<Vec<PriceRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::prices(&mut conn).await?)
+}
+
+/// The active subscription plans.
+pub async fn plans(state: &AppState) -> AppResult<Vec<PlanRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::plans(&mut conn).await?)
 }
 
 /// Whether `tier` may use an operation gated at `minimum`.

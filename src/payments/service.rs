@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
@@ -390,6 +390,17 @@ pub async fn payment_for(
     Ok(model::by_id(&mut conn, id)
         .await?
         .filter(|p| viewer.is_self_or_admin(p.user_id)))
+}
+
+/// A user's payments, newest first, after the keyset `after`.
+pub async fn payments(
+    state: &AppState,
+    user: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<PaymentRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::list(&mut conn, user, after, limit).await?)
 }
 
 pub fn shared(config: &Config) -> Arc<Gateways> {

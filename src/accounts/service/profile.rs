@@ -96,6 +96,15 @@ pub async fn update_profile(
         .map_err(|e| with_field(e.into(), "input.username", "input.username"))
 }
 
+/// The user with this username, if any (usernames are at most 30 characters).
+pub async fn user_by_username(state: &AppState, username: &str) -> AppResult<Option<UserRow>> {
+    if username.len() > 30 {
+        return Ok(None);
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::user_by_username(&mut conn, username).await?)
+}
+
 /// Makes the viewer a vendor with a vendor profile (admins keep their role).
 pub async fn become_vendor(
     state: &AppState,
