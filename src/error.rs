@@ -42,8 +42,12 @@ pub enum AppError {
     InsufficientCredits { required: i64, available: i64 },
     /// Too many requests; retry after this many seconds.
     RateLimited { retry_after_seconds: u64 },
-    /// The request clashes with the current state (duplicate, idempotency key reuse, ...).
+    /// The request clashes with the current state (a duplicate, a change made meanwhile, ...).
     Conflict(String),
+    /// An idempotency key reused for a different request (`CONFLICT` as well). A variant of
+    /// its own, so that code tells it apart by type, never by its message; see
+    /// [`crate::idempotency`].
+    IdempotencyConflict,
     /// The query is too deep or too complex.
     QueryTooComplex(String),
     /// A subscription fell too far behind its events and ended: subscribe again (its first
@@ -94,7 +98,7 @@ impl AppError {
             AppError::BadUserInput { .. } => codes::BAD_USER_INPUT,
             AppError::InsufficientCredits { .. } => codes::INSUFFICIENT_CREDITS,
             AppError::RateLimited { .. } => codes::RATE_LIMITED,
-            AppError::Conflict(_) => codes::CONFLICT,
+            AppError::Conflict(_) | AppError::IdempotencyConflict => codes::CONFLICT,
             AppError::QueryTooComplex(_) => codes::QUERY_TOO_COMPLEX,
             AppError::SubscriptionLagged => codes::SUBSCRIPTION_LAGGED,
             AppError::Busy | AppError::Internal(_) => codes::INTERNAL,
@@ -108,6 +112,7 @@ impl AppError {
             AppError::Forbidden(m) | AppError::Conflict(m) | AppError::QueryTooComplex(m) => {
                 m.clone()
             }
+            AppError::IdempotencyConflict => IDEMPOTENCY_CONFLICT.into(),
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::BadUserInput { message, .. } => message.clone(),
             AppError::InsufficientCredits {
@@ -167,6 +172,13 @@ impl From<DieselError> for AppError {
     fn from(err: DieselError) -> Self {
         match err {
             DieselError::NotFound => AppError::NotFound("record"),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if info
+                    .constraint_name()
+                    .is_some_and(|c| c.ends_with("idempotency_key_key")) =>
+            {
+                AppError::IdempotencyConflict
+            }
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 AppError::Conflict(conflict_message(info.constraint_name()))
             }
@@ -192,7 +204,6 @@ fn conflict_message(constraint: Option<&str>) -> String {
         "users_email_lower_key" => "this email address is already registered",
         "users_username_key" => "this username is taken",
         "users_referral_code_key" => "this referral code is taken",
-        c if c.ends_with("idempotency_key_key") => IDEMPOTENCY_CONFLICT,
         _ => "this already exists",
     };
     what.to_string()
@@ -232,6 +243,7 @@ mod tests {
                 "RATE_LIMITED",
             ),
             (AppError::Conflict("dup".into()), "CONFLICT"),
+            (AppError::IdempotencyConflict, "CONFLICT"),
             (
                 AppError::QueryTooComplex("deep".into()),
                 "QUERY_TOO_COMPLEX",
@@ -282,5 +294,57 @@ mod tests {
             "this username is taken"
         );
         assert_eq!(conflict_message(None), "this already exists");
+    }
+
+    /// A unique violation as PostgreSQL reports it.
+    fn unique_violation(constraint: &'static str) -> DieselError {
+        struct Info(&'static str);
+        impl diesel::result::DatabaseErrorInformation for Info {
+            fn message(&self) -> &str {
+                "duplicate key value violates unique constraint"
+            }
+            fn details(&self) -> Option<&str> {
+                None
+            }
+            fn hint(&self) -> Option<&str> {
+                None
+            }
+            fn table_name(&self) -> Option<&str> {
+                None
+            }
+            fn column_name(&self) -> Option<&str> {
+                None
+            }
+            fn constraint_name(&self) -> Option<&str> {
+                Some(self.0)
+            }
+            fn statement_position(&self) -> Option<i32> {
+                None
+            }
+        }
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new(Info(constraint)),
+        )
+    }
+
+    #[test]
+    fn idempotency_conflicts_are_typed_with_the_same_code_and_message() {
+        for constraint in [
+            "credit_transactions_user_id_idempotency_key_key",
+            "payments_user_id_idempotency_key_key",
+            "generation_jobs_user_id_idempotency_key_key",
+        ] {
+            let err = AppError::from(unique_violation(constraint));
+            assert!(matches!(err, AppError::IdempotencyConflict), "{err:?}");
+        }
+        let (message, e) = ext(AppError::IdempotencyConflict);
+        assert_eq!(e.get("code"), Some(&Value::from("CONFLICT")));
+        assert_eq!(message, IDEMPOTENCY_CONFLICT);
+        let other = AppError::from(unique_violation("users_username_key"));
+        assert!(
+            matches!(other, AppError::Conflict(ref m) if m == "this username is taken"),
+            "{other:?}"
+        );
     }
 }

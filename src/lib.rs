@@ -16,6 +16,7 @@ pub mod gallery;
 pub mod generation;
 pub mod graphql;
 pub mod http;
+pub mod idempotency;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;

@@ -21,7 +21,10 @@ use crate::{
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     graphql::{batched, documents, errors, limits},
-    payments::graphql::{PaymentsMutation, PaymentsQuery},
+    payments::{
+        graphql::{PaymentsMutation, PaymentsQuery},
+        loaders::PaymentsLoader,
+    },
 };
 
 /// The root query: one member per capability.
@@ -105,6 +108,7 @@ pub fn insert_loaders(data: &mut async_graphql::Data, state: &AppState) {
     data.insert(batched(AccountsLoader(state.pool.clone())));
     data.insert(batched(CreditsLoader(state.pool.clone())));
     data.insert(batched(GalleryLoader(state.pool.clone())));
+    data.insert(batched(PaymentsLoader(state.pool.clone())));
 }
 
 /// `request` with every capability's dataloaders.

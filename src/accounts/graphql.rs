@@ -372,16 +372,7 @@ impl AccountsQuery {
                     .load_one(UserId(id))
                     .await?
             }
-            (None, Some(name)) => {
-                if name.len() > 30 {
-                    return Ok(None);
-                }
-                let state = ctx.state()?;
-                let mut conn = crate::db::conn(&state.pool).await?;
-                super::model::user_by_username(&mut conn, &name)
-                    .await
-                    .map_err(AppError::from)?
-            }
+            (None, Some(name)) => service::user_by_username(ctx.state()?, &name).await?,
             _ => {
                 return Err(
                     AppError::bad_input("id", "give exactly one of `id` and `username`").into(),

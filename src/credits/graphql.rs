@@ -10,8 +10,7 @@ use super::{
     TransactionKind,
     loaders::AccountOf,
     model::{
-        self, AccountView, HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow,
-        TransactionRow,
+        AccountView, HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow, TransactionRow,
     },
     service,
 };
@@ -22,13 +21,12 @@ use crate::{
         guards::{Authenticated, HasRole, require_user},
         loaders::UserId,
     },
-    db,
-    error::AppError,
     events::Event,
     graphql::{
         ContextExt,
         pagination::{Page, connection},
     },
+    payments::loaders::{PaymentId, PaymentsLoader},
 };
 
 /// A user's credits.
@@ -127,12 +125,10 @@ impl CreditTransaction {
         let Some(id) = self.0.payment_id else {
             return Ok(None);
         };
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
-        let row = crate::payments::model::by_id(&mut conn, id)
-            .await
-            .map_err(AppError::from)?;
-        Ok(row
+        Ok(ctx
+            .loader::<PaymentsLoader>()?
+            .load_one(PaymentId(id))
+            .await?
             .filter(|p| ctx.viewer().is_self_or_admin(p.user_id))
             .map(crate::payments::graphql::Payment))
     }
@@ -426,18 +422,6 @@ pub async fn account_of(
         .map(CreditAccount))
 }
 
-async fn load_account(state: &crate::AppState, user: Uuid) -> async_graphql::Result<CreditAccount> {
-    let mut conn = db::conn(&state.pool).await?;
-    let view = model::account_views(&mut conn, &[user])
-        .await
-        .map_err(AppError::from)?;
-    Ok(view
-        .into_iter()
-        .next()
-        .map(CreditAccount)
-        .ok_or(AppError::NotFound("credit account"))?)
-}
-
 /// Credit queries.
 #[derive(Default)]
 pub struct CreditsQuery;
@@ -461,21 +445,13 @@ impl CreditsQuery {
         let viewer = require_user(ctx)?;
         let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
         let filter = filter.unwrap_or_default();
-        if let (Some(from), Some(to)) = (filter.from, filter.to)
-            && from > to
-        {
-            return Err(AppError::bad_input("filter.to", "`to` is before `from`").into());
-        }
-        let f = HistoryFilter {
+        let filter = HistoryFilter {
             kinds: filter.kinds,
             from: filter.from,
             to: filter.to,
         };
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
-        let rows = model::history(&mut conn, viewer.id, &f, page.after, page.limit())
-            .await
-            .map_err(AppError::from)?;
+        let rows =
+            service::history(ctx.state()?, viewer.id, &filter, page.after, page.limit()).await?;
         Ok(connection(
             &page,
             rows.into_iter().map(CreditTransaction).collect(),
@@ -488,12 +464,8 @@ impl CreditsQuery {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<CreditPackage>> {
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
         let admin = ctx.viewer().user().is_some_and(|u| u.role == Role::Admin);
-        let rows = model::packages(&mut conn, admin)
-            .await
-            .map_err(AppError::from)?;
+        let rows = service::packages(ctx.state()?, admin).await?;
         Ok(rows.into_iter().map(CreditPackage).collect())
     }
 
@@ -503,9 +475,7 @@ impl CreditsQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<OperationPrice>> {
         let tier = viewer_tier(ctx).await?;
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
-        let rows = model::prices(&mut conn).await.map_err(AppError::from)?;
+        let rows = service::prices(ctx.state()?).await?;
         Ok(rows
             .into_iter()
             .map(|row| OperationPrice { row, tier })
@@ -514,14 +484,8 @@ impl CreditsQuery {
 
     /// Subscription plans.
     async fn payment_plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PaymentPlan>> {
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
-        Ok(model::plans(&mut conn)
-            .await
-            .map_err(AppError::from)?
-            .into_iter()
-            .map(PaymentPlan)
-            .collect())
+        let rows = service::plans(ctx.state()?).await?;
+        Ok(rows.into_iter().map(PaymentPlan).collect())
     }
 }
 
@@ -587,6 +551,7 @@ impl CreditsMutation {
         ctx: &Context<'_>,
         input: CreditPackageInput,
     ) -> async_graphql::Result<CreditPackage> {
+        let admin = require_user(ctx)?;
         let id = input
             .id
             .as_ref()
@@ -604,7 +569,7 @@ impl CreditsMutation {
             badge_text: input.badge_text.as_deref(),
         };
         Ok(CreditPackage(
-            service::upsert_package(ctx.state()?, id, &changes).await?,
+            service::upsert_package(ctx.state()?, admin.id, id, &changes).await?,
         ))
     }
 
@@ -617,6 +582,7 @@ impl CreditsMutation {
         ctx: &Context<'_>,
         input: OperationPriceInput,
     ) -> async_graphql::Result<OperationPrice> {
+        let admin = require_user(ctx)?;
         let row = PriceRow {
             operation: input.operation,
             base_cost: input.base_cost,
@@ -630,7 +596,7 @@ impl CreditsMutation {
             is_enabled: input.is_enabled,
             description: input.description,
         };
-        let row = service::set_price(ctx.state()?, row).await?;
+        let row = service::set_price(ctx.state()?, admin.id, row).await?;
         Ok(OperationPrice {
             row,
             tier: viewer_tier(ctx).await?,
@@ -662,7 +628,10 @@ impl CreditsSubscription {
                 loop {
                     match rx.recv().await {
                         Ok(Event::CreditBalance { user_id, .. }) if user_id == viewer => {
-                            let item = load_account(&state, viewer).await;
+                            let item = service::account(&state, viewer)
+                                .await
+                                .map(CreditAccount)
+                                .map_err(Into::into);
                             return Some((item, (rx, state, false)));
                         }
                         Ok(_) => continue,

@@ -153,45 +153,22 @@ pub async fn history(
 
 // ---- accounts --------------------------------------------------------------------------
 
-/// Opens a user's credit account with the sign-up bonus: the balance and its ledger row are
-/// written together (call inside the sign-up transaction).
-pub async fn open_account(
+/// Inserts a user's credit account holding `balance` (earned, not bought).
+pub async fn insert_account(
     conn: &mut AsyncPgConnection,
     user: Uuid,
-    signup_bonus: i64,
+    balance: i64,
 ) -> QueryResult<()> {
     diesel::insert_into(credit_accounts::table)
         .values((
             credit_accounts::user_id.eq(user),
-            credit_accounts::balance.eq(signup_bonus),
-            credit_accounts::total_earned.eq(signup_bonus),
-            credit_accounts::last_transaction_at.eq((signup_bonus > 0).then(Utc::now)),
+            credit_accounts::balance.eq(balance),
+            credit_accounts::total_earned.eq(balance),
+            credit_accounts::last_transaction_at.eq((balance > 0).then(Utc::now)),
         ))
         .execute(conn)
-        .await?;
-    if signup_bonus > 0 {
-        insert_transaction(
-            conn,
-            &NewTransaction {
-                id: Uuid::now_v7(),
-                user_id: user,
-                kind: TransactionKind::SignupBonus,
-                amount: signup_bonus,
-                balance_after: signup_bonus,
-                allowance_used: 0,
-                description: "Welcome bonus",
-                job_id: None,
-                payment_id: None,
-                counterparty_id: None,
-                performed_by: None,
-                refund_of_id: None,
-                idempotency_key: None,
-                request_hash: None,
-            },
-        )
-        .await?;
-    }
-    Ok(())
+        .await
+        .map(|_| ())
 }
 
 /// A user's account as the API shows it, with today's allowance worked out in the user's

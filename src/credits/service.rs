@@ -3,22 +3,26 @@
 //! function that runs inside the caller's transaction (the generation queue charges in the
 //! same transaction that queues the job).
 
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
     TransactionKind,
-    model::{self, NewTransaction, PackageChanges, PackageRow, PriceRow, TransactionRow},
+    model::{
+        self, AccountView, HistoryFilter, NewTransaction, PackageChanges, PackageRow, PlanRow,
+        PriceRow, TransactionRow,
+    },
 };
 use crate::{
     AppState,
     accounts::SubscriptionTier,
     audit::{self, AuditEntry},
     db,
-    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+    error::{AppError, AppResult},
     events::{self, Event},
+    idempotency,
 };
 
 /// The most credits one admin input may name: a package's credits or bonus, an operation's
@@ -83,70 +87,35 @@ pub struct Charge<'a> {
     pub request_hash: Option<&'a str>,
 }
 
-/// A fingerprint of a request's input, stored beside its idempotency key.
-pub fn request_hash(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks an idempotency key's shape.
-pub fn validate_key(key: Option<&str>) -> AppResult<Option<&str>> {
-    match key.map(str::trim) {
-        None => Ok(None),
-        Some(k) if !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control) => {
-            Ok(Some(k))
-        }
-        Some(_) => Err(AppError::bad_input(
-            "input.idempotencyKey",
-            "1 to 128 printable characters",
-        )),
+impl idempotency::Fingerprinted for TransactionRow {
+    fn fingerprint(&self) -> Option<&str> {
+        self.request_hash.as_deref()
     }
 }
 
-/// The first result of an idempotent request, if this key was used before with this input;
-/// `CONFLICT` if it was used with a different input.
-async fn replayed(
-    conn: &mut AsyncPgConnection,
-    user: Uuid,
-    key: Option<&str>,
-    hash: &str,
-) -> AppResult<Option<TransactionRow>> {
-    let Some(key) = key else { return Ok(None) };
-    match model::transaction_by_key(conn, user, key).await? {
-        Some(t) if t.request_hash.as_deref() == Some(hash) => Ok(Some(t)),
-        Some(_) => Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into())),
-        None => Ok(None),
-    }
-}
-
-/// Runs an idempotent ledger operation: replays the first result of a key, and resolves the
-/// race of two parallel first uses through the unique constraint.
+/// Runs an idempotent ledger operation of `user` (see [`crate::idempotency`]): a key's first
+/// entry is answered again for the same request.
 async fn idempotent<F>(
     state: &AppState,
     user: Uuid,
     key: Option<&str>,
-    hash: &str,
+    fingerprint: &str,
     op: F,
 ) -> AppResult<TransactionRow>
 where
     F: AsyncFnOnce(&mut AsyncPgConnection) -> AppResult<TransactionRow>,
 {
     let mut conn = db::conn(&state.pool).await?;
-    if let Some(done) = replayed(&mut conn, user, key, hash).await? {
-        return Ok(done);
-    }
-    match op(&mut conn).await {
-        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT && key.is_some() => {
-            replayed(&mut conn, user, key, hash)
-                .await?
-                .ok_or(AppError::Conflict(m))
-        }
-        other => other,
-    }
+    idempotency::run(
+        &mut conn,
+        key,
+        fingerprint,
+        async move |conn: &mut AsyncPgConnection, key: &str| {
+            model::transaction_by_key(conn, user, key).await
+        },
+        op,
+    )
+    .await
 }
 
 fn insufficient(cost: i64, (balance, allowance_left): (i64, i64)) -> AppError {
@@ -198,6 +167,27 @@ async fn written(
     Ok(row)
 }
 
+/// Opens a new user's credit account with the sign-up bonus, inside the sign-up
+/// transaction: the balance and its ledger row are written together.
+pub async fn open_account_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    signup_bonus: i64,
+) -> AppResult<()> {
+    model::insert_account(conn, user, signup_bonus).await?;
+    if signup_bonus > 0 {
+        let t = entry(
+            user,
+            TransactionKind::SignupBonus,
+            signup_bonus,
+            signup_bonus,
+            "Welcome bonus",
+        );
+        model::insert_transaction(conn, &t).await?;
+    }
+    Ok(())
+}
+
 /// Charges inside the caller's transaction: allowance first, then balance; a `usage` row
 /// records both parts (its `amount` is the balance part, `allowanceUsed` the rest).
 pub async fn charge_in(conn: &mut AsyncPgConnection, c: &Charge<'_>) -> AppResult<TransactionRow> {
@@ -226,10 +216,11 @@ pub async fn charge_in(conn: &mut AsyncPgConnection, c: &Charge<'_>) -> AppResul
 
 /// Charges in a transaction of its own.
 pub async fn charge(state: &AppState, c: &Charge<'_>) -> AppResult<TransactionRow> {
-    let hash = c
-        .request_hash
-        .map(str::to_string)
-        .unwrap_or_else(|| request_hash(&[&c.cost.to_string(), c.description]));
+    let hash = c.request_hash.map(str::to_string).unwrap_or_else(|| {
+        idempotency::fingerprint(
+            &json!({ "charge": { "cost": c.cost, "description": c.description } }),
+        )
+    });
     let c = Charge {
         request_hash: Some(&hash),
         ..c.clone()
@@ -357,13 +348,10 @@ pub async fn gift(
     if note.is_some_and(|n| n.chars().count() > 200) {
         return Err(AppError::bad_input("input.note", "at most 200 characters"));
     }
-    let key = validate_key(key)?;
-    let hash = request_hash(&[
-        "gift",
-        &to.to_string(),
-        &amount.to_string(),
-        note.unwrap_or(""),
-    ]);
+    let key = idempotency::validate_key(key)?;
+    let hash = idempotency::fingerprint(
+        &json!({ "gift": { "to": to, "amount": amount, "note": note.unwrap_or("") } }),
+    );
     let sent_text = note.map_or_else(|| "Gift".to_string(), |n| format!("Gift: {n}"));
     idempotent(state, from, key, &hash, async |conn| {
         conn.transaction(async |conn| {
@@ -435,8 +423,9 @@ pub async fn adjust(
             format!("must not be zero, and between -{MAX_CREDITS} and {MAX_CREDITS}"),
         ));
     }
-    let key = validate_key(key)?;
-    let hash = request_hash(&["adjust", &amount.to_string(), reason]);
+    let key = idempotency::validate_key(key)?;
+    let hash =
+        idempotency::fingerprint(&json!({ "adjust": { "amount": amount, "reason": reason } }));
     idempotent(state, user, key, &hash, async |conn| {
         conn.transaction(async |conn| {
             let balance = if amount > 0 {
@@ -472,17 +461,14 @@ pub async fn adjust(
             t.idempotency_key = key;
             t.request_hash = Some(&hash);
             let row = written(conn, &t).await?;
-            audit::record(
+            let metadata = json!({ "amount": amount, "reason": reason, "transaction": row.id });
+            audit_admin(
                 conn,
-                AuditEntry {
-                    actor_id: Some(admin),
-                    actor_type: "admin",
-                    action: "credits.adjusted",
-                    resource: Some("user"),
-                    resource_id: Some(user.to_string()),
-                    ip: None,
-                    metadata: json!({ "amount": amount, "reason": reason, "transaction": row.id }),
-                },
+                admin,
+                "credits.adjusted",
+                "user",
+                user.to_string(),
+                metadata,
             )
             .await?;
             Ok(row)
@@ -538,6 +524,7 @@ pub fn price_for_tier(price: &PriceRow, tier: SubscriptionTier) -> i64 {
 /// an ISO 4217 currency, bounded texts. Bad input changes nothing.
 pub async fn upsert_package(
     state: &AppState,
+    admin: Uuid,
     id: Option<Uuid>,
     input: &PackageChanges<'_>,
 ) -> AppResult<PackageRow> {
@@ -574,13 +561,31 @@ pub async fn upsert_package(
         ..*input
     };
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::upsert_package(&mut conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?)
+    conn.transaction(async |conn| {
+        let row = model::upsert_package(conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?;
+        let metadata = json!({
+            "created": id.is_none(), "name": row.name, "credits": row.credits,
+            "bonus_credits": row.bonus_credits, "price_minor": row.price_minor,
+            "currency": row.currency, "is_active": row.is_active,
+        });
+        audit_admin(
+            conn,
+            admin,
+            "credits.package_saved",
+            "credit_package",
+            row.id.to_string(),
+            metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
 }
 
 /// Admin: sets an operation's price and limits, after checking every field: a dotted
 /// lowercase name, base cost 0 to [`MAX_CREDITS`], multipliers of known tiers between 0 and
 /// [`MAX_TIER_MULTIPLIER`], non-negative limits. Bad input changes nothing.
-pub async fn set_price(state: &AppState, input: PriceRow) -> AppResult<PriceRow> {
+pub async fn set_price(state: &AppState, admin: Uuid, input: PriceRow) -> AppResult<PriceRow> {
     let operation = input.operation.trim().to_string();
     let valid_op = operation.len() <= 64
         && operation.contains('.')
@@ -625,7 +630,97 @@ pub async fn set_price(state: &AppState, input: PriceRow) -> AppResult<PriceRow>
         ..input
     };
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::upsert_price(&mut conn, &row).await?)
+    conn.transaction(async |conn| {
+        let row = model::upsert_price(conn, &row).await?;
+        let metadata = json!({
+            "base_cost": row.base_cost, "tier_multipliers": row.tier_multipliers,
+            "daily_limit": row.daily_limit, "per_minute_limit": row.per_minute_limit,
+            "minimum_tier": row.minimum_tier.map(|t| t.as_str()), "is_enabled": row.is_enabled,
+        });
+        audit_admin(
+            conn,
+            admin,
+            "credits.price_set",
+            "operation_price",
+            row.operation.clone(),
+            metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Records an admin's change in the audit log (inside the change's transaction).
+async fn audit_admin(
+    conn: &mut AsyncPgConnection,
+    admin: Uuid,
+    action: &str,
+    resource: &str,
+    resource_id: String,
+    metadata: serde_json::Value,
+) -> AppResult<()> {
+    audit::record(
+        conn,
+        AuditEntry {
+            actor_id: Some(admin),
+            actor_type: "admin",
+            action,
+            resource: Some(resource),
+            resource_id: Some(resource_id),
+            ip: None,
+            metadata,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+// ---- reads ----------------------------------------------------------------------------------
+
+/// A user's ledger, newest first, after the keyset `after`; `from` must not be after `to`.
+pub async fn history(
+    state: &AppState,
+    user: Uuid,
+    filter: &HistoryFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<TransactionRow>> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(AppError::bad_input("filter.to", "`to` is before `from`"));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::history(&mut conn, user, filter, after, limit).await?)
+}
+
+/// A user's credit account (with today's allowance).
+pub async fn account(state: &AppState, user: Uuid) -> AppResult<AccountView> {
+    let mut conn = db::conn(&state.pool).await?;
+    model::account_views(&mut conn, &[user])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound("credit account"))
+}
+
+/// The credit packages in display order: those on sale, or every one (for admins).
+pub async fn packages(state: &AppState, include_inactive: bool) -> AppResult<Vec<PackageRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::packages(&mut conn, include_inactive).await?)
+}
+
+/// Every operation's price row.
+pub async fn prices(state: &AppState) -> AppResult<Vec<PriceRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::prices(&mut conn).await?)
+}
+
+/// The active subscription plans.
+pub async fn plans(state: &AppState) -> AppResult<Vec<PlanRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::plans(&mut conn).await?)
 }
 
 /// Whether `tier` may use an operation gated at `minimum`.
@@ -720,12 +815,5 @@ mod tests {
             SubscriptionTier::Enterprise,
             Some(SubscriptionTier::Pro)
         ));
-    }
-
-    #[test]
-    fn request_hashes_separate_their_parts() {
-        assert_ne!(request_hash(&["ab", "c"]), request_hash(&["a", "bc"]));
-        assert_eq!(validate_key(Some(" k1 ")).unwrap(), Some("k1"));
-        assert!(validate_key(Some("")).is_err() && validate_key(Some(&"k".repeat(200))).is_err());
     }
 }

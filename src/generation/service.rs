@@ -15,12 +15,12 @@ use crate::{
     accounts::{model as accounts_model, viewer::ViewerUser},
     credits::{self, service::Charge},
     db,
-    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
-    gallery, ratelimit,
+    error::{AppError, AppResult},
+    gallery, idempotency, ratelimit,
 };
 
 /// Validated generation parameters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GenerateParams {
     pub width: Option<i32>,
     pub height: Option<i32>,
@@ -127,7 +127,7 @@ pub async fn generate(
     viewer: &ViewerUser,
     req: GenerateRequest,
 ) -> AppResult<JobRow> {
-    let key = credits::service::validate_key(req.idempotency_key.as_deref())?.map(str::to_string);
+    let key = idempotency::validate_key(req.idempotency_key.as_deref())?.map(str::to_string);
     let params = validate(&req)?;
     let count = req.output_count.unwrap_or(1);
     let prompt = req
@@ -140,23 +140,25 @@ pub async fn generate(
         .as_deref()
         .map(str::trim)
         .filter(|p| !p.is_empty());
-    let mut ids: Vec<String> = req.input_image_ids.iter().map(Uuid::to_string).collect();
-    ids.sort();
-    let hash = credits::service::request_hash(&[
-        req.kind.as_str(),
-        prompt.unwrap_or(""),
-        negative.unwrap_or(""),
-        &req.character_id.map(|c| c.to_string()).unwrap_or_default(),
-        &ids.join(","),
-        &count.to_string(),
+    let mut input_images = req.input_image_ids.clone();
+    input_images.sort();
+    let hash = idempotency::fingerprint(&json!({ "generate": {
+        "kind": req.kind.as_str(),
+        "prompt": prompt,
+        "negativePrompt": negative,
+        "characterId": req.character_id,
+        "inputImageIds": input_images,
+        "outputCount": count,
         // The request's own parameters (a seed left out is chosen at random, not hashed).
-        &format!("{:?}", req.params),
-    ]);
+        "params": req.params,
+    } }));
+    let viewer_id = viewer.id;
+    let by_key = async move |conn: &mut AsyncPgConnection, key: &str| {
+        model::by_key(conn, viewer_id, key).await
+    };
     let mut conn = db::conn(&state.pool).await?;
-    if let Some(k) = key.as_deref()
-        && let Some(existing) = model::by_key(&mut conn, viewer.id, k).await?
-    {
-        return replay(existing, &hash);
+    if let Some(job) = idempotency::stored(&mut conn, key.as_deref(), &hash, &by_key).await? {
+        return Ok(job);
     }
     let user = accounts_model::user_by_id(&mut conn, viewer.id)
         .await?
@@ -261,22 +263,13 @@ pub async fn generate(
             Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
         })
         .await;
-    match result {
-        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT && key.is_some() => {
-            let existing = model::by_key(&mut conn, viewer.id, key.as_deref().unwrap_or_default())
-                .await?
-                .ok_or(AppError::Conflict(m))?;
-            replay(existing, &hash)
-        }
-        other => other,
-    }
+    // When a parallel first use of the key won the race, its job is the answer.
+    idempotency::settle(result, &mut conn, key.as_deref(), &hash, &by_key).await
 }
 
-fn replay(existing: JobRow, hash: &str) -> AppResult<JobRow> {
-    if existing.request_hash.as_deref() == Some(hash) {
-        Ok(existing)
-    } else {
-        Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into()))
+impl idempotency::Fingerprinted for JobRow {
+    fn fingerprint(&self) -> Option<&str> {
+        self.request_hash.as_deref()
     }
 }
 

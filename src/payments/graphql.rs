@@ -4,16 +4,10 @@ use async_graphql::{Context, ID, InputObject, Object, connection::Connection};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{
-    Gateway, PaymentStatus,
-    model::{self, PaymentRow},
-    service,
-};
+use super::{Gateway, PaymentStatus, model::PaymentRow, service};
 use crate::graphql::parse_id;
 use crate::{
     accounts::guards::{Authenticated, require_user},
-    db,
-    error::AppError,
     graphql::{
         ContextExt,
         pagination::{Page, connection},
@@ -123,11 +117,7 @@ impl PaymentsQuery {
     > {
         let viewer = require_user(ctx)?;
         let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
-        let state = ctx.state()?;
-        let mut conn = db::conn(&state.pool).await?;
-        let rows = model::list(&mut conn, viewer.id, page.after, page.limit())
-            .await
-            .map_err(AppError::from)?;
+        let rows = service::payments(ctx.state()?, viewer.id, page.after, page.limit()).await?;
         Ok(connection(
             &page,
             rows.into_iter().map(Payment).collect(),

@@ -6,6 +6,7 @@
 pub mod gateways;
 pub mod graphql;
 pub mod http;
+pub mod loaders;
 pub mod model;
 pub mod service;
 pub mod subscriptions;

@@ -62,6 +62,15 @@ pub async fn by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option
         .optional()
 }
 
+/// The payments with these ids (one statement, for the loader).
+pub async fn by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<PaymentRow>> {
+    payments::table
+        .filter(payments::id.eq_any(ids))
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await
+}
+
 pub async fn by_key(
     conn: &mut AsyncPgConnection,
     user: Uuid,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use diesel_async::AsyncConnection;
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -17,9 +17,9 @@ use super::{
 use crate::{
     AppState,
     config::{Config, Environment},
-    credits::{self, service::request_hash},
-    db,
-    error::{AppError, AppResult, IDEMPOTENCY_CONFLICT},
+    credits, db,
+    error::{AppError, AppResult},
+    idempotency,
 };
 
 /// The enabled gateways.
@@ -72,7 +72,7 @@ pub async fn purchase(
     return_url: Option<&str>,
     key: Option<&str>,
 ) -> AppResult<PaymentRow> {
-    let key = credits::service::validate_key(key)?;
+    let key = idempotency::validate_key(key)?;
     let gw = state.gateways.get(gateway).ok_or_else(|| {
         AppError::bad_input(
             "input.gateway",
@@ -104,21 +104,50 @@ pub async fn purchase(
             ));
         }
     };
-    let hash = request_hash(&[
-        "purchase",
-        &package_id.to_string(),
-        gateway.as_str(),
-        &return_url,
-    ]);
+    let fingerprint = idempotency::fingerprint(&json!({
+        "purchase": { "package": package_id, "gateway": gateway.as_str(), "returnUrl": return_url }
+    }));
     let mut conn = db::conn(&state.pool).await?;
-    if let Some(key) = key
-        && let Some(existing) = model::by_key(&mut conn, user, key).await?
-    {
-        return replay(existing, &hash);
-    }
-    let package = credits::model::package(&mut conn, package_id)
+    let purchase = NewPurchase {
+        user,
+        package_id,
+        gateway,
+        gw,
+        return_url: &return_url,
+        key,
+        fingerprint: &fingerprint,
+    };
+    idempotency::run(
+        &mut conn,
+        key,
+        &fingerprint,
+        async move |conn: &mut AsyncPgConnection, key: &str| model::by_key(conn, user, key).await,
+        async |conn| start_purchase(state, conn, &purchase).await,
+    )
+    .await
+}
+
+/// A purchase whose input was checked.
+struct NewPurchase<'a> {
+    user: Uuid,
+    package_id: Uuid,
+    gateway: Gateway,
+    gw: &'a dyn PaymentGateway,
+    return_url: &'a str,
+    key: Option<&'a str>,
+    fingerprint: &'a str,
+}
+
+/// The first use of a purchase: the pending payment, then the gateway's checkout. A parallel
+/// first use of the same key loses on the key's unique constraint, before any checkout.
+async fn start_purchase(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    p: &NewPurchase<'_>,
+) -> AppResult<PaymentRow> {
+    let package = credits::model::package(conn, p.package_id)
         .await?
-        .filter(|p| p.is_active)
+        .filter(|package| package.is_active)
         .ok_or_else(|| AppError::bad_input("input.packageId", "no such credit package on sale"))?;
     let credits = package
         .credits
@@ -129,54 +158,43 @@ pub async fn purchase(
         })?;
     let expires_at = Utc::now()
         + chrono::Duration::from_std(state.config.payment_expiry).map_err(AppError::internal)?;
-    let inserted = model::insert(
-        &mut conn,
+    let payment = model::insert(
+        conn,
         &NewPayment {
             id: Uuid::now_v7(),
-            user_id: user,
+            user_id: p.user,
             package_id: Some(package.id),
-            gateway,
+            gateway: p.gateway,
             amount_minor: package.price_minor,
             currency: &package.currency,
             status: PaymentStatus::Pending,
-            gateway_data: json!({ "credits": credits, "package": package.name, "return_url": return_url }),
-            idempotency_key: key,
-            request_hash: Some(&hash),
+            gateway_data: json!({ "credits": credits, "package": package.name, "return_url": p.return_url }),
+            idempotency_key: p.key,
+            request_hash: Some(p.fingerprint),
             expires_at,
         },
     )
-    .await;
-    let payment = match inserted.map_err(AppError::from) {
-        Ok(p) => p,
-        Err(AppError::Conflict(m)) if m == IDEMPOTENCY_CONFLICT => {
-            let existing = model::by_key(&mut conn, user, key.unwrap_or_default())
-                .await?
-                .ok_or(AppError::Conflict(m))?;
-            return replay(existing, &hash);
-        }
-        Err(e) => return Err(e),
-    };
+    .await?;
     let description = format!("{} ({} credits)", package.name, credits);
-    let checkout = gw
-        .create_checkout(CheckoutRequest {
+    let checkout =
+        p.gw.create_checkout(CheckoutRequest {
             payment_id: payment.id,
             amount_minor: payment.amount_minor,
             currency: &payment.currency,
             description: &description,
-            return_url: &return_url,
+            return_url: p.return_url,
         })
         .await;
     match checkout {
-        Ok(c) => Ok(model::set_checkout(
-            &mut conn,
-            payment.id,
-            &c.checkout_url,
-            c.gateway_ref.as_deref(),
-        )
-        .await?),
+        Ok(c) => {
+            Ok(
+                model::set_checkout(conn, payment.id, &c.checkout_url, c.gateway_ref.as_deref())
+                    .await?,
+            )
+        }
         Err(e) => {
             model::settle(
-                &mut conn,
+                conn,
                 payment.id,
                 PaymentStatus::Failed,
                 0,
@@ -185,17 +203,15 @@ pub async fn purchase(
             .await?;
             Err(AppError::internal(anyhow::anyhow!(
                 "creating a {} checkout: {e}",
-                gateway.as_str()
+                p.gateway.as_str()
             )))
         }
     }
 }
 
-fn replay(existing: PaymentRow, hash: &str) -> AppResult<PaymentRow> {
-    if existing.request_hash.as_deref() == Some(hash) {
-        Ok(existing)
-    } else {
-        Err(AppError::Conflict(IDEMPOTENCY_CONFLICT.into()))
+impl idempotency::Fingerprinted for PaymentRow {
+    fn fingerprint(&self) -> Option<&str> {
+        self.request_hash.as_deref()
     }
 }
 
@@ -374,6 +390,17 @@ pub async fn payment_for(
     Ok(model::by_id(&mut conn, id)
         .await?
         .filter(|p| viewer.is_self_or_admin(p.user_id)))
+}
+
+/// A user's payments, newest first, after the keyset `after`.
+pub async fn payments(
+    state: &AppState,
+    user: Uuid,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<PaymentRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::list(&mut conn, user, after, limit).await?)
 }
 
 pub fn shared(config: &Config) -> Arc<Gateways> {

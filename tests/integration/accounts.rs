@@ -961,3 +961,38 @@ async fn create_admin_cli_promotes_by_email() {
         .await;
     assert_eq!(body["data"]["signIn"]["user"]["role"], "ADMIN", "{body}");
 }
+
+/// Every way an account comes to be (a first one-time code, email and password, the
+/// `create-admin` CLI) goes through one `create_user_in`: the account opens with its sign-up
+/// bonus, as a balance and as its ledger row, and the sign-up is in the audit log with how it
+/// happened.
+#[tokio::test]
+async fn every_sign_up_path_opens_credits_and_is_audited() {
+    let app = TestApp::spawn().await;
+    app.sign_up_by_phone("+14155552690").await;
+    let (_, body) = app
+        .gql(
+            SIGN_UP,
+            json!({ "e": "paths@example.com", "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(body["data"]["signUp"]["isNewUser"], true, "{body}");
+    easel::accounts::service::create_admin(&app.state, Some("+14155552691"), None, None)
+        .await
+        .unwrap();
+    for method in ["otp", "password", "cli"] {
+        assert_eq!(
+            app.scalar(&format!(
+                "SELECT count(*) AS n FROM audit_logs l JOIN credit_accounts a ON a.user_id = l.actor_id \
+                 JOIN credit_transactions t ON t.user_id = l.actor_id AND t.kind = 'signup_bonus' \
+                 WHERE l.action = 'auth.sign_up' AND l.metadata->>'method' = '{method}' \
+                   AND a.balance = 10 AND t.amount = 10 AND t.balance_after = 10"
+            ))
+            .await,
+            1,
+            "{method}"
+        );
+    }
+    assert_eq!(app.scalar("SELECT count(*) AS n FROM users").await, 3);
+    app.assert_ledger_ok().await;
+}

@@ -928,3 +928,109 @@ async fn stripe_checkout_and_signed_webhooks() {
     );
     app.assert_ledger_ok().await;
 }
+
+/// Admin changes of the catalogue are audit-logged like `adjustCredits`, in the same
+/// transaction as the change; refused input changes nothing and logs nothing.
+#[tokio::test]
+async fn admin_catalogue_changes_are_audited() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token("+14155553080").await;
+    let (_, body) = app
+        .gql_as(&admin, r#"mutation { upsertCreditPackage(input: { name: "Mega", credits: 5000, bonusCredits: 500, priceMinor: 9999, currency: "usd" }) { id name } }"#, json!({}))
+        .await;
+    let package = body["data"]["upsertCreditPackage"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+    let (_, body) = app
+        .gql_as(&admin, &format!(r#"mutation {{ upsertCreditPackage(input: {{ id: "{package}", name: "Mega", credits: 5000, priceMinor: 8999, currency: "USD", isActive: false }}) {{ id }} }}"#), json!({}))
+        .await;
+    assert_eq!(body["data"]["upsertCreditPackage"]["id"], package.as_str());
+    let (_, body) = app
+        .gql_as(&admin, r#"mutation { setOperationPrice(input: { operation: "generate.poster", baseCost: 12, tierMultipliers: { PRO: 0.5 } }) { operation } }"#, json!({}))
+        .await;
+    assert_eq!(
+        body["data"]["setOperationPrice"]["operation"], "generate.poster",
+        "{body}"
+    );
+    let (_, body) = app
+        .gql_as(&admin, r#"mutation { setOperationPrice(input: { operation: "generate.poster", baseCost: -1 }) { operation } }"#, json!({}))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM audit_logs l JOIN users u ON u.id = l.actor_id AND u.role = 'admin' \
+             WHERE l.action = 'credits.package_saved' AND l.actor_type = 'admin' \
+               AND l.resource = 'credit_package' AND l.resource_id = '{package}'"
+        ))
+        .await,
+        2,
+        "created, then changed"
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT count(*) AS n FROM audit_logs WHERE action = 'credits.package_saved' \
+             AND (metadata->>'created')::bool AND metadata->>'currency' = 'USD' \
+             AND (metadata->>'price_minor')::bigint = 9999"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT count(*) AS n FROM audit_logs WHERE action = 'credits.price_set' \
+             AND actor_type = 'admin' AND resource = 'operation_price' \
+             AND resource_id = 'generate.poster' AND (metadata->>'base_cost')::bigint = 12"
+        )
+        .await,
+        1,
+        "the refused price left no entry"
+    );
+}
+
+/// Bug 4: `CreditTransaction.payment` ran one query per row. A page of purchases now loads
+/// its payments through the payments loader: the same handful of statements for 5 rows as
+/// for 50.
+#[tokio::test]
+async fn credit_history_payments_cost_a_constant_number_of_statements() {
+    let app = TestApp::spawn().await;
+    let (token, id) = user(&app, "+14155553081").await;
+    app.exec(&format!(
+        "INSERT INTO payments (id, user_id, package_id, gateway, amount_minor, currency, status, credits_granted) \
+         SELECT gen_random_uuid(), '{id}', '{CREATOR}', 'sandbox', 1999, 'USD', 'completed', 1 \
+         FROM generate_series(1, 60)"
+    ))
+    .await;
+    app.exec(&format!(
+        "INSERT INTO credit_transactions (id, user_id, kind, amount, balance_after, description, payment_id) \
+         SELECT gen_random_uuid(), '{id}', 'purchase', 1, 10 + row_number() OVER (ORDER BY p.id), 'Purchase', p.id \
+         FROM payments p"
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE credit_accounts SET balance = balance + 60, total_purchased = 60 WHERE user_id = '{id}'"
+    ))
+    .await;
+    app.stop_background();
+    const H: &str = "query($n: Int) { creditHistory(first: $n) { edges { node { kind payment { id status } } } } }";
+    let mut counts = Vec::new();
+    for n in [5, 50] {
+        let before = app.state.statements.get();
+        let (_, body) = app.gql_as(&token, H, json!({ "n": n })).await;
+        let after = app.state.statements.get();
+        let edges = body["data"]["creditHistory"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"));
+        assert_eq!(edges.len(), n as usize);
+        for e in edges {
+            assert_eq!(e["node"]["kind"], "PURCHASE", "{e}");
+            assert_eq!(e["node"]["payment"]["status"], "COMPLETED", "{e}");
+        }
+        counts.push(after - before);
+    }
+    eprintln!("statements per creditHistory request (5 rows, 50 rows): {counts:?}");
+    // One for the page, one for its payments; a loaded machine may split a batch in two.
+    assert!(counts[1] <= 3, "statements for 50 rows: {counts:?}");
+    assert!(counts[1] <= counts[0] + 1, "not one per row: {counts:?}");
+    app.assert_ledger_ok().await;
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod architecture;
 mod credits;
 mod foundation;
 mod fuzz;
