@@ -637,7 +637,7 @@ impl CreditsSubscription {
                         Ok(_) => continue,
                         // A subscriber that fell behind ends with an error rather than miss entries.
                         Err(RecvError::Lagged(_)) => {
-                            let err = AppError::SubscriptionLagged.into();
+                            let err = crate::error::AppError::SubscriptionLagged.into();
                             return Some((Err(err), (rx, state, true)));
                         }
                         Err(RecvError::Closed) => return None,
