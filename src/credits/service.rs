@@ -3,7 +3,6 @@
 //! function that runs inside the caller's transaction (the generation queue charges in the
 //! same transaction that queues the job).
 
-use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
@@ -678,12 +677,13 @@ async fn audit_admin(
 
 // ---- reads ----------------------------------------------------------------------------------
 
-/// A user's ledger, newest first, after the keyset `after`; `from` must not be after `to`.
+/// A user's ledger, newest first (in the order of its balances), after the entry whose
+/// `seq` is `after`; `from` must not be after `to`.
 pub async fn history(
     state: &AppState,
     user: Uuid,
     filter: &HistoryFilter,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<i64>,
     limit: i64,
 ) -> AppResult<Vec<TransactionRow>> {
     if let (Some(from), Some(to)) = (filter.from, filter.to)
