@@ -1,6 +1,9 @@
 //! GraphQL types and root fields of the credits capability.
 
-use async_graphql::{Context, ID, InputObject, Json, Object, Subscription, connection::Connection};
+use async_graphql::{
+    Context, ID, InputObject, Json, Object, Subscription,
+    connection::{Connection, OpaqueCursor},
+};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -422,6 +425,10 @@ pub async fn account_of(
         .map(CreditAccount))
 }
 
+/// The cursor of `creditHistory`: an entry's place in the ledger (its `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerPosition(pub i64);
+
 /// Credit queries.
 #[derive(Default)]
 pub struct CreditsQuery;
@@ -436,26 +443,21 @@ impl CreditsQuery {
         filter: Option<CreditHistoryFilter>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<
-        Connection<
-            async_graphql::connection::OpaqueCursor<(DateTime<Utc>, Uuid)>,
-            CreditTransaction,
-        >,
-    > {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<LedgerPosition>, CreditTransaction>> {
         let viewer = require_user(ctx)?;
-        let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
+        let page = Page::<LedgerPosition>::new(first, after)?;
         let filter = filter.unwrap_or_default();
         let filter = HistoryFilter {
             kinds: filter.kinds,
             from: filter.from,
             to: filter.to,
         };
-        let rows =
-            service::history(ctx.state()?, viewer.id, &filter, page.after, page.limit()).await?;
+        let after = page.after.map(|p| p.0);
+        let rows = service::history(ctx.state()?, viewer.id, &filter, after, page.limit()).await?;
         Ok(connection(
             &page,
             rows.into_iter().map(CreditTransaction).collect(),
-            |t| (t.0.created_at, t.0.id),
+            |t| LedgerPosition(t.0.seq),
         ))
     }
 

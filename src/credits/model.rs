@@ -34,6 +34,9 @@ pub struct TransactionRow {
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The ledger's order: taken when the row is written, after its account was locked, so
+    /// per account it follows `balance_after` (`created_at` is its transaction's start).
+    pub seq: i64,
 }
 
 /// A ledger entry to write.
@@ -113,21 +116,18 @@ pub struct HistoryFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// A user's ledger, newest first, after the keyset `after` = (created_at, id).
+/// A user's ledger, newest first (by `seq`), after the keyset `after` = seq.
 pub async fn history(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     filter: &HistoryFilter,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<TransactionRow>> {
     let mut q = credit_transactions::table
         .filter(credit_transactions::user_id.eq(user))
         .select(TransactionRow::as_select())
-        .order((
-            credit_transactions::created_at.desc(),
-            credit_transactions::id.desc(),
-        ))
+        .order(credit_transactions::seq.desc())
         .limit(limit)
         .into_boxed();
     if let Some(kinds) = &filter.kinds {
@@ -139,14 +139,8 @@ pub async fn history(
     if let Some(to) = filter.to {
         q = q.filter(credit_transactions::created_at.lt(to));
     }
-    if let Some((at, id)) = after {
-        q = q.filter(
-            credit_transactions::created_at
-                .lt(at)
-                .or(credit_transactions::created_at
-                    .eq(at)
-                    .and(credit_transactions::id.lt(id))),
-        );
+    if let Some(seq) = after {
+        q = q.filter(credit_transactions::seq.lt(seq));
     }
     q.load(conn).await
 }

@@ -1,9 +1,9 @@
 //! The rules of credits: charges (daily allowance first), refunds (exactly once), gifts,
-//! admin adjustments, purchases, prices. Each function is one transaction, or a `*_in`
-//! function that runs inside the caller's transaction (the generation queue charges in the
-//! same transaction that queues the job).
+//! admin adjustments and catalogue changes (audit-logged), purchases, prices, and the reads
+//! the resolvers need. Each change is one transaction, or a `*_in` function that runs inside
+//! the caller's transaction (the generation queue charges in the same transaction that
+//! queues the job; sign-up opens the account in its own).
 
-use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
@@ -83,7 +83,10 @@ pub struct Charge<'a> {
     pub cost: i64,
     pub description: &'a str,
     pub job_id: Option<Uuid>,
+    /// Retrying [`charge`] with the same key answers the first charge.
     pub idempotency_key: Option<&'a str>,
+    /// The request's [`idempotency::fingerprint`]; [`charge`] takes the one of its cost and
+    /// description when none is given.
     pub request_hash: Option<&'a str>,
 }
 
@@ -678,12 +681,13 @@ async fn audit_admin(
 
 // ---- reads ----------------------------------------------------------------------------------
 
-/// A user's ledger, newest first, after the keyset `after`; `from` must not be after `to`.
+/// A user's ledger, newest first (in the order of its balances), after the entry whose
+/// `seq` is `after`; `from` must not be after `to`.
 pub async fn history(
     state: &AppState,
     user: Uuid,
     filter: &HistoryFilter,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<i64>,
     limit: i64,
 ) -> AppResult<Vec<TransactionRow>> {
     if let (Some(from), Some(to)) = (filter.from, filter.to)

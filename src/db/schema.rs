@@ -210,6 +210,7 @@ diesel::table! {
         request_hash -> Nullable<Text>,
         metadata -> Jsonb,
         created_at -> Timestamptz,
+        seq -> Int8,
     }
 }
 

@@ -1034,3 +1034,77 @@ async fn credit_history_payments_cost_a_constant_number_of_statements() {
     assert!(counts[1] <= counts[0] + 1, "not one per row: {counts:?}");
     app.assert_ledger_ok().await;
 }
+
+/// Bug 6: a ledger row took `created_at` from its transaction's start, so concurrent entries
+/// were listed in another order than their balances. The history is ordered by `seq`, taken
+/// once the account row is locked: newest first, each row's `balanceAfter` is the next older
+/// row's plus its own `amount`, on one page and across pages.
+#[tokio::test]
+async fn concurrent_entries_are_listed_in_balance_order() {
+    let app = TestApp::spawn_with(|c| c.db_pool_size = 24).await;
+    app.exec("UPDATE tier_allowances SET daily_allowance = 0")
+        .await;
+    let (token, id) = user(&app, "+14155553082").await;
+    let (_, friend) = user(&app, "+14155553083").await;
+    let admin = app.admin_token("+14155553084").await;
+    let (_, body) = app
+        .gql_as(&admin, "mutation($u: ID!) { adjustCredits(input: { userId: $u, amount: 100, reason: \"top up\" }) { balanceAfter } }", json!({ "u": id }))
+        .await;
+    assert_eq!(body["data"]["adjustCredits"]["balanceAfter"], 110, "{body}");
+    let entries: Vec<_> = (0..20)
+        .map(|i| {
+            let state = app.state.clone();
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    credits::gift(&state, friend, id, 1, None, None).await
+                } else {
+                    credits::charge(&state, &charge(id, 2)).await
+                }
+            })
+        })
+        .collect();
+    for e in entries {
+        e.await.unwrap().unwrap();
+    }
+    const H: &str = "query($n: Int, $a: String) { creditHistory(first: $n, after: $a) { edges { node { amount balanceAfter } } pageInfo { hasNextPage endCursor } } }";
+    let read = async |first: i64| {
+        let mut rows = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let (_, body) = app
+                .gql_as(&token, H, json!({ "n": first, "a": after }))
+                .await;
+            let c = &body["data"]["creditHistory"];
+            for e in c["edges"].as_array().unwrap_or_else(|| panic!("{body}")) {
+                rows.push((
+                    e["node"]["amount"].as_i64().unwrap(),
+                    e["node"]["balanceAfter"].as_i64().unwrap(),
+                ));
+            }
+            if c["pageInfo"]["hasNextPage"] != true {
+                return rows;
+            }
+            after = c["pageInfo"]["endCursor"].clone();
+        }
+    };
+    let rows = read(100).await;
+    assert_eq!(rows.len(), 22, "bonus, top-up and 20 entries: {rows:?}");
+    for pair in rows.windows(2) {
+        let ((amount, balance), (_, older)) = (pair[0], pair[1]);
+        assert_eq!(balance, older + amount, "newest first: {rows:?}");
+    }
+    assert_eq!(
+        rows.last(),
+        Some(&(10, 10)),
+        "the sign-up bonus comes first"
+    );
+    let balance = app
+        .scalar(&format!(
+            "SELECT balance AS n FROM credit_accounts WHERE user_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(rows[0].1, balance, "the newest entry holds the balance");
+    assert_eq!(balance, 110 + 7 - 13 * 2);
+    assert_eq!(read(5).await, rows, "pages of 5 list the same entries");
+    app.assert_ledger_ok().await;
+}
