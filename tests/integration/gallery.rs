@@ -1184,10 +1184,17 @@ async fn a_feed_page_runs_a_constant_handful_of_statements() {
         counts.push(after - before);
     }
     eprintln!("statements per galleryFeed request (5 items, 50 items): {counts:?}");
-    assert!(counts[1] <= 8, "statements for 50 items: {counts:?}");
-    assert_eq!(
-        counts[0], counts[1],
-        "the same for 5 and 50 items: {counts:?}"
+    // A constant handful, not one per item: 6 when each loader's batch holds the whole page.
+    // The loaders gather keys for a 5 ms window, so on a machine busy with the rest of the
+    // suite a batch can split in two and cost one statement more; per-item loading (the
+    // regression this guards against) would cost 50 or more.
+    assert!(
+        counts.iter().all(|&n| n <= 8),
+        "statements for 5 and 50 items: {counts:?}"
+    );
+    assert!(
+        counts[1] <= counts[0] + 2,
+        "50 items cost (nearly) what 5 do: {counts:?}"
     );
 }
 
