@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{count, drive};
+use super::{count, measure};
 use crate::{
     config::Config,
     db,
@@ -94,24 +94,15 @@ async fn run(mut config: Config, url: &str, o: &BenchOptions) -> anyhow::Result<
         .as_array()
         .with_context(|| format!("unexpected answer: {check}"))?;
     anyhow::ensure!(edges.len() as i64 == o.first, "a short page: {check}");
-    drive(
+    let (run, statements) = measure(
+        &state,
         &client,
         &endpoint,
-        &body,
+        &[(body, None)],
         o.concurrency,
-        Duration::from_secs(2),
+        (Duration::from_secs(2), Duration::from_secs(o.seconds)),
     )
     .await?;
-    let statements_before = state.statements.get();
-    let run = drive(
-        &client,
-        &endpoint,
-        &body,
-        o.concurrency,
-        Duration::from_secs(o.seconds),
-    )
-    .await?;
-    let statements = state.statements.get() - statements_before;
     server.abort();
 
     let file = std::env::temp_dir().join(format!("easel-bench-{}.sql", std::process::id()));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::{count, drive_each, ms, percentile};
+use super::{count, measure, ms, percentile};
 use crate::{
     config::Config,
     db, http,
@@ -140,24 +140,15 @@ async fn run_generation(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
         .build()?;
-    drive_each(
+    let (enqueue, enqueue_statements) = measure(
+        &state,
         &client,
         &endpoint,
         &requests,
         o.concurrency,
-        Duration::from_secs(1),
+        (Duration::from_secs(1), Duration::from_secs(o.seconds)),
     )
     .await?;
-    let statements_before = state.statements.get();
-    let enqueue = drive_each(
-        &client,
-        &endpoint,
-        &requests,
-        o.concurrency,
-        Duration::from_secs(o.seconds),
-    )
-    .await?;
-    let enqueue_statements = state.statements.get() - statements_before;
 
     // (c) event latency at `subscribers` websocket subscribers, two ways.
     let ws_url = format!("ws://{addr}/graphql/ws");

@@ -13,6 +13,8 @@ pub use generation::{GenerationOptions, generation};
 
 use std::time::{Duration, Instant};
 
+use crate::AppState;
+
 /// What a run of HTTP clients measured.
 struct Run {
     ok: u64,
@@ -22,19 +24,24 @@ struct Run {
     p99: Duration,
 }
 
-async fn drive(
+/// A warm-up of `warm` (connections, caches), then the measured run of `length` with
+/// [`drive_each`]; returns the run and the SQL statements the server ran during it.
+async fn measure(
+    state: &AppState,
     client: &reqwest::Client,
     endpoint: &str,
-    body: &str,
+    requests: &[(String, Option<String>)],
     concurrency: usize,
-    length: Duration,
-) -> anyhow::Result<Run> {
-    let requests = [(body.to_string(), None)];
-    drive_each(client, endpoint, &requests, concurrency, length).await
+    (warm, length): (Duration, Duration),
+) -> anyhow::Result<(Run, u64)> {
+    drive_each(client, endpoint, requests, concurrency, warm).await?;
+    let before = state.statements.get();
+    let run = drive_each(client, endpoint, requests, concurrency, length).await?;
+    Ok((run, state.statements.get() - before))
 }
 
-/// Like [`drive`], client `i` sending `requests[i % len]` (a body and an optional
-/// `Authorization` header).
+/// Runs `concurrency` HTTP clients for `length`, client `i` sending `requests[i % len]` (a
+/// body and an optional `Authorization` header) again and again.
 async fn drive_each(
     client: &reqwest::Client,
     endpoint: &str,
