@@ -1,4 +1,5 @@
-//! The `easel` command: `serve` (default), `migrate`, `schema`, `create-admin`, `bench`.
+//! The `easel` command: `serve` (default), `migrate`, `schema`, `create-admin`, and `bench`
+//! when built with the `bench` feature.
 
 use clap::{Parser, Subcommand};
 use easel::{config::Config, server};
@@ -27,6 +28,7 @@ enum Command {
     /// Print the GraphQL schema (SDL) to stdout.
     Schema,
     /// Measure a capability (seeds its data set in the configured database first).
+    #[cfg(feature = "bench")]
     Bench {
         #[command(subcommand)]
         what: Bench,
@@ -43,6 +45,7 @@ enum Command {
     },
 }
 
+#[cfg(feature = "bench")]
 #[derive(Subcommand)]
 enum Bench {
     /// `galleryFeed` over HTTP at a fixed concurrency, beside pgbench running its SQL.
@@ -127,6 +130,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{} is now an admin", user.id);
                 Ok(())
             }
+            #[cfg(feature = "bench")]
             Command::Bench {
                 what:
                     Bench::Gallery {
@@ -147,6 +151,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            #[cfg(feature = "bench")]
             Command::Bench {
                 what:
                     Bench::Generation {

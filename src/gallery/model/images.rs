@@ -136,7 +136,7 @@ pub async fn owner_images(
 }
 
 /// The first images of many characters, by position (binds: ids, viewer, admin, first).
-pub(super) const CHARACTER_IMAGES_SQL: &str = "SELECT i.id, i.owner_id, i.job_id, i.kind, i.storage_key, i.mime_type, i.byte_size, \
+pub const CHARACTER_IMAGES_SQL: &str = "SELECT i.id, i.owner_id, i.job_id, i.kind, i.storage_key, i.mime_type, i.byte_size, \
                 i.width, i.height, i.thumbnail_key, i.is_public, i.tags, i.created_at, \
                 ci.character_id AS parent_id \
          FROM (SELECT ci.character_id, ci.image_id, ci.position, \

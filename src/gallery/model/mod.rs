@@ -4,7 +4,6 @@
 //! them share live here.
 
 mod albums;
-mod bench;
 mod characters;
 mod collections;
 mod feed;
@@ -12,7 +11,6 @@ mod images;
 mod membership;
 
 pub use albums::*;
-pub use bench::*;
 pub use characters::*;
 pub use collections::*;
 pub use feed::*;
