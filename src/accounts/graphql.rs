@@ -260,6 +260,7 @@ crate::db_enum! {
 pub struct RequestOtpInput {
     /// Phone number with country code, in any common format (`+1 415 555 2671`).
     phone: String,
+    /// What the code is for (only `LOGIN` so far).
     #[graphql(default_with = "OtpPurpose::Login")]
     purpose: OtpPurpose,
 }
@@ -287,16 +288,21 @@ pub struct VerifyOtpInput {
 /// Input of `signUp`.
 #[derive(InputObject)]
 pub struct SignUpInput {
+    /// The address to sign in with; one account per address (case-insensitive).
     email: String,
     /// 8 to 128 characters.
     password: String,
+    /// 3 to 30 letters, digits or underscores, unique; it can be set later with
+    /// `updateProfile`.
     username: Option<String>,
 }
 
 /// Input of `signIn`.
 #[derive(InputObject)]
 pub struct SignInInput {
+    /// The address the account signed up with (any case).
     email: String,
+    /// The account's password.
     password: String,
 }
 
@@ -305,12 +311,15 @@ pub struct SignInInput {
 pub struct UpdateProfileInput {
     /// Up to 50 characters.
     display_name: MaybeUndefined<String>,
+    /// 3 to 30 letters, digits or underscores, not taken by another user.
     username: MaybeUndefined<String>,
     /// Up to 500 characters.
     bio: MaybeUndefined<String>,
     /// An http(s) URL.
     avatar_url: MaybeUndefined<String>,
+    /// Who may see the profile.
     profile_visibility: Option<ProfileVisibility>,
+    /// Whether the user's public characters may appear in `galleryFeed`.
     allow_gallery_showcase: Option<bool>,
     /// A language tag such as `en` or `pt-BR`.
     preferred_language: Option<String>,
@@ -321,8 +330,11 @@ pub struct UpdateProfileInput {
 /// Input of `becomeVendor`.
 #[derive(InputObject)]
 pub struct BecomeVendorInput {
+    /// The name shown on the vendor's albums, 1 to 100 characters.
     business_name: String,
+    /// A JSON object of at most 4 kB, e.g. `{"email": "shop@example.com"}`.
     contact_info: Option<Json<serde_json::Value>>,
+    /// A JSON object of at most 4 kB, e.g. `{"instagram": "https://instagram.com/shop"}`.
     social_links: Option<Json<serde_json::Value>>,
 }
 
@@ -362,7 +374,8 @@ impl AccountsQuery {
     async fn user(
         &self,
         ctx: &Context<'_>,
-        id: Option<ID>,
+        #[graphql(desc = "The user's id (give `id` or `username`, not both).")] id: Option<ID>,
+        #[graphql(desc = "The user's username (give `id` or `username`, not both).")]
         username: Option<String>,
     ) -> async_graphql::Result<Option<User>> {
         let row = match (id, username) {
@@ -396,7 +409,7 @@ impl AccountsMutation {
     async fn request_otp(
         &self,
         ctx: &Context<'_>,
-        input: RequestOtpInput,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: RequestOtpInput,
     ) -> async_graphql::Result<RequestOtpPayload> {
         let OtpPurpose::Login = input.purpose;
         let sent = service::request_otp(ctx.state()?, &meta(ctx), &input.phone).await?;
@@ -411,7 +424,7 @@ impl AccountsMutation {
     async fn verify_otp(
         &self,
         ctx: &Context<'_>,
-        input: VerifyOtpInput,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: VerifyOtpInput,
     ) -> async_graphql::Result<AuthPayload> {
         let auth = service::verify_otp(
             ctx.state()?,
@@ -428,7 +441,7 @@ impl AccountsMutation {
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
-        input: SignUpInput,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: SignUpInput,
     ) -> async_graphql::Result<AuthPayload> {
         let auth = service::sign_up(
             ctx.state()?,
@@ -445,7 +458,7 @@ impl AccountsMutation {
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
-        input: SignInInput,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: SignInInput,
     ) -> async_graphql::Result<AuthPayload> {
         Ok(
             service::sign_in(ctx.state()?, &meta(ctx), &input.email, &input.password)
@@ -459,6 +472,9 @@ impl AccountsMutation {
     async fn refresh_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The refresh token of the session, from an `AuthPayload`; it is used once and replaced."
+        )]
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
         Ok(
@@ -473,6 +489,7 @@ impl AccountsMutation {
     async fn sign_out(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "End every session of the viewer, not only this one (default false).")]
         all_sessions: Option<bool>,
     ) -> async_graphql::Result<bool> {
         let viewer = require_user(ctx)?;
@@ -490,6 +507,7 @@ impl AccountsMutation {
     async fn update_profile(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: UpdateProfileInput,
     ) -> async_graphql::Result<User> {
         let viewer = require_user(ctx)?;
@@ -513,6 +531,7 @@ impl AccountsMutation {
     async fn become_vendor(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: BecomeVendorInput,
     ) -> async_graphql::Result<User> {
         let viewer = require_user(ctx)?;
@@ -534,7 +553,8 @@ impl AccountsMutation {
     async fn set_account_status(
         &self,
         ctx: &Context<'_>,
-        user_id: ID,
+        #[graphql(desc = "The account to change (not the admin's own).")] user_id: ID,
+        #[graphql(desc = "The new status; any but ACTIVE revokes the account's sessions.")]
         status: AccountStatus,
     ) -> async_graphql::Result<User> {
         let admin = require_user(ctx)?;

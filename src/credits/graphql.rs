@@ -86,6 +86,7 @@ pub struct CreditTransaction(pub TransactionRow);
 /// One entry of the append-only credit ledger: every change of a balance is one entry.
 #[Object]
 impl CreditTransaction {
+    /// Stable identifier.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -156,6 +157,7 @@ impl CreditTransaction {
         self.0.refund_of_id.map(|id| ID(id.to_string()))
     }
 
+    /// When the entry was written (entries are listed newest first, in ledger order).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -167,14 +169,17 @@ pub struct CreditPackage(pub PackageRow);
 /// A package of credits that can be bought with `purchaseCredits`.
 #[Object]
 impl CreditPackage {
+    /// Stable identifier; `purchaseCredits` takes it as `packageId`.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
+    /// Display name, e.g. `Starter`.
     async fn name(&self) -> &str {
         &self.0.name
     }
 
+    /// Longer text for the shop page.
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
@@ -204,10 +209,13 @@ impl CreditPackage {
         &self.0.currency
     }
 
+    /// Whether it is on sale. Inactive packages are listed to admins only and cannot be
+    /// bought.
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
 
+    /// Position in `creditPackages` (ascending).
     async fn sort_order(&self) -> i32 {
         self.0.sort_order
     }
@@ -221,21 +229,26 @@ impl CreditPackage {
 /// A subscription plan.
 pub struct PaymentPlan(pub PlanRow);
 
-/// A subscription plan and what it includes.
+/// A subscription plan and what it includes. The catalogue only, for now: plans cannot be
+/// bought yet, so no user's tier changes through one.
 #[Object]
 impl PaymentPlan {
+    /// Stable identifier.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
+    /// Machine name, e.g. `pro_monthly`.
     async fn name(&self) -> &str {
         &self.0.name
     }
 
+    /// Name to show, e.g. `Pro`.
     async fn display_name(&self) -> &str {
         &self.0.display_name
     }
 
+    /// Longer text for the pricing page.
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
@@ -245,10 +258,12 @@ impl PaymentPlan {
         self.0.tier
     }
 
+    /// Price per `interval` in minor units of `currency` (cents for USD).
     async fn price_minor(&self) -> i64 {
         self.0.price_minor
     }
 
+    /// ISO 4217 currency code.
     async fn currency(&self) -> &str {
         &self.0.currency
     }
@@ -258,14 +273,17 @@ impl PaymentPlan {
         &self.0.interval
     }
 
+    /// Credits the plan includes each month.
     async fn monthly_credits(&self) -> i64 {
         self.0.monthly_credits
     }
 
+    /// Generations the plan includes each month; null means unlimited.
     async fn monthly_generation_limit(&self) -> Option<i32> {
         self.0.monthly_generation_limit
     }
 
+    /// Feature lines to show on the pricing page.
     async fn features(&self) -> &[String] {
         &self.0.features
     }
@@ -285,6 +303,7 @@ impl OperationPrice {
         &self.row.operation
     }
 
+    /// What the operation does, for price lists.
     async fn description(&self) -> Option<&str> {
         self.row.description.as_deref()
     }
@@ -349,6 +368,7 @@ pub struct CreditHistoryFilter {
 /// Input of `giftCredits`.
 #[derive(InputObject)]
 pub struct GiftCreditsInput {
+    /// The user who receives the credits (not the viewer).
     to_user_id: ID,
     /// A positive number of credits, at most 1,000,000,000.
     amount: i64,
@@ -361,44 +381,64 @@ pub struct GiftCreditsInput {
 /// Input of `adjustCredits`.
 #[derive(InputObject)]
 pub struct AdjustCreditsInput {
+    /// The user whose balance changes.
     user_id: ID,
     /// Credits to add (positive) or remove (negative), at most 1,000,000,000 either way.
     amount: i64,
     /// Why; kept in the ledger and the audit log.
     reason: String,
+    /// Retrying with the same key returns the first result instead of adjusting twice.
     idempotency_key: Option<String>,
 }
 
 /// Input of `upsertCreditPackage`: without `id` a package is created.
 #[derive(InputObject)]
 pub struct CreditPackageInput {
+    /// The package to change; omitted, a new package is created.
     id: Option<ID>,
+    /// Display name, 1 to 100 characters on one line.
     name: String,
+    /// Up to 1,000 characters.
     description: Option<String>,
+    /// Credits bought, 1 to 1,000,000,000.
     credits: i64,
+    /// Extra credits on top, 0 to 1,000,000,000.
     #[graphql(default)]
     bonus_credits: i64,
+    /// Price in minor units of `currency`, 0 to 1,000,000,000.
     price_minor: i64,
+    /// ISO 4217 code such as `USD` (any case).
     currency: String,
+    /// Whether it is on sale.
     #[graphql(default = true)]
     is_active: bool,
+    /// Position in `creditPackages` (ascending).
     #[graphql(default)]
     sort_order: i32,
+    /// A badge such as `POPULAR`, up to 40 characters on one line.
     badge_text: Option<String>,
 }
 
 /// Input of `setOperationPrice`.
 #[derive(InputObject)]
 pub struct OperationPriceInput {
+    /// Dotted lowercase name, up to 64 characters, e.g. `generate.character`. A new name adds
+    /// an operation; a known one changes it.
     operation: String,
+    /// Credits before the tier multiplier, 0 to 1,000,000,000.
     base_cost: i64,
     /// e.g. `{"FREE": 1.0, "PREMIUM": 0.8}`; missing tiers pay the base cost.
     tier_multipliers: Option<Json<serde_json::Value>>,
+    /// Uses allowed per user per day (not negative); null means unlimited.
     daily_limit: Option<i32>,
+    /// Uses allowed per user per minute (not negative); null means unlimited.
     per_minute_limit: Option<i32>,
+    /// The lowest tier that may use the operation; null means every tier.
     minimum_tier: Option<SubscriptionTier>,
+    /// Whether the operation can be used at all.
     #[graphql(default = true)]
     is_enabled: bool,
+    /// What the operation does, up to 500 characters.
     description: Option<String>,
 }
 
@@ -440,8 +480,11 @@ impl CreditsQuery {
     async fn credit_history(
         &self,
         ctx: &Context<'_>,
-        filter: Option<CreditHistoryFilter>,
-        first: Option<i32>,
+        #[graphql(desc = "Only entries matching this filter.")] filter: Option<CreditHistoryFilter>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<LedgerPosition>, CreditTransaction>> {
         let viewer = require_user(ctx)?;
@@ -506,6 +549,7 @@ impl CreditsMutation {
     async fn gift_credits(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: GiftCreditsInput,
     ) -> async_graphql::Result<CreditTransaction> {
         let viewer = require_user(ctx)?;
@@ -528,6 +572,7 @@ impl CreditsMutation {
     async fn adjust_credits(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: AdjustCreditsInput,
     ) -> async_graphql::Result<CreditTransaction> {
         let admin = require_user(ctx)?;
@@ -551,6 +596,7 @@ impl CreditsMutation {
     async fn upsert_credit_package(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: CreditPackageInput,
     ) -> async_graphql::Result<CreditPackage> {
         let admin = require_user(ctx)?;
@@ -582,6 +628,7 @@ impl CreditsMutation {
     async fn set_operation_price(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: OperationPriceInput,
     ) -> async_graphql::Result<OperationPrice> {
         let admin = require_user(ctx)?;

@@ -225,7 +225,7 @@ impl GenerationQuery {
     async fn generation_job(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's generation jobs.")] id: ID,
     ) -> async_graphql::Result<Option<GenerationJob>> {
         let viewer = require_user(ctx)?;
         let Ok(id) = Uuid::parse_str(id.as_str()) else {
@@ -241,8 +241,11 @@ impl GenerationQuery {
     async fn generation_jobs(
         &self,
         ctx: &Context<'_>,
-        filter: Option<GenerationJobFilter>,
-        first: Option<i32>,
+        #[graphql(desc = "Only jobs matching this filter.")] filter: Option<GenerationJobFilter>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<
         Connection<async_graphql::connection::OpaqueCursor<(DateTime<Utc>, Uuid)>, GenerationJob>,
@@ -273,7 +276,7 @@ impl GenerationMutation {
     async fn generate(
         &self,
         ctx: &Context<'_>,
-        input: GenerateInput,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: GenerateInput,
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
         let character_id = input
@@ -317,7 +320,7 @@ impl GenerationMutation {
     async fn cancel_generation_job(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's generation jobs.")] id: ID,
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
@@ -331,7 +334,7 @@ impl GenerationMutation {
     async fn retry_generation_job(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's failed, timed-out or cancelled jobs.")] id: ID,
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
@@ -436,7 +439,7 @@ impl GenerationSubscription {
     async fn generation_job_updated(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's generation jobs.")] id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<GenerationJob>>> {
         let viewer = require_user(ctx)?.clone();
         let state = ctx.state()?.clone();

@@ -21,10 +21,13 @@ pub struct Payment(pub PaymentRow);
 /// success the status becomes `COMPLETED` and `creditsGranted` credits are added (once).
 #[Object]
 impl Payment {
+    /// Stable identifier; the gateway's return URL carries it as `payment`.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
+    /// Where the payment stands; changes when the gateway reports (poll `payment(id)` or
+    /// watch `creditBalanceChanged` after the buyer returns).
     async fn status(&self) -> PaymentStatus {
         self.0.status
     }
@@ -34,10 +37,12 @@ impl Payment {
         self.0.amount_minor
     }
 
+    /// ISO 4217 currency code.
     async fn currency(&self) -> &str {
         &self.0.currency
     }
 
+    /// The gateway that takes the payment.
     async fn gateway(&self) -> Gateway {
         self.0.gateway
     }
@@ -62,10 +67,12 @@ impl Payment {
         self.0.package_id.map(|id| ID(id.to_string()))
     }
 
+    /// When `purchaseCredits` created it.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 
+    /// When the gateway reported it paid; null until `COMPLETED`.
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at
     }
@@ -79,7 +86,9 @@ impl Payment {
 /// Input of `purchaseCredits`.
 #[derive(InputObject)]
 pub struct PurchaseCreditsInput {
+    /// An active package from `creditPackages`.
     package_id: ID,
+    /// Where to pay; `SANDBOX` only where the server enables it.
     gateway: Gateway,
     /// The app page the gateway sends the buyer back to (`?payment=<id>&status=...` is added).
     /// Required except with `SANDBOX`, whose own "done" page is the default.
@@ -96,7 +105,11 @@ pub struct PaymentsQuery;
 impl PaymentsQuery {
     /// One of the viewer's payments (null when it is someone else's).
     #[graphql(guard = "Authenticated")]
-    async fn payment(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Payment>> {
+    async fn payment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's payments.")] id: ID,
+    ) -> async_graphql::Result<Option<Payment>> {
         let Ok(id) = Uuid::parse_str(id.as_str()) else {
             return Ok(None);
         };
@@ -110,7 +123,10 @@ impl PaymentsQuery {
     async fn payments(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> async_graphql::Result<
         Connection<async_graphql::connection::OpaqueCursor<(DateTime<Utc>, Uuid)>, Payment>,
@@ -139,6 +155,7 @@ impl PaymentsMutation {
     async fn purchase_credits(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: PurchaseCreditsInput,
     ) -> async_graphql::Result<Payment> {
         let viewer = require_user(ctx)?;

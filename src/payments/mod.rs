@@ -33,9 +33,7 @@ db_enum! {
         Completed => "completed",
         /// Declined, or the gateway's amount did not match.
         Failed => "failed",
-        Cancelled => "cancelled",
-        /// Not paid in time.
+        /// Not paid in time (a buyer who leaves the checkout leaves it pending until then).
         Expired => "expired",
-        Refunded => "refunded",
     }
 }

@@ -101,3 +101,75 @@ async fn generation_replays_by_canonical_fingerprint() {
         1
     );
 }
+
+/// Every type, field, argument, input field and enum value of the SDL carries a description,
+/// so GraphiQL's docs pane and generated client types explain the whole contract.
+#[test]
+fn every_sdl_item_is_documented() {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    let sdl = easel::schema::sdl();
+    let document = async_graphql::parser::parse_schema(&sdl).expect("the SDL parses");
+    let mut missing = Vec::new();
+    let mut note = |described: bool, path: String| {
+        if !described {
+            missing.push(path);
+        }
+    };
+    for definition in &document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        let ty = &ty.node;
+        let name = ty.name.node.as_str();
+        // async-graphql's Relay `XConnection` types come without a type description (their
+        // fields have one); every other type is Easel's own.
+        note(
+            ty.description.is_some() || name.ends_with("Connection"),
+            name.to_owned(),
+        );
+        let fields = match &ty.kind {
+            TypeKind::Object(object) => &object.fields,
+            TypeKind::Interface(interface) => &interface.fields,
+            TypeKind::Enum(enumeration) => {
+                for value in &enumeration.values {
+                    let value = &value.node;
+                    note(
+                        value.description.is_some(),
+                        format!("{name}.{}", value.value.node),
+                    );
+                }
+                continue;
+            }
+            TypeKind::InputObject(input) => {
+                for field in &input.fields {
+                    let field = &field.node;
+                    note(
+                        field.description.is_some(),
+                        format!("{name}.{}", field.name.node),
+                    );
+                }
+                continue;
+            }
+            TypeKind::Scalar | TypeKind::Union(_) => continue,
+        };
+        for field in fields {
+            let field = &field.node;
+            let path = format!("{name}.{}", field.name.node);
+            note(field.description.is_some(), path.clone());
+            for argument in &field.arguments {
+                let argument = &argument.node;
+                note(
+                    argument.description.is_some(),
+                    format!("{path}({})", argument.name.node),
+                );
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} undocumented SDL items:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}

@@ -56,7 +56,10 @@ impl Album {
     async fn images(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Image>> {
         let (page, after) = page::<OrderKey>(first, after)?;
@@ -76,6 +79,7 @@ impl Album {
 pub struct AlbumFields {
     /// 1 to 200 characters (required to create).
     name: Option<String>,
+    /// Up to 2000 characters.
     description: MaybeUndefined<String>,
     /// One of your images.
     cover_image_id: MaybeUndefined<ID>,

@@ -191,7 +191,11 @@ impl Character {
     async fn images(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(
+            desc = "How many items to return, 0 to 100 (default 20).",
+            default = 20
+        )]
+        first: i32,
     ) -> Res<Vec<Image>> {
         if !(0..=100).contains(&first) {
             return Err(AppError::bad_input("first", "between 0 and 100").into());
@@ -236,7 +240,10 @@ impl Character {
     async fn variants(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let (page, after) = page::<OrderKey>(first, after)?;
@@ -251,7 +258,10 @@ impl Character {
     async fn collections(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Collection>> {
         let (page, after) = page::<TimeKey>(first, after)?;
@@ -316,6 +326,7 @@ pub struct CreateCharacterInput {
     description: Option<String>,
     /// Up to 4000 characters.
     negative_prompt: Option<String>,
+    /// The visual style.
     style_type: StyleType,
     /// Up to 100 characters.
     art_style: Option<String>,
@@ -346,23 +357,37 @@ pub struct CreateCharacterInput {
 /// Input of `updateCharacter`: omitted fields stay; `null` clears optional ones.
 #[derive(InputObject)]
 pub struct UpdateCharacterInput {
+    /// 1 to 200 characters.
     name: Option<String>,
+    /// 1 to 4000 characters.
     prompt: Option<String>,
+    /// Up to 2000 characters.
     description: MaybeUndefined<String>,
+    /// Up to 4000 characters.
     negative_prompt: MaybeUndefined<String>,
+    /// The visual style.
     style_type: Option<StyleType>,
+    /// Up to 100 characters.
     art_style: MaybeUndefined<String>,
+    /// Up to 100 characters.
     mood: MaybeUndefined<String>,
+    /// Up to 12 colours as `#RRGGBB`; replaces the palette.
     color_palette: Option<Vec<String>>,
+    /// Up to 20 tags of 1 to 40 characters; replaces the tags.
     tags: Option<Vec<String>>,
     /// Making a character public publishes it (and its images).
     is_public: Option<bool>,
+    /// Allow commercial use.
     allow_commercial_use: Option<bool>,
+    /// Licence.
     license_type: Option<LicenseType>,
+    /// How the variant differs from its parent.
     variant_type: MaybeUndefined<VariantType>,
+    /// One of your images.
     primary_image_id: MaybeUndefined<ID>,
     /// Replaces the character's images (in this order).
     image_ids: Option<Vec<ID>>,
+    /// Generation parameters to change (omitted ones stay).
     generation: Option<GenerationInput>,
 }
 

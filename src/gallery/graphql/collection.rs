@@ -63,7 +63,10 @@ impl Collection {
     async fn characters(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let (page, after) = page::<OrderKey>(first, after)?;
@@ -84,9 +87,11 @@ impl Collection {
 pub struct CollectionFields {
     /// 1 to 200 characters (required to create).
     name: Option<String>,
+    /// Up to 2000 characters.
     description: MaybeUndefined<String>,
     /// One of your images.
     cover_image_id: MaybeUndefined<ID>,
+    /// Up to 20 tags of 1 to 40 characters; replaces the tags.
     tags: Option<Vec<String>>,
     /// Default false.
     is_public: Option<bool>,

@@ -31,7 +31,10 @@ impl Gallery {
     async fn albums(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Album>> {
         let (page, after) = page::<TimeKey>(first, after)?;
@@ -44,7 +47,10 @@ impl Gallery {
     async fn images(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Image>> {
         let (page, after) = page::<TimeKey>(first, after)?;
@@ -57,7 +63,10 @@ impl Gallery {
     async fn characters(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let (page, after) = page::<TimeKey>(first, after)?;
@@ -71,7 +80,10 @@ impl Gallery {
     async fn collections(
         &self,
         ctx: &Context<'_>,
-        first: Option<i32>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Collection>> {
         let (page, after) = page::<TimeKey>(first, after)?;

@@ -216,7 +216,9 @@ impl GalleryQuery {
     async fn gallery(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The owner's user id (give `owner` or `username`, not both).")]
         owner: Option<ID>,
+        #[graphql(desc = "The owner's username (give `owner` or `username`, not both).")]
         username: Option<String>,
     ) -> Res<Option<Gallery>> {
         let row = match (owner, username) {
@@ -247,9 +249,16 @@ impl GalleryQuery {
     async fn gallery_feed(
         &self,
         ctx: &Context<'_>,
-        filter: Option<GalleryFilter>,
-        #[graphql(default_with = "Some(GalleryOrder::Newest)")] order_by: Option<GalleryOrder>,
-        first: Option<i32>,
+        #[graphql(desc = "Only characters matching this filter.")] filter: Option<GalleryFilter>,
+        #[graphql(
+            desc = "The order of the feed (default NEWEST).",
+            default_with = "Some(GalleryOrder::Newest)"
+        )]
+        order_by: Option<GalleryOrder>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let request = filter
@@ -266,7 +275,11 @@ impl GalleryQuery {
     /// someone other than the owner looks: at most one per viewer (the signed-in user, else
     /// the client address) and character per `EASEL_VIEW_WINDOW_SECS` (default an hour),
     /// however many times it is asked for.
-    async fn character(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Character>> {
+    async fn character(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The character's id.")] id: ID,
+    ) -> Res<Option<Character>> {
         let id = parse_id(&id, "id")?;
         let ip = ctx.data_opt::<RequestMeta>().and_then(|m| m.ip);
         let viewer = service::viewer_key(ctx.viewer().user_id(), ip);
@@ -278,21 +291,33 @@ impl GalleryQuery {
     }
 
     /// A collection, or null when there is none the viewer may see.
-    async fn collection(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Collection>> {
+    async fn collection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The collection's id.")] id: ID,
+    ) -> Res<Option<Collection>> {
         let id = parse_id(&id, "id")?;
         let row = service::collection(ctx.state()?, seer(ctx), id).await?;
         Ok(row.map(Collection))
     }
 
     /// An album, or null when there is none the viewer may see.
-    async fn album(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Album>> {
+    async fn album(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The album's id.")] id: ID,
+    ) -> Res<Option<Album>> {
         let id = parse_id(&id, "id")?;
         let row = service::album(ctx.state()?, seer(ctx), id).await?;
         Ok(row.map(Album))
     }
 
     /// An image, or null when there is none the viewer may see.
-    async fn image(&self, ctx: &Context<'_>, id: ID) -> Res<Option<Image>> {
+    async fn image(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The image's id.")] id: ID,
+    ) -> Res<Option<Image>> {
         let id = parse_id(&id, "id")?;
         visible_image(ctx, Some(id)).await
     }
@@ -314,8 +339,13 @@ impl GalleryMutation {
     async fn upload_image(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The image (PNG, JPEG, WebP or GIF), sent as a multipart file by the GraphQL multipart request spec."
+        )]
         file: Upload,
-        input: Option<UploadImageInput>,
+        #[graphql(desc = "Optional settings of the upload (see the input type).")] input: Option<
+            UploadImageInput,
+        >,
     ) -> Res<Image> {
         let user = require_user(ctx)?;
         let input = input.unwrap_or_default();
@@ -345,6 +375,7 @@ impl GalleryMutation {
     async fn create_character(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: CreateCharacterInput,
     ) -> Res<Character> {
         let user = require_user(ctx)?;
@@ -357,7 +388,8 @@ impl GalleryMutation {
     async fn update_character(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's characters (any character, for admins).")] id: ID,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: UpdateCharacterInput,
     ) -> Res<Character> {
         let user = require_user(ctx)?;
@@ -370,7 +402,11 @@ impl GalleryMutation {
 
     /// Deletes one of your characters (it leaves every collection holding it).
     #[graphql(guard = "Authenticated")]
-    async fn delete_character(&self, ctx: &Context<'_>, id: ID) -> Res<bool> {
+    async fn delete_character(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's characters (any character, for admins).")] id: ID,
+    ) -> Res<bool> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(service::delete_character(ctx.state()?, user, id).await?)
@@ -379,7 +415,11 @@ impl GalleryMutation {
     /// Publishes one of your characters: it becomes public (with its images) and gets its
     /// `publishedAt`.
     #[graphql(guard = "Authenticated")]
-    async fn publish_character(&self, ctx: &Context<'_>, id: ID) -> Res<Character> {
+    async fn publish_character(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's characters.")] id: ID,
+    ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(Character(
@@ -389,7 +429,11 @@ impl GalleryMutation {
 
     /// Likes a character (liking twice counts once).
     #[graphql(guard = "Authenticated")]
-    async fn like_character(&self, ctx: &Context<'_>, id: ID) -> Res<Character> {
+    async fn like_character(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A character the viewer can see.")] id: ID,
+    ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(Character(
@@ -399,7 +443,11 @@ impl GalleryMutation {
 
     /// Takes back a like (no-op without one).
     #[graphql(guard = "Authenticated")]
-    async fn unlike_character(&self, ctx: &Context<'_>, id: ID) -> Res<Character> {
+    async fn unlike_character(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A character the viewer liked.")] id: ID,
+    ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(Character(
@@ -412,9 +460,10 @@ impl GalleryMutation {
     async fn rate_character(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "A character the viewer can see.")] id: ID,
+        #[graphql(desc = "1 to 5 stars; rating again replaces the viewer's earlier rating.")]
         rating: i32,
-        review: Option<String>,
+        #[graphql(desc = "Up to 2000 characters.")] review: Option<String>,
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
@@ -428,6 +477,7 @@ impl GalleryMutation {
     async fn create_collection(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: CollectionFields,
     ) -> Res<Collection> {
         let user = require_user(ctx)?;
@@ -441,7 +491,8 @@ impl GalleryMutation {
     async fn update_collection(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "One of the viewer's collections.")] id: ID,
+        #[graphql(desc = "The fields of the request (see the input type).")]
         input: CollectionFields,
     ) -> Res<Collection> {
         let user = require_user(ctx)?;
@@ -453,7 +504,11 @@ impl GalleryMutation {
 
     /// Deletes one of your collections (the characters stay).
     #[graphql(guard = "Authenticated")]
-    async fn delete_collection(&self, ctx: &Context<'_>, id: ID) -> Res<bool> {
+    async fn delete_collection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's collections.")] id: ID,
+    ) -> Res<bool> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(service::delete_collection(ctx.state()?, user, id).await?)
@@ -465,7 +520,8 @@ impl GalleryMutation {
     async fn add_to_collection(
         &self,
         ctx: &Context<'_>,
-        collection_id: ID,
+        #[graphql(desc = "One of the viewer's collections.")] collection_id: ID,
+        #[graphql(desc = "Characters the viewer can see, appended in this order.")]
         character_ids: Vec<ID>,
     ) -> Res<Collection> {
         let user = require_user(ctx)?;
@@ -481,7 +537,8 @@ impl GalleryMutation {
     async fn remove_from_collection(
         &self,
         ctx: &Context<'_>,
-        collection_id: ID,
+        #[graphql(desc = "One of the viewer's collections.")] collection_id: ID,
+        #[graphql(desc = "Characters to take out; ones not in the collection are ignored.")]
         character_ids: Vec<ID>,
     ) -> Res<Collection> {
         let user = require_user(ctx)?;
@@ -497,7 +554,8 @@ impl GalleryMutation {
     async fn reorder_collection(
         &self,
         ctx: &Context<'_>,
-        collection_id: ID,
+        #[graphql(desc = "One of the viewer's collections.")] collection_id: ID,
+        #[graphql(desc = "Every character of the collection exactly once, in the new order.")]
         character_ids: Vec<ID>,
     ) -> Res<Collection> {
         let user = require_user(ctx)?;
@@ -510,7 +568,11 @@ impl GalleryMutation {
 
     /// Vendors: creates an album.
     #[graphql(guard = "HasRole(Role::Vendor)")]
-    async fn create_album(&self, ctx: &Context<'_>, input: AlbumFields) -> Res<Album> {
+    async fn create_album(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: AlbumFields,
+    ) -> Res<Album> {
         let user = require_user(ctx)?;
         Ok(Album(
             service::create_album(ctx.state()?, user, input.into_input()?).await?,
@@ -519,7 +581,12 @@ impl GalleryMutation {
 
     /// Vendors: changes one of your albums.
     #[graphql(guard = "HasRole(Role::Vendor)")]
-    async fn update_album(&self, ctx: &Context<'_>, id: ID, input: AlbumFields) -> Res<Album> {
+    async fn update_album(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's albums.")] id: ID,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: AlbumFields,
+    ) -> Res<Album> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(Album(
@@ -529,7 +596,11 @@ impl GalleryMutation {
 
     /// Vendors: deletes one of your albums (the images stay).
     #[graphql(guard = "HasRole(Role::Vendor)")]
-    async fn delete_album(&self, ctx: &Context<'_>, id: ID) -> Res<bool> {
+    async fn delete_album(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "One of the viewer's albums.")] id: ID,
+    ) -> Res<bool> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         Ok(service::delete_album(ctx.state()?, user, id).await?)
@@ -541,8 +612,8 @@ impl GalleryMutation {
     async fn add_images_to_album(
         &self,
         ctx: &Context<'_>,
-        album_id: ID,
-        image_ids: Vec<ID>,
+        #[graphql(desc = "One of the viewer's albums.")] album_id: ID,
+        #[graphql(desc = "The viewer's own images, appended in this order.")] image_ids: Vec<ID>,
     ) -> Res<Album> {
         let user = require_user(ctx)?;
         let id = parse_id(&album_id, "albumId")?;
@@ -557,8 +628,10 @@ impl GalleryMutation {
     async fn remove_images_from_album(
         &self,
         ctx: &Context<'_>,
-        album_id: ID,
-        image_ids: Vec<ID>,
+        #[graphql(desc = "One of the viewer's albums.")] album_id: ID,
+        #[graphql(desc = "Images to take out; ones not in the album are ignored.")] image_ids: Vec<
+            ID,
+        >,
     ) -> Res<Album> {
         let user = require_user(ctx)?;
         let id = parse_id(&album_id, "albumId")?;
@@ -573,7 +646,8 @@ impl GalleryMutation {
     async fn reorder_album(
         &self,
         ctx: &Context<'_>,
-        album_id: ID,
+        #[graphql(desc = "One of the viewer's albums.")] album_id: ID,
+        #[graphql(desc = "Every image of the album exactly once, in the new order.")]
         image_ids: Vec<ID>,
     ) -> Res<Album> {
         let user = require_user(ctx)?;
