@@ -131,11 +131,11 @@ impl User {
     async fn credits(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<crate::credits::graphql::CreditAccount>> {
+    ) -> async_graphql::Result<Option<crate::credits::account::CreditAccount>> {
         if !(self.1 || ctx.viewer().is_self_or_admin(self.0.id)) {
             return Ok(None);
         }
-        crate::credits::graphql::account_of(ctx, self.0.id).await
+        crate::credits::account::account_of(ctx, self.0.id).await
     }
 
     /// Phone number in E.164 (the user and admins only).

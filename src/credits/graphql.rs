@@ -7,14 +7,11 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use uuid::Uuid;
 
+use super::account::CreditAccount;
 use super::{
     TransactionKind,
-    loaders::AccountOf,
-    model::{
-        AccountView, HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow, TransactionRow,
-    },
+    model::{HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow, TransactionRow},
     service,
 };
 use crate::graphql::parse_id;
@@ -31,54 +28,6 @@ use crate::{
     },
     payments::loaders::{PaymentId, PaymentsLoader},
 };
-
-/// A user's credits.
-pub struct CreditAccount(pub AccountView);
-
-/// A user's credits: the balance, and today's free allowance (it resets at midnight in the
-/// user's time zone and is spent before the balance).
-#[Object]
-impl CreditAccount {
-    /// Credits that can be spent, beyond today's allowance.
-    async fn balance(&self) -> i64 {
-        self.0.balance
-    }
-
-    /// Free credits per day for the user's tier.
-    async fn daily_allowance(&self) -> i64 {
-        self.0.daily_allowance
-    }
-
-    /// Free credits used today.
-    async fn daily_used(&self) -> i64 {
-        self.0.daily_used
-    }
-
-    /// Free credits left today.
-    async fn daily_remaining(&self) -> i64 {
-        (self.0.daily_allowance - self.0.daily_used).max(0)
-    }
-
-    /// All credits ever bought.
-    async fn total_purchased(&self) -> i64 {
-        self.0.total_purchased
-    }
-
-    /// All credits ever spent from the balance.
-    async fn total_spent(&self) -> i64 {
-        self.0.total_spent
-    }
-
-    /// All credits ever received for free (bonuses, gifts, refunds, adjustments).
-    async fn total_earned(&self) -> i64 {
-        self.0.total_earned
-    }
-
-    /// When the balance last changed.
-    async fn last_transaction_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_transaction_at
-    }
-}
 
 /// A ledger entry.
 pub struct CreditTransaction(pub TransactionRow);
@@ -451,18 +400,6 @@ async fn viewer_tier(ctx: &Context<'_>) -> async_graphql::Result<SubscriptionTie
         .load_one(UserId(id))
         .await?
         .map_or(SubscriptionTier::Free, |u| u.subscription_tier))
-}
-
-/// Loads a user's credit account through the request's loader.
-pub async fn account_of(
-    ctx: &Context<'_>,
-    user: Uuid,
-) -> async_graphql::Result<Option<CreditAccount>> {
-    Ok(ctx
-        .loader::<crate::credits::loaders::CreditsLoader>()?
-        .load_one(AccountOf(user))
-        .await?
-        .map(CreditAccount))
 }
 
 /// The cursor of `creditHistory`: an entry's place in the ledger (its `seq`).

@@ -3,6 +3,7 @@
 //! row with `balance_after`, written in the same transaction as the balance, so that for every
 //! user at every moment `balance = sum(amount)` and `balance >= 0`.
 
+pub mod account;
 pub mod graphql;
 pub mod loaders;
 pub mod model;
