@@ -199,7 +199,7 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             every.tick().await;
             if let Ok(mut conn) = pool.get().await {
                 let _ = crate::ratelimit::prune(&mut conn).await;
-                let _ = crate::gallery::model::prune_view_marks(&mut conn).await;
+                let _ = crate::gallery::service::prune_view_marks(&mut conn).await;
             }
         }
     });

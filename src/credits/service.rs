@@ -509,6 +509,19 @@ pub async fn grant_purchase_in(
     written(conn, &t).await
 }
 
+/// An operation's price row, on the caller's connection (null when the operation is unknown).
+pub async fn price_in(
+    conn: &mut AsyncPgConnection,
+    operation: &str,
+) -> AppResult<Option<PriceRow>> {
+    Ok(model::price(conn, operation).await?)
+}
+
+/// A credit package, on the caller's connection (null when there is none).
+pub async fn package_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<PackageRow>> {
+    Ok(model::package(conn, id).await?)
+}
+
 /// An operation's price for a tier: base cost × the tier's multiplier, rounded up, in
 /// integer arithmetic (multipliers are read to a thousandth).
 /// Never above [`MAX_OPERATION_PRICE`], whatever the row says.

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     AppState,
-    accounts::{model as accounts_model, viewer::ViewerUser},
+    accounts::{self, viewer::ViewerUser},
     credits::{self, service::Charge},
     db,
     error::{AppError, AppResult},
@@ -160,10 +160,10 @@ pub async fn generate(
     if let Some(job) = idempotency::stored(&mut conn, key.as_deref(), &hash, &by_key).await? {
         return Ok(job);
     }
-    let user = accounts_model::user_by_id(&mut conn, viewer.id)
+    let user = accounts::service::user_by_id_in(&mut conn, viewer.id)
         .await?
         .ok_or(AppError::Unauthenticated("sign in again"))?;
-    let price = credits::model::price(&mut conn, req.kind.operation())
+    let price = credits::service::price_in(&mut conn, req.kind.operation())
         .await?
         .filter(|p| p.is_enabled)
         .ok_or_else(|| bad("input.kind", "this operation is switched off"))?;

@@ -145,7 +145,7 @@ async fn start_purchase(
     conn: &mut AsyncPgConnection,
     p: &NewPurchase<'_>,
 ) -> AppResult<PaymentRow> {
-    let package = credits::model::package(conn, p.package_id)
+    let package = credits::service::package_in(conn, p.package_id)
         .await?
         .filter(|package| package.is_active)
         .ok_or_else(|| AppError::bad_input("input.packageId", "no such credit package on sale"))?;

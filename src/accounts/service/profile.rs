@@ -1,6 +1,6 @@
 //! Profiles and becoming a vendor.
 
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -103,6 +103,11 @@ pub async fn user_by_username(state: &AppState, username: &str) -> AppResult<Opt
     }
     let mut conn = db::conn(&state.pool).await?;
     Ok(model::user_by_username(&mut conn, username).await?)
+}
+
+/// A user by id, on the caller's connection (inside its transaction).
+pub async fn user_by_id_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<UserRow>> {
+    Ok(model::user_by_id(conn, id).await?)
 }
 
 /// Makes the viewer a vendor with a vendor profile (admins keep their role).

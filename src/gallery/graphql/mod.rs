@@ -230,7 +230,7 @@ impl GalleryQuery {
                 if name.len() > 30 {
                     return Ok(None);
                 }
-                service::user_by_username(ctx.state()?, &name).await?
+                crate::accounts::service::user_by_username(ctx.state()?, &name).await?
             }
             _ => {
                 return Err(AppError::bad_input(

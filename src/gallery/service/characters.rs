@@ -474,3 +474,9 @@ pub async fn variants(
     let mut conn = db::conn(&state.pool).await?;
     Ok(model::variants(&mut conn, parent, seer, after, limit).await?)
 }
+
+/// Drops view marks of windows that ended long ago (windows last at most a day); called
+/// hourly by the server.
+pub async fn prune_view_marks(conn: &mut AsyncPgConnection) -> AppResult<usize> {
+    Ok(model::prune_view_marks(conn).await?)
+}

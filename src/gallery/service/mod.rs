@@ -28,9 +28,7 @@ use uuid::Uuid;
 
 use super::model::Tenths;
 use crate::{
-    AppState,
-    accounts::{Role, model::UserRow, viewer::ViewerUser},
-    db,
+    accounts::{Role, viewer::ViewerUser},
     error::{AppError, AppResult},
 };
 
@@ -208,16 +206,6 @@ async fn check_cover(
         check_images(conn, owner, &[c], "input.coverImageId").await?;
     }
     Ok(())
-}
-
-// ---- galleries --------------------------------------------------------------------------
-
-/// The user a `gallery(username: ...)` names, if any (whether their gallery may be shown is
-/// the caller's check). It reads accounts' model: accounts has no service function for it
-/// yet.
-pub async fn user_by_username(state: &AppState, username: &str) -> AppResult<Option<UserRow>> {
-    let mut conn = db::conn(&state.pool).await?;
-    Ok(crate::accounts::model::user_by_username(&mut conn, username).await?)
 }
 
 #[cfg(test)]
