@@ -1,7 +1,10 @@
 //! Easel: a GraphQL API server for AI image-generation apps.
 //!
-//! Shared machinery lives in [`db`], [`graphql`] and [`http`]; each capability owns a folder
-//! (`model.rs` SQL, `service.rs` rules, `graphql.rs` API).
+//! Layers, each using only those below it (the README's Architecture section has the map):
+//! the toolkit ([`error`], [`graphql`], [`viewer`], [`db`], [`events`], [`outbox`], ...); the
+//! capabilities ([`accounts`], [`credits`], [`payments`], [`gallery`], [`generation`]), each
+//! with `model` (SQL), `service` (rules; what other capabilities call), `graphql` (API) and
+//! `loaders`; [`schema`]; [`http`]; [`server`]. [`AppState`] is the composition root.
 
 pub mod accounts;
 pub mod audit;
