@@ -20,7 +20,7 @@ use crate::{
         loaders::GalleryLoader,
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
-    graphql::{batched, documents, errors, limits},
+    graphql::{batched, documents, errors, limits, shape},
     payments::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
@@ -90,10 +90,9 @@ pub fn limits(config: &Config) -> limits::Limits {
 /// The schema the server executes, holding the application state.
 pub fn build_schema(state: AppState) -> AppSchema {
     let limits = limits(&state.config);
-    errors::ErrorCodes(documents::ParsedDocuments::new(
-        builder(&state.config).data(state).finish(),
-        limits,
-    ))
+    let schema = builder(&state.config).data(state).finish();
+    let shapes = shape::Shapes::from_sdl(&schema.sdl()).expect("the schema's own SDL parses");
+    errors::ErrorCodes(documents::ParsedDocuments::new(schema, limits, shapes))
 }
 
 /// The SDL of the schema (what `easel schema` prints and `schema.graphql` holds).

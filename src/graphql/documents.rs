@@ -19,7 +19,10 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
-use super::limits::{self, Limits};
+use super::{
+    limits::{self, Limits},
+    shape::{self, Shapes},
+};
 
 /// Documents remembered at most; past that the cache starts afresh.
 const MAX_DOCUMENTS: usize = 128;
@@ -27,11 +30,12 @@ const MAX_DOCUMENTS: usize = 128;
 const MAX_QUERY_BYTES: usize = 8 * 1024;
 
 /// An executor that hands the executor it wraps an already parsed document when it has seen
-/// the same query text before.
+/// the same query text before, and puts each response in spec shape ([`Shapes`]).
 #[derive(Clone)]
 pub struct ParsedDocuments<E> {
     inner: E,
     limits: Limits,
+    shapes: Arc<Shapes>,
     cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
 }
 
@@ -42,10 +46,11 @@ struct Checked {
 }
 
 impl<E> ParsedDocuments<E> {
-    pub fn new(inner: E, limits: Limits) -> Self {
+    pub fn new(inner: E, limits: Limits, shapes: Shapes) -> Self {
         ParsedDocuments {
             inner,
             limits,
+            shapes: Arc::new(shapes),
             cache: Arc::default(),
         }
     }
@@ -61,8 +66,9 @@ impl<E> ParsedDocuments<E> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The request with its document parsed and checked, or the request error to answer.
-    fn prepare(&self, mut request: Request) -> Result<Request, ServerError> {
+    /// The request with its document parsed and checked (and that document, to shape the
+    /// response with), or the request error to answer.
+    fn prepare(&self, mut request: Request) -> Result<(Request, Option<Shaping>), ServerError> {
         let cached = self.lock().get(&request.query).cloned();
         let checked = match cached {
             Some(doc) => doc,
@@ -71,7 +77,7 @@ impl<E> ParsedDocuments<E> {
                 // A document that does not parse is left to the executor, which reports it
                 // (the scan above already bounds what its parser will do).
                 let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-                    return Ok(request);
+                    return Ok((request, None));
                 };
                 let uses = limits::check_document(&doc, &self.limits)?;
                 let checked = Arc::new(Checked { doc, uses });
@@ -86,8 +92,38 @@ impl<E> ParsedDocuments<E> {
             }
         };
         limits::check_variables(&request.variables, &checked.uses)?;
+        if let Some(operation) = shape::operation(&checked.doc, request.operation_name.as_deref())
+        {
+            shape::add_variable_defaults(operation, &mut request.variables);
+        }
         request.set_parsed_query(ExecutableDocument::clone(&checked.doc));
-        Ok(request)
+        let shaping = Shaping {
+            shapes: self.shapes.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: request.variables.clone(),
+            checked,
+        };
+        Ok((request, Some(shaping)))
+    }
+}
+
+/// What shaping a request's responses takes.
+struct Shaping {
+    shapes: Arc<Shapes>,
+    checked: Arc<Checked>,
+    operation_name: Option<String>,
+    variables: async_graphql::Variables,
+}
+
+impl Shaping {
+    fn apply(&self, mut response: Response) -> Response {
+        self.shapes.shape(
+            &self.checked.doc,
+            self.operation_name.as_deref(),
+            &self.variables,
+            &mut response,
+        );
+        response
     }
 }
 
@@ -96,7 +132,13 @@ impl<E: Executor> Executor for ParsedDocuments<E> {
         let prepared = self.prepare(request);
         async move {
             match prepared {
-                Ok(request) => self.inner.execute(request).await,
+                Ok((request, shaping)) => {
+                    let response = self.inner.execute(request).await;
+                    match shaping {
+                        Some(shaping) => shaping.apply(response),
+                        None => response,
+                    }
+                }
                 Err(e) => Response::from_errors(vec![e]),
             }
         }
@@ -108,7 +150,12 @@ impl<E: Executor> Executor for ParsedDocuments<E> {
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
         match self.prepare(request) {
-            Ok(request) => self.inner.execute_stream(request, session_data),
+            Ok((request, None)) => self.inner.execute_stream(request, session_data),
+            Ok((request, Some(shaping))) => self
+                .inner
+                .execute_stream(request, session_data)
+                .map(move |response| shaping.apply(response))
+                .boxed(),
             Err(e) => {
                 futures_util::stream::once(async move { Response::from_errors(vec![e]) }).boxed()
             }
@@ -132,13 +179,16 @@ mod tests {
     }
 
     fn executor() -> ParsedDocuments<Schema<Query, EmptyMutation, EmptySubscription>> {
+        let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+        let shapes = Shapes::from_sdl(&schema.sdl()).unwrap();
         ParsedDocuments::new(
-            Schema::new(Query, EmptyMutation, EmptySubscription),
+            schema,
             Limits {
                 max_nesting: 64,
                 max_tokens: 10_000,
                 max_fields: 2_000,
             },
+            shapes,
         )
     }
 

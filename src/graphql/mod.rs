@@ -1,6 +1,6 @@
 //! The GraphQL toolkit every capability uses: typed access to request data
 //! ([`ContextExt`]), id parsing, Relay pagination, and the executors that check documents and
-//! give errors their codes. It knows no capability: the schema itself is assembled above the
+//! give errors their codes and responses their spec shape. It knows no capability: the schema itself is assembled above the
 //! capabilities, in [`crate::schema`].
 
 pub mod context;
@@ -8,6 +8,7 @@ pub mod documents;
 pub mod errors;
 pub mod limits;
 pub mod pagination;
+pub mod shape;
 
 pub use context::{ContextExt, batched};
 

@@ -513,6 +513,25 @@ impl WsClient {
         }
     }
 
+    /// The raw text of the next protocol message (pings answered), to read its key order.
+    pub async fn recv_text(&mut self) -> String {
+        let wait = std::time::Duration::from_secs(10);
+        loop {
+            let msg = tokio::time::timeout(wait, self.socket.next())
+                .await
+                .expect("websocket message in time")
+                .expect("socket open")
+                .expect("websocket frame");
+            if let Message::Text(text) = msg {
+                if serde_json::from_str::<Value>(&text).unwrap()["type"] == "ping" {
+                    self.send(json!({ "type": "pong" })).await;
+                    continue;
+                }
+                return text.to_string();
+            }
+        }
+    }
+
     /// Starts an operation; returns its id.
     pub async fn subscribe(&mut self, query: &str, variables: Value) -> String {
         self.next_id += 1;

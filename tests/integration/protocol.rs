@@ -1,0 +1,235 @@
+//! Issue #12: responses in the shape the GraphQL spec gives them, whatever async-graphql's
+//! executor does: every selected key present, in selection order, a failed field `null`, and
+//! a `null` in a non-null position nulling its parent (up to `data`). Key order is read from
+//! the raw body, since `serde_json::Value` sorts keys.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, code, user};
+
+/// A JSON value that keeps object keys in document order.
+#[derive(Debug)]
+enum Ordered {
+    Object(Vec<(String, Ordered)>),
+    Array(Vec<Ordered>),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Ordered>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered::Object(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Ordered>()? {
+                    out.push(v);
+                }
+                Ok(Ordered::Array(out))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Other(json!(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Other(json!(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Other(json!(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Ordered, E> {
+                Ok(Ordered::Other(json!(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Ordered, E> {
+                Ok(Ordered::Other(json!(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Other(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl Ordered {
+    /// The value at `path` (object keys; array indexes as numbers).
+    fn at(&self, path: &[&str]) -> &Ordered {
+        path.iter().fold(self, |v, step| match v {
+            Ordered::Object(fields) => {
+                &fields
+                    .iter()
+                    .find(|(k, _)| k == step)
+                    .unwrap_or_else(|| panic!("no key {step} in {v:?}"))
+                    .1
+            }
+            Ordered::Array(items) => &items[step.parse::<usize>().unwrap()],
+            Ordered::Other(_) => panic!("{step}: not an object in {v:?}"),
+        })
+    }
+
+    /// The keys of the object at `path`, in order.
+    fn keys(&self, path: &[&str]) -> Vec<&str> {
+        match self.at(path) {
+            Ordered::Object(fields) => fields.iter().map(|(k, _)| k.as_str()).collect(),
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    fn is_null(&self, path: &[&str]) -> bool {
+        matches!(self.at(path), Ordered::Other(Value::Null))
+    }
+}
+
+/// POSTs `query` (with `token` when given); returns the status, the body in key order and as
+/// a `Value`.
+async fn post(app: &TestApp, token: Option<&str>, query: &str) -> (u16, Ordered, Value) {
+    let mut request = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap(),
+        serde_json::from_str(&text).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn failed_nullable_fields_are_null_in_selection_order() {
+    let app = TestApp::spawn().await;
+    let (status, ordered, body) = post(
+        &app,
+        None,
+        "{ me { id } character(id: \"x\") { id } plans: paymentPlans { id } a: creditPackages { id } }",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ordered.keys(&["data"]),
+        ["me", "character", "plans", "a"],
+        "{body}"
+    );
+    assert!(ordered.is_null(&["data", "character"]));
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+    assert_eq!(body["errors"][0]["path"], json!(["character"]));
+    // `data` comes before `errors`, as the spec recommends.
+    let Ordered::Object(top) = &ordered else {
+        panic!()
+    };
+    assert_eq!(top[0].0, "data");
+}
+
+#[tokio::test]
+async fn a_failed_non_null_field_nulls_its_parent() {
+    let app = TestApp::spawn().await;
+    // `galleryFeed` is non-null, so its error nulls `data`.
+    let (status, ordered, body) = post(
+        &app,
+        None,
+        "{ galleryFeed(first: 1000) { edges { node { id } } } paymentPlans { id } }",
+    )
+    .await;
+    assert_eq!(status, 200, "a field error is not a request error");
+    assert!(ordered.is_null(&["data"]), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["galleryFeed"]));
+
+    // Nested: `Gallery.characters` is non-null, so its error nulls the nullable `gallery`,
+    // and the sibling root fields keep their values and places.
+    let (token, id) = user(&app, 9101).await;
+    let query = format!(
+        "{{ before: me {{ id }} gallery(owner: \"{id}\") {{ owner {{ id }} characters(first: 1000) {{ edges {{ node {{ id }} }} }} }} after: me {{ id }} }}"
+    );
+    let (_, ordered, body) = post(&app, Some(&token), &query).await;
+    assert_eq!(ordered.keys(&["data"]), ["before", "gallery", "after"], "{body}");
+    assert!(ordered.is_null(&["data", "gallery"]), "{body}");
+    assert_eq!(body["data"]["after"]["id"], id);
+    assert_eq!(
+        body["errors"][0]["path"],
+        json!(["gallery", "characters"])
+    );
+
+    // A mutation whose non-null payload fails answers `data: null` too.
+    let (_, ordered, body) = post(
+        &app,
+        None,
+        "mutation { requestOtp(input: { phone: \"not a phone\" }) { expiresAt } }",
+    )
+    .await;
+    assert!(ordered.is_null(&["data"]), "{body}");
+    assert_eq!(code(&body), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn nested_keys_follow_the_selection_with_fragments_and_directives() {
+    let app = TestApp::spawn().await;
+    let (token, id) = user(&app, 9102).await;
+    // `credits` comes from a batched loader and finishes last; `__typename` and `username`
+    // at once; the answer still follows the document.
+    let query = "query($skip: Boolean! = true) {
+        me { credits { balance dailyRemaining } ...Names __typename id skipped: id @skip(if: $skip) }
+    }
+    fragment Names on User { username displayName }";
+    let (_, ordered, body) = post(&app, Some(&token), query).await;
+    assert_eq!(
+        ordered.keys(&["data", "me"]),
+        ["credits", "username", "displayName", "__typename", "id"],
+        "{body}"
+    );
+    assert_eq!(
+        ordered.keys(&["data", "me", "credits"]),
+        ["balance", "dailyRemaining"]
+    );
+    assert_eq!(body["data"]["me"]["id"], id);
+}
+
+#[tokio::test]
+async fn subscription_events_are_shaped_too() {
+    let app = TestApp::spawn_with(|c| c.workers = 1).await;
+    let (token, _) = user(&app, 9103).await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation { createCharacter(input: { name: \"Kit\", prompt: \"a fox\", styleType: ANIME }) { id } }",
+            json!({}),
+        )
+        .await;
+    let character = body["data"]["createCharacter"]["id"].clone();
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($c: ID!) { generate(input: { kind: CHARACTER_GENERATION, prompt: \"a fox\", characterId: $c, params: { width: 64, height: 64 } }) { id } }",
+            json!({ "c": character }),
+        )
+        .await;
+    let job = body["data"]["generate"]["id"].clone();
+    assert!(job.is_string(), "{body}");
+    let mut ws = app.ws_as(&token).await;
+    ws.subscribe(
+        "subscription($id: ID!) { generationJobUpdated(id: $id) { character { id } status id } }",
+        json!({ "id": job }),
+    )
+    .await;
+    // Every event, read as text to see its key order.
+    let first = ws.recv_text().await;
+    let ordered: Ordered = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        ordered.keys(&["payload", "data", "generationJobUpdated"]),
+        ["character", "status", "id"],
+        "{first}"
+    );
+}
