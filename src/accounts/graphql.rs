@@ -191,6 +191,11 @@ pub struct VendorProfile(pub VendorProfileRow);
 /// A vendor's business profile (seed 001 vendors).
 #[Object]
 impl VendorProfile {
+    /// The vendor's user id: a stable key for client caches.
+    async fn id(&self) -> ID {
+        ID(self.0.user_id.to_string())
+    }
+
     /// The business name shown on albums.
     async fn business_name(&self) -> &str {
         &self.0.business_name

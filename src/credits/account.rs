@@ -3,7 +3,7 @@
 //! nothing of `accounts`, so the two API modules import no cycle (`credits::graphql` uses
 //! `User` for a gift's counterparty).
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -20,6 +20,12 @@ pub struct CreditAccount(pub AccountView);
 /// user's time zone and is spent before the balance).
 #[Object]
 impl CreditAccount {
+    /// The owner's user id (each user has one account): a stable key for client caches, so
+    /// `me { credits }` and `creditBalanceChanged` update the same cached object.
+    async fn id(&self) -> ID {
+        ID(self.0.user_id.to_string())
+    }
+
     /// Credits that can be spent, beyond today's allowance.
     async fn balance(&self) -> i64 {
         self.0.balance

@@ -247,6 +247,11 @@ pub struct OperationPrice {
 /// What an operation costs, for the viewer's tier (anonymous viewers see FREE prices).
 #[Object]
 impl OperationPrice {
+    /// The operation's name again (as `operation`): a stable key for client caches.
+    async fn id(&self) -> ID {
+        ID(self.row.operation.clone())
+    }
+
     /// e.g. `generate.character`.
     async fn operation(&self) -> &str {
         &self.row.operation

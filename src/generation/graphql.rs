@@ -228,9 +228,7 @@ impl GenerationQuery {
         #[graphql(desc = "One of the viewer's generation jobs.")] id: ID,
     ) -> async_graphql::Result<Option<GenerationJob>> {
         let viewer = require_user(ctx)?;
-        let Ok(id) = Uuid::parse_str(id.as_str()) else {
-            return Ok(None);
-        };
+        let id = parse_id(&id, "id")?;
         Ok(service::find_job(ctx.state()?, viewer, id)
             .await?
             .map(GenerationJob))

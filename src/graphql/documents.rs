@@ -92,8 +92,7 @@ impl<E> ParsedDocuments<E> {
             }
         };
         limits::check_variables(&request.variables, &checked.uses)?;
-        if let Some(operation) = shape::operation(&checked.doc, request.operation_name.as_deref())
-        {
+        if let Some(operation) = shape::operation(&checked.doc, request.operation_name.as_deref()) {
             shape::add_variable_defaults(operation, &mut request.variables);
         }
         request.set_parsed_query(ExecutableDocument::clone(&checked.doc));

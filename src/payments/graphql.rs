@@ -110,9 +110,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "One of the viewer's payments.")] id: ID,
     ) -> async_graphql::Result<Option<Payment>> {
-        let Ok(id) = Uuid::parse_str(id.as_str()) else {
-            return Ok(None);
-        };
+        let id = parse_id(&id, "id")?;
         Ok(service::payment_for(ctx.state()?, ctx.viewer(), id)
             .await?
             .map(Payment))

@@ -155,13 +155,14 @@ async fn a_failed_non_null_field_nulls_its_parent() {
         "{{ before: me {{ id }} gallery(owner: \"{id}\") {{ owner {{ id }} characters(first: 1000) {{ edges {{ node {{ id }} }} }} }} after: me {{ id }} }}"
     );
     let (_, ordered, body) = post(&app, Some(&token), &query).await;
-    assert_eq!(ordered.keys(&["data"]), ["before", "gallery", "after"], "{body}");
+    assert_eq!(
+        ordered.keys(&["data"]),
+        ["before", "gallery", "after"],
+        "{body}"
+    );
     assert!(ordered.is_null(&["data", "gallery"]), "{body}");
     assert_eq!(body["data"]["after"]["id"], id);
-    assert_eq!(
-        body["errors"][0]["path"],
-        json!(["gallery", "characters"])
-    );
+    assert_eq!(body["errors"][0]["path"], json!(["gallery", "characters"]));
 
     // A mutation whose non-null payload fails answers `data: null` too.
     let (_, ordered, body) = post(
@@ -231,5 +232,163 @@ async fn subscription_events_are_shaped_too() {
         ordered.keys(&["payload", "data", "generationJobUpdated"]),
         ["character", "status", "id"],
         "{first}"
+    );
+}
+
+/// One rule for ids everywhere: a malformed id is `BAD_USER_INPUT` naming the argument; a
+/// well-formed id of nothing the viewer may see is `null` from a query field and `NOT_FOUND`
+/// from a mutation or subscription.
+#[tokio::test]
+async fn malformed_and_unknown_ids_follow_one_rule() {
+    let app = TestApp::spawn().await;
+    let (token, _) = crate::support::vendor(&app, 9104, "Ids Inc").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let queries = [
+        ("user", "user(id: $id) { id }"),
+        ("payment", "payment(id: $id) { id }"),
+        ("generationJob", "generationJob(id: $id) { id }"),
+        ("gallery", "gallery(owner: $id) { owner { id } }"),
+        ("character", "character(id: $id) { id }"),
+        ("collection", "collection(id: $id) { id }"),
+        ("album", "album(id: $id) { id }"),
+        ("image", "image(id: $id) { id }"),
+    ];
+    for (field, selection) in queries {
+        let query = format!("query($id: ID!) {{ {selection} }}");
+        let (_, body) = app.gql_as(&token, &query, json!({ "id": "x" })).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{field}: {body}");
+        assert_eq!(body["data"][field], Value::Null, "{field}: {body}");
+        let (_, body) = app.gql_as(&token, &query, json!({ "id": unknown })).await;
+        assert!(body["errors"].is_null(), "{field}: {body}");
+        assert_eq!(body["data"][field], Value::Null, "{field}: {body}");
+    }
+    let mutations = [
+        ("cancelGenerationJob", "cancelGenerationJob(id: $id) { id }"),
+        ("retryGenerationJob", "retryGenerationJob(id: $id) { id }"),
+        (
+            "updateCharacter",
+            "updateCharacter(id: $id, input: { name: \"n\" }) { id }",
+        ),
+        ("deleteCharacter", "deleteCharacter(id: $id)"),
+        ("publishCharacter", "publishCharacter(id: $id) { id }"),
+        ("likeCharacter", "likeCharacter(id: $id) { id }"),
+        ("unlikeCharacter", "unlikeCharacter(id: $id) { id }"),
+        ("rateCharacter", "rateCharacter(id: $id, rating: 5) { id }"),
+        (
+            "updateCollection",
+            "updateCollection(id: $id, input: { name: \"n\" }) { id }",
+        ),
+        ("deleteCollection", "deleteCollection(id: $id)"),
+        (
+            "addToCollection",
+            "addToCollection(collectionId: $id, characterIds: []) { id }",
+        ),
+        (
+            "removeFromCollection",
+            "removeFromCollection(collectionId: $id, characterIds: []) { id }",
+        ),
+        (
+            "reorderCollection",
+            "reorderCollection(collectionId: $id, characterIds: []) { id }",
+        ),
+        (
+            "updateAlbum",
+            "updateAlbum(id: $id, input: { name: \"n\" }) { id }",
+        ),
+        ("deleteAlbum", "deleteAlbum(id: $id)"),
+        (
+            "addImagesToAlbum",
+            "addImagesToAlbum(albumId: $id, imageIds: []) { id }",
+        ),
+        (
+            "removeImagesFromAlbum",
+            "removeImagesFromAlbum(albumId: $id, imageIds: []) { id }",
+        ),
+        (
+            "reorderAlbum",
+            "reorderAlbum(albumId: $id, imageIds: []) { id }",
+        ),
+        (
+            "giftCredits",
+            "giftCredits(input: { toUserId: $id, amount: 1 }) { id }",
+        ),
+    ];
+    for (field, selection) in mutations {
+        let query = format!("mutation($id: ID!) {{ {selection} }}");
+        let (_, body) = app.gql_as(&token, &query, json!({ "id": "x" })).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{field}: {body}");
+        let (_, body) = app.gql_as(&token, &query, json!({ "id": unknown })).await;
+        assert_eq!(code(&body), "NOT_FOUND", "{field}: {body}");
+    }
+    let mut ws = app.ws_as(&token).await;
+    for (id, expected) in [("x", "BAD_USER_INPUT"), (unknown.as_str(), "NOT_FOUND")] {
+        ws.subscribe(
+            "subscription($id: ID!) { generationJobUpdated(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let refused = ws.recv().await.unwrap().unwrap();
+        let errors = if refused["type"] == "error" {
+            refused["payload"].clone()
+        } else {
+            // A `next` carrying the error, then the operation's `complete`.
+            let complete = ws.recv().await.unwrap().unwrap();
+            assert_eq!(complete["type"], "complete", "{complete}");
+            refused["payload"]["errors"].clone()
+        };
+        assert_eq!(errors[0]["extensions"]["code"], expected, "{refused}");
+    }
+}
+
+/// Apollo's normalised cache keys objects by `__typename` and `id`: the account in
+/// `me { credits }` and in `creditBalanceChanged` is one object, and so are galleries,
+/// vendor profiles and prices.
+#[tokio::test]
+async fn entity_types_have_stable_ids() {
+    let app = TestApp::spawn().await;
+    let (token, id) = user(&app, 9105).await;
+    let (giver, _) = user(&app, 9106).await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "query($id: ID!) { me { credits { id } } gallery(owner: $id) { id } operationPrices { id operation } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(body["data"]["me"]["credits"]["id"], id, "{body}");
+    assert_eq!(body["data"]["gallery"]["id"], id);
+    for price in body["data"]["operationPrices"].as_array().unwrap() {
+        assert_eq!(price["id"], price["operation"]);
+    }
+    let mut ws = app.ws_as(&token).await;
+    ws.subscribe(
+        "subscription { creditBalanceChanged { id balance } }",
+        json!({}),
+    )
+    .await;
+    // The subscription is live once the server has answered a ping round trip; give the
+    // listener a moment, then change the balance.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, body) = app
+        .gql_as(
+            &giver,
+            "mutation($to: ID!) { giftCredits(input: { toUserId: $to, amount: 1 }) { id } }",
+            json!({ "to": id }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let event = ws.recv().await.unwrap().unwrap();
+    assert_eq!(
+        event["payload"]["data"]["creditBalanceChanged"]["id"], id,
+        "{event}"
+    );
+
+    let (vendor_token, vendor_id) = crate::support::vendor(&app, 9107, "Keyed Ltd").await;
+    let (_, body) = app
+        .gql_as(&vendor_token, "{ me { vendorProfile { id } } }", json!({}))
+        .await;
+    assert_eq!(
+        body["data"]["me"]["vendorProfile"]["id"], vendor_id,
+        "{body}"
     );
 }

@@ -1,6 +1,6 @@
 //! `Gallery` (one owner's gallery) and the filters and orders of `galleryFeed`.
 
-use async_graphql::{Context, Enum, InputObject, Object};
+use async_graphql::{Context, Enum, ID, InputObject, Object};
 use uuid::Uuid;
 
 use super::{Album, Character, Collection, Conn, Image, Newest, Res, keyed, owner, page, seer};
@@ -22,6 +22,11 @@ pub struct Gallery {
 /// private ones too).
 #[Object]
 impl Gallery {
+    /// The owner's user id: a stable key for client caches.
+    async fn id(&self) -> ID {
+        ID(self.owner.to_string())
+    }
+
     /// Whose gallery this is.
     async fn owner(&self, ctx: &Context<'_>) -> Res<User> {
         owner(ctx, self.owner).await
