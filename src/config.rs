@@ -16,6 +16,7 @@
 //! | `EASEL_GRAPHQL_MAX_DEPTH` | `16` | maximum query depth (GraphiQL's introspection query needs 15) |
 //! | `EASEL_GRAPHQL_MAX_COMPLEXITY` | `1000` | maximum query complexity |
 //! | `EASEL_GRAPHQL_MAX_BATCH` | `10` | maximum operations in one batched request |
+//! | `EASEL_PERSISTED_QUERY_CACHE_CONTROL` | `public, max-age=30` | `Cache-Control` of an anonymous GET persisted query that succeeded |
 //! | `EASEL_GRAPHQL_MAX_NESTING` | `64` | deepest nesting of `{`, `[`, `(` in a document, checked before parsing |
 //! | `EASEL_GRAPHQL_MAX_TOKENS` | `10000` | most tokens in a document, checked before parsing |
 //! | `EASEL_GRAPHQL_MAX_FIELDS` | `2000` | most fields a document selects once its fragments are expanded (`__typename` included) |
@@ -136,6 +137,8 @@ pub struct Config {
     pub graphql_max_depth: usize,
     pub graphql_max_complexity: usize,
     pub graphql_max_batch: usize,
+    /// `Cache-Control` of anonymous, successful GET persisted queries (a valid header value).
+    pub persisted_query_cache_control: String,
     pub graphql_max_nesting: usize,
     pub graphql_max_tokens: usize,
     pub graphql_max_fields: u64,
@@ -291,6 +294,15 @@ impl Config {
             graphql_max_depth: parse(&get, "EASEL_GRAPHQL_MAX_DEPTH", "16")?,
             graphql_max_complexity: parse(&get, "EASEL_GRAPHQL_MAX_COMPLEXITY", "1000")?,
             graphql_max_batch: parse(&get, "EASEL_GRAPHQL_MAX_BATCH", "10")?,
+            persisted_query_cache_control: {
+                let value = get("EASEL_PERSISTED_QUERY_CACHE_CONTROL")
+                    .unwrap_or_else(|| "public, max-age=30".into());
+                anyhow::ensure!(
+                    axum::http::HeaderValue::from_str(&value).is_ok(),
+                    "EASEL_PERSISTED_QUERY_CACHE_CONTROL is not a valid header value"
+                );
+                value
+            },
             graphql_max_nesting: parse(&get, "EASEL_GRAPHQL_MAX_NESTING", "64")?,
             graphql_max_tokens: parse(&get, "EASEL_GRAPHQL_MAX_TOKENS", "10000")?,
             graphql_max_fields: parse(&get, "EASEL_GRAPHQL_MAX_FIELDS", "2000")?,

@@ -24,6 +24,9 @@ pub mod codes {
     pub const CONFLICT: &str = "CONFLICT";
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
     pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
+    /// An automatic persisted query's hash the server does not know (yet): send the query
+    /// with the hash (Apollo's `createPersistedQueryLink` does so by itself).
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
     pub const INTERNAL: &str = "INTERNAL";
 }
 

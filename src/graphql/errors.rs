@@ -67,8 +67,18 @@ fn add_code(err: &mut ServerError) {
 
 /// A request error (the operation never ran: syntax, validation, limits, unknown operation)
 /// as opposed to a field error; the HTTP layer answers 400 for these.
+///
+/// An unknown persisted-query hash is not one: Apollo Server answers it with 200, and older
+/// Apollo Clients stop sending hashes after a 400.
 pub fn is_request_error(response: &Response) -> bool {
+    let persisted_query_not_found = |e: &ServerError| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|c| *c == async_graphql::Value::from(codes::PERSISTED_QUERY_NOT_FOUND))
+    };
     response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty())
+        && !response.errors.iter().any(persisted_query_not_found)
 }

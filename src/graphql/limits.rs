@@ -42,7 +42,8 @@ pub struct Limits {
     pub max_fields: u64,
 }
 
-fn error(code: &str, message: String, field: Option<&str>) -> ServerError {
+/// A request error with `extensions.code` (and `extensions.field` when given).
+pub(super) fn error(code: &str, message: String, field: Option<&str>) -> ServerError {
     let mut err = ServerError::new(message, None);
     let mut ext = ErrorExtensionValues::default();
     ext.set("code", code);

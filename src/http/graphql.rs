@@ -14,7 +14,7 @@ use std::{
 use async_graphql::{
     BatchRequest, BatchResponse, Data, Executor, Request as GqlRequest,
     http::{ALL_WEBSOCKET_PROTOCOLS, MultipartOptions, WebSocketProtocols, WsMessage},
-    parser::types::{DocumentOperations, OperationType},
+    parser::types::OperationType,
 };
 use axum::{
     body::to_bytes,
@@ -135,7 +135,7 @@ pub async fn post(State(state): State<HttpState>, req: Request) -> Response {
             );
         }
     };
-    execute(&state, batch, headers, who).await
+    execute(&state, batch, headers, who, None).await
 }
 
 /// Who sent a request: the viewer from the bearer token, and where it came from.
@@ -233,12 +233,18 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let request = match parse_get_query(parts.uri.query().unwrap_or_default()) {
+    let mut request = match parse_get_query(parts.uri.query().unwrap_or_default()) {
         Ok(r) => r,
         Err(message) => {
             return error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, message);
         }
     };
+    // A persisted query's text is needed to refuse mutations over GET.
+    let persisted = request.extensions.contains_key("persistedQuery");
+    if let Err(e) = state.schema.0.resolve_persisted(&mut request) {
+        let response = async_graphql::Response::from_errors(vec![e]);
+        return graphql_response(&response, &parts.headers, None);
+    }
     if let Some(kind) = non_query_operation(&request, &crate::schema::limits(&state.app.config)) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -251,7 +257,24 @@ pub async fn get(State(state): State<HttpState>, req: Request) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&state, BatchRequest::Single(request), &parts.headers, who).await
+    // A successful persisted query over GET may be cached: by anyone for an anonymous caller
+    // (`EASEL_PERSISTED_QUERY_CACHE_CONTROL`), never for a signed-in one.
+    let cache_control = persisted.then(|| {
+        if who.viewer.user_id().is_some() {
+            HeaderValue::from_static("private, no-store")
+        } else {
+            HeaderValue::from_str(&state.app.config.persisted_query_cache_control)
+                .unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+        }
+    });
+    execute(
+        &state,
+        BatchRequest::Single(request),
+        &parts.headers,
+        who,
+        cache_control,
+    )
+    .await
 }
 
 /// The GraphQL-over-HTTP query string: `query`, `operationName`, and JSON-encoded
@@ -268,7 +291,11 @@ fn parse_get_query(raw: &str) -> Result<GqlRequest, String> {
     }
     let params: Params =
         serde_urlencoded::from_str(raw).map_err(|e| format!("invalid query string: {e}"))?;
-    if params.query.trim().is_empty() {
+    let persisted = params
+        .extensions
+        .as_deref()
+        .is_some_and(|e| e.contains("persistedQuery"));
+    if params.query.trim().is_empty() && !persisted {
         return Err("missing `query` parameter (GraphiQL is served at /graphiql)".into());
     }
     let mut request = GqlRequest::new(params.query);
@@ -292,11 +319,9 @@ fn parse_get_query(raw: &str) -> Result<GqlRequest, String> {
 fn non_query_operation(request: &GqlRequest, limits: &Limits) -> Option<&'static str> {
     limits::scan(&request.query, limits).ok()?;
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
-    let ty = match (&doc.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => op.node.ty,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?.node.ty,
-        (DocumentOperations::Multiple(_), None) => return None,
-    };
+    // The operation that would run: the named one, or the only one (named or not). A
+    // document with several and no name runs nothing (the executor refuses it).
+    let ty = crate::graphql::shape::operation(&doc, request.operation_name.as_deref())?.ty;
     match ty {
         OperationType::Query => None,
         OperationType::Mutation => Some("mutation"),
@@ -309,6 +334,7 @@ async fn execute(
     batch: BatchRequest,
     headers: &HeaderMap,
     who: Caller,
+    cache_control: Option<HeaderValue>,
 ) -> Response {
     let max = state.app.config.graphql_max_batch;
     if let BatchRequest::Batch(items) = &batch
@@ -329,9 +355,24 @@ async fn execute(
         ),
     };
     let response = state.schema.execute_batch(batch).await;
-    let status = match &response {
-        BatchResponse::Single(r) if is_request_error(r) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
+    match response {
+        BatchResponse::Single(r) => graphql_response(&r, headers, cache_control),
+        batch => graphql_response(&batch, headers, None),
+    }
+}
+
+/// A GraphQL response over HTTP: 400 for a request error (GraphQL-over-HTTP), else 200;
+/// `application/graphql-response+json` when the client accepts it. `cache_control` is set
+/// on a single response without errors; any other gets `no-store` when it is given.
+fn graphql_response<R: GraphqlBody>(
+    response: &R,
+    headers: &HeaderMap,
+    cache_control: Option<HeaderValue>,
+) -> Response {
+    let status = if response.is_request_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
     };
     let wants_graphql_json = headers
         .get(header::ACCEPT)
@@ -342,8 +383,21 @@ async fn execute(
     } else {
         "application/json"
     };
-    match serde_json::to_vec(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+    match serde_json::to_vec(response) {
+        Ok(body) => {
+            let mut http = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            if let Some(value) = cache_control {
+                let value = if response.is_clean() {
+                    value
+                } else {
+                    HeaderValue::from_static("no-store")
+                };
+                http.headers_mut().insert(header::CACHE_CONTROL, value);
+                http.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Authorization"));
+            }
+            http
+        }
         Err(e) => {
             tracing::error!(error = %e, "serialising a GraphQL response");
             error_response(
@@ -351,6 +405,35 @@ async fn execute(
                 codes::INTERNAL,
                 "internal server error",
             )
+        }
+    }
+}
+
+/// What the HTTP layer asks of a response or a batch of them.
+trait GraphqlBody: serde::Serialize {
+    /// A request error (only a single response can be one).
+    fn is_request_error(&self) -> bool;
+    /// No errors at all.
+    fn is_clean(&self) -> bool;
+}
+
+impl GraphqlBody for async_graphql::Response {
+    fn is_request_error(&self) -> bool {
+        is_request_error(self)
+    }
+    fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl GraphqlBody for BatchResponse {
+    fn is_request_error(&self) -> bool {
+        matches!(self, BatchResponse::Single(r) if is_request_error(r))
+    }
+    fn is_clean(&self) -> bool {
+        match self {
+            BatchResponse::Single(r) => r.errors.is_empty(),
+            BatchResponse::Batch(rs) => rs.iter().all(|r| r.errors.is_empty()),
         }
     }
 }

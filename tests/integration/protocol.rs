@@ -392,3 +392,137 @@ async fn entity_types_have_stable_ids() {
         "{body}"
     );
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Automatic persisted queries as Apollo's `createPersistedQueryLink` sends them: POST, and
+/// GET with `useGETForHashedQueries`.
+#[tokio::test]
+async fn automatic_persisted_queries_over_post_and_get() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let query = "query Plans { paymentPlans { id name } }";
+    let hash = sha256_hex(query);
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+
+    // Hash only, unknown: 200 with PERSISTED_QUERY_NOT_FOUND (so Apollo retries with the text).
+    let resp = client
+        .post(app.url("/graphql"))
+        .json(&json!({ "operationName": "Plans", "extensions": ext }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+
+    // The text with a hash that is not its own: refused, not remembered.
+    let other =
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256_hex("{ me { id } }") } });
+    let resp = client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": query, "extensions": other }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+
+    // The text with its hash: runs and registers.
+    let (_, registered) = {
+        let resp = client
+            .post(app.url("/graphql"))
+            .json(&json!({ "query": query, "operationName": "Plans", "extensions": ext }))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    assert!(
+        registered["data"]["paymentPlans"].is_array(),
+        "{registered}"
+    );
+
+    // Hash only now works, over POST and GET; anonymous GETs may be cached by anyone.
+    let resp = client
+        .post(app.url("/graphql"))
+        .json(&json!({ "operationName": "Plans", "extensions": ext }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap(), registered);
+    let get = |token: Option<String>| {
+        let mut request = client.get(app.url("/graphql")).query(&[
+            ("operationName", "Plans"),
+            ("variables", "{}"),
+            ("extensions", &ext.to_string()),
+        ]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let resp = get(None).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=30");
+    assert_eq!(resp.headers()["vary"], "Authorization");
+    assert_eq!(resp.json::<Value>().await.unwrap(), registered);
+    let (token, _) = user(&app, 9108).await;
+    let resp = get(Some(token)).await.unwrap();
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+
+    // An unknown hash over GET: the same 200 and code, and not cacheable.
+    let unknown =
+        json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256_hex("{ __typename }") } });
+    let resp = client
+        .get(app.url("/graphql"))
+        .query(&[("extensions", unknown.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()
+            .get("cache-control")
+            .is_none_or(|v| v != "public, max-age=30")
+    );
+    assert_eq!(
+        code(&resp.json::<Value>().await.unwrap()),
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+
+    // A persisted mutation still may not run over GET.
+    let mutation = "mutation Out { signOut }";
+    let mext = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256_hex(mutation) } });
+    client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": mutation, "extensions": mext }))
+        .send()
+        .await
+        .unwrap();
+    let resp = client
+        .get(app.url("/graphql"))
+        .query(&[("extensions", mext.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert_eq!(status, 405, "{}", resp.text().await.unwrap());
+    // So may a named mutation sent as text without `operationName` (it used to run: a
+    // document's only operation is the one that runs, named or not).
+    let resp = client
+        .get(app.url("/graphql"))
+        .query(&[("query", mutation)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+}
