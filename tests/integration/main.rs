@@ -13,3 +13,5 @@ mod generation;
 mod security;
 mod security_gallery;
 mod security_payments;
+mod shutdown;
+mod websocket;
