@@ -380,6 +380,8 @@ pub async fn websocket(State(state): State<HttpState>, req: Request) -> Response
 /// Close code for a refused or expired token (graphql-ws `Forbidden`).
 const CLOSE_FORBIDDEN: u16 = 4403;
 const FORBIDDEN_MARK: &str = "\u{1}forbidden:";
+/// Close code for a message the protocol does not know (graphql-transport-ws).
+const CLOSE_INVALID_MESSAGE: u16 = 4400;
 
 async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
     let ws = match WebSocketUpgrade::from_request_parts(parts, &state).await {
@@ -502,6 +504,11 @@ async fn serve_socket(
                     .map(|text| Message::Text(text.into())),
                 WsMessage::Close(code, reason) => Some(match reason.strip_prefix(FORBIDDEN_MARK) {
                     Some(reason) => close(CLOSE_FORBIDDEN, reason),
+                    // async-graphql closes with 1002 on a message it cannot read;
+                    // graphql-transport-ws says 4400 ("Invalid message received").
+                    None if code == 1002 && protocol == WebSocketProtocols::GraphQLWS => {
+                        close(CLOSE_INVALID_MESSAGE, &reason)
+                    }
                     None => close(code, &reason),
                 }),
             })

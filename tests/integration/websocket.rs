@@ -61,6 +61,23 @@ async fn a_second_connection_init_closes_with_4429() {
     );
 }
 
+#[tokio::test]
+async fn a_message_the_protocol_does_not_know_closes_with_4400() {
+    let app = TestApp::spawn().await;
+    for msg in [
+        json!({ "type": "nonsense" }),
+        json!({ "type": "subscribe", "payload": { "query": "{ __typename }" } }),
+        json!([1, 2]),
+    ] {
+        let mut ws = app.ws("/graphql/ws", json!({})).await;
+        ws.send(msg.clone()).await;
+        match ws.recv().await {
+            Some(Err((code, _))) => assert_eq!(code, 4400, "{msg}"),
+            other => panic!("{msg}: expected a 4400 close, got {other:?}"),
+        }
+    }
+}
+
 /// Validation and syntax errors (the operation never ran) are one `error` message carrying
 /// the GraphQL errors with their codes, and no `complete` follows; the id is free again.
 #[tokio::test]
