@@ -26,11 +26,12 @@
 //! | `EASEL_MAX_CONNECTIONS` | `10000` | open client connections (websockets included); past it new ones wait in the listen backlog |
 //! | `EASEL_WS_MAX_SUBSCRIPTIONS` | `50` | operations one websocket may run at once |
 //! | `EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER` | `200` | operations one user may run at once over all their websockets (per server process) |
+//! | `EASEL_WS_INIT_TIMEOUT_SECS` | `10` | time a new websocket has to send `connection_init` (closed with 4408 after it) |
 //! | `EASEL_SIGNIN_MAX_PER_EMAIL_IP` | `10` | failed-or-not `signIn` attempts per email and client IP in 15 minutes |
 //! | `EASEL_SIGNIN_MAX_PER_EMAIL` | `100` | `signIn` attempts per email from all IPs in 15 minutes (the ceiling against distributed guessing) |
 //! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
 //! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
-//! | `EASEL_SHUTDOWN_GRACE_SECS` | `10` | how long shutdown waits for open requests |
+//! | `EASEL_SHUTDOWN_GRACE_SECS` | `30` | how long shutdown waits for open requests and running jobs (jobs still running then go back to the queue) |
 //! | `EASEL_JWT_SECRET` | generated (development) | HS256 key for access tokens; required in production |
 //! | `EASEL_JWT_PREVIOUS_SECRETS` | unset | comma-separated retired keys still accepted while their tokens live |
 //! | `EASEL_ACCESS_TOKEN_TTL_SECS` | `900` | access token lifetime |
@@ -148,6 +149,7 @@ pub struct Config {
     pub max_connections: usize,
     pub ws_max_subscriptions: usize,
     pub ws_max_subscriptions_per_user: usize,
+    pub ws_init_timeout: Duration,
     pub signin_max_per_email_ip: i64,
     pub signin_max_per_email: i64,
     pub graphiql_assets_url: String,
@@ -320,6 +322,7 @@ impl Config {
                 "EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER",
                 "200",
             )?,
+            ws_init_timeout: Duration::from_secs(parse(&get, "EASEL_WS_INIT_TIMEOUT_SECS", "10")?),
             signin_max_per_email_ip: parse(&get, "EASEL_SIGNIN_MAX_PER_EMAIL_IP", "10")?,
             signin_max_per_email: parse(&get, "EASEL_SIGNIN_MAX_PER_EMAIL", "100")?,
             graphiql_assets_url: get("EASEL_GRAPHIQL_ASSETS_URL")
@@ -327,7 +330,7 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             cors_origins,
-            shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "10")?),
+            shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "30")?),
             log_filter: get("EASEL_LOG").unwrap_or_else(|| "info".into()),
             log_format,
             jwt_secret: get("EASEL_JWT_SECRET").map(SecretString::from),
@@ -492,6 +495,9 @@ impl Config {
         }
         if config.header_read_timeout.is_zero() {
             bail!("EASEL_HEADER_READ_TIMEOUT_SECS must be at least 1");
+        }
+        if config.ws_init_timeout.is_zero() {
+            bail!("EASEL_WS_INIT_TIMEOUT_SECS must be at least 1");
         }
         if config.job_max_attempts < 1 || config.job_lease.is_zero() {
             bail!("EASEL_JOB_MAX_ATTEMPTS must be at least 1 and EASEL_JOB_LEASE_SECS positive");

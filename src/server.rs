@@ -1,10 +1,10 @@
 //! Start-up and shutdown: the database (given or embedded), migrations, the HTTP server.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     AppState,
@@ -93,27 +93,27 @@ impl Database {
     }
 }
 
-/// `easel worker`: runs generation workers (and the reaper) without the HTTP server.
+/// `easel worker`: runs generation workers (and the reaper) without the HTTP server. On
+/// SIGINT/SIGTERM the workers stop claiming, running jobs may finish within
+/// `EASEL_SHUTDOWN_GRACE_SECS`, and those still running then go back to the queue.
 pub async fn work(config: Config) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
     let n = config.workers.max(1);
+    let grace = config.shutdown_grace;
     let state = app_state(config, &database.url)?;
     let listener = state.events.spawn_listener(state.db_url.to_string());
     state.events.listening().await;
-    let mut tasks = vec![listener, crate::generation::worker::spawn_reaper(&state)];
-    tasks.extend(crate::generation::worker::spawn_workers(
-        &state,
-        state.provider.clone(),
-        n,
-        "worker",
-    ));
+    let tasks = [listener, crate::generation::worker::spawn_reaper(&state)];
+    let workers =
+        crate::generation::worker::spawn_workers(&state, state.provider.clone(), n, "worker");
     tracing::info!(
         workers = n,
         provider = state.provider.name(),
         "Easel workers running"
     );
     shutdown_signal().await;
-    tracing::info!("stopping workers (their jobs are re-queued when their leases run out)");
+    tracing::info!("stopping workers: no new jobs; running ones may finish within {grace:?}");
+    workers.shutdown(grace).await;
     for t in tasks {
         t.abort();
     }
@@ -134,7 +134,9 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
     Ok(AppState::new(config, pool, url)?.with_statements(statements))
 }
 
-/// `easel serve`: runs until SIGINT/SIGTERM, then drains requests and stops the database.
+/// `easel serve`: runs until SIGINT/SIGTERM, then, within `EASEL_SHUTDOWN_GRACE_SECS`, drains
+/// requests, closes websockets (1001 after completing their operations) and lets running jobs
+/// finish (releasing the rest to the queue), and stops the database.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
     let result = serve_on(config, &database.url, shutdown_signal()).await;
@@ -165,28 +167,63 @@ async fn serve_on(
     } else {
         tracing::info!("Easel is ready at {base} (GraphQL at {base}graphql)");
     }
-    let stopping = Arc::new(Notify::new());
-    let notify = stopping.clone();
-    let server = http::serve::serve(listener, http::router(state), options, async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing open requests");
-        notify.notify_one();
-    });
-    tokio::select! {
-        _ = server => {}
-        _ = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("requests still open after {grace:?}; closing them");
-        }
-    }
-    for task in background {
-        task.abort();
+    let (stop, stopping) = watch::channel(false);
+    let websockets = http::Websockets::new(state.config.max_connections, stopping.clone());
+    let router = http::router_with(state, websockets.clone());
+    let mut stopped = stopping.clone();
+    let server = tokio::spawn(http::serve::serve(listener, router, options, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    shutdown.await;
+    tracing::info!(
+        "shutting down: finishing open requests and running jobs, closing websockets (grace {grace:?})"
+    );
+    stop.send_replace(true);
+    // Requests and websockets drain while the workers finish their jobs, within one grace.
+    let http = async {
+        let _ = server.await;
+        websockets.closed().await;
+    };
+    let (drained, ()) = tokio::join!(
+        tokio::time::timeout(grace, http),
+        background.shutdown(grace)
+    );
+    if drained.is_err() {
+        tracing::warn!("requests or websockets still open after {grace:?}; closing them");
     }
     Ok(())
 }
 
+/// The background tasks of a serving process.
+pub struct Background {
+    /// Outbox delivery, clean-up, the event listener, payment expiry, the job reaper.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The in-process generation workers.
+    pub workers: crate::generation::worker::Workers,
+}
+
+impl Background {
+    /// Stops everything at once.
+    pub fn abort(&self) {
+        self.workers.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Stops the workers gracefully ([`crate::generation::worker::Workers::shutdown`]), then
+    /// the other tasks.
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.workers.shutdown(grace).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 /// The background tasks of a serving process: outbox delivery, rate-limit clean-up, the event
 /// listener, payment expiry, the job reaper and `EASEL_WORKERS` generation workers.
-pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_background(state: &AppState) -> Background {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
         state.sender.clone(),
@@ -219,7 +256,7 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    let mut tasks = vec![
+    let tasks = vec![
         delivery,
         prune,
         listener,
@@ -227,13 +264,13 @@ pub fn spawn_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         expiry,
         crate::generation::worker::spawn_reaper(state),
     ];
-    tasks.extend(crate::generation::worker::spawn_workers(
+    let workers = crate::generation::worker::spawn_workers(
         state,
         state.provider.clone(),
         state.config.workers,
         "worker",
-    ));
-    tasks
+    );
+    Background { tasks, workers }
 }
 
 fn base_url(addr: SocketAddr) -> String {

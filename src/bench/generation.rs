@@ -189,9 +189,7 @@ async fn run_generation(
         }
     }
     let drain = started.elapsed();
-    for w in workers {
-        w.abort();
-    }
+    workers.abort();
     let done = count(
         &mut conn,
         "SELECT count(*) AS n FROM generation_jobs WHERE status IN ('succeeded', 'failed')",

@@ -306,6 +306,43 @@ pub async fn transition(
     Ok(row)
 }
 
+/// Gives `worker`'s running job back to the queue without spending an attempt (its worker is
+/// shutting down: the job never failed); `None` when the job is no longer the worker's.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    worker: &str,
+) -> QueryResult<Option<JobRow>> {
+    let row: Option<JobRow> = diesel::update(
+        generation_jobs::table
+            .find(id)
+            .filter(generation_jobs::status.eq(JobStatus::Processing))
+            .filter(generation_jobs::lease_owner.eq(worker)),
+    )
+    .set((
+        generation_jobs::status.eq(JobStatus::Queued),
+        generation_jobs::attempts.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "GREATEST(attempts - 1, 0)",
+        )),
+        generation_jobs::lease_owner.eq(None::<String>),
+        generation_jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        generation_jobs::started_at.eq(None::<DateTime<Utc>>),
+    ))
+    .returning(JobRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    if let Some(r) = &row {
+        record_event(
+            conn,
+            r,
+            serde_json::json!({ "released_by": worker, "reason": "shutdown" }),
+        )
+        .await?;
+    }
+    Ok(row)
+}
+
 /// Asks a processing job to stop (its worker sees it at the next heartbeat).
 pub async fn request_cancel(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
     let n = diesel::update(

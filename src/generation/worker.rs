@@ -2,13 +2,17 @@
 //! heartbeats while the provider renders, and writes the result only while the lease is still
 //! its own; every step may run twice after a crash without harm. The reaper re-queues jobs
 //! whose worker vanished, and times out jobs past their deadline.
+//!
+//! Shutdown ([`Workers::shutdown`]): workers stop claiming, running jobs may finish within
+//! the grace period, and the ones still running then are released back to the queue at once
+//! (their attempt not spent), rather than waiting for their lease to run out.
 
-use std::{sync::Arc, time::Instant};
+use std::{sync::Arc, time::Duration, time::Instant};
 
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
 use serde_json::json;
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
 use super::{
@@ -33,29 +37,102 @@ pub enum Ran {
     Cancelled,
     /// The lease was lost (the job was re-queued while this worker was slow); result dropped.
     LostLease,
+    /// The worker shut down: the job went back to the queue, its attempt not spent.
+    Released,
 }
 
-/// Starts `n` workers named `<prefix>-<i>`; they run until aborted.
+/// What workers are told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Run,
+    /// Claim nothing more; finish the running job.
+    Drain,
+    /// Give the running job back to the queue now.
+    Release,
+}
+
+/// Running workers.
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+    phase: watch::Sender<Phase>,
+    /// Each worker holds a receiver until it ends.
+    done: watch::Sender<()>,
+}
+
+impl Workers {
+    /// Stops the workers at once (their jobs are re-queued when their leases run out).
+    pub fn abort(&self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+
+    /// Stops the workers gracefully: no new job is claimed, running jobs may finish within
+    /// `grace`, and those still running after it go back to the queue without spending an
+    /// attempt. Resolves once every worker has ended.
+    pub async fn shutdown(self, grace: Duration) {
+        self.phase.send_replace(Phase::Drain);
+        if tokio::time::timeout(grace, self.done.closed())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!("jobs still running after {grace:?}; releasing them to the queue");
+        self.phase.send_replace(Phase::Release);
+        // Releasing is one short transaction; a worker stuck on the database is left to the
+        // reaper.
+        if tokio::time::timeout(Duration::from_secs(10), self.done.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop; aborting them");
+            self.abort();
+        }
+    }
+}
+
+/// Starts `n` workers named `<prefix>-<i>`; they run until aborted or shut down.
 pub fn spawn_workers(
     state: &AppState,
     provider: Arc<dyn ImageProvider>,
     n: usize,
     prefix: &str,
-) -> Vec<JoinHandle<()>> {
-    (0..n)
+) -> Workers {
+    let (phase, phase_rx) = watch::channel(Phase::Run);
+    let (done, done_rx) = watch::channel(());
+    let handles = (0..n)
         .map(|i| {
             let state = state.clone();
             let provider = provider.clone();
             let name = format!("{prefix}-{i}-{}", Uuid::now_v7().simple());
-            tokio::spawn(async move { work(state, provider, name).await })
+            let phase = phase_rx.clone();
+            let done = done_rx.clone();
+            tokio::spawn(async move {
+                work(state, provider, name, phase).await;
+                drop(done);
+            })
         })
-        .collect()
+        .collect();
+    Workers {
+        handles,
+        phase,
+        done,
+    }
 }
 
-async fn work(state: AppState, provider: Arc<dyn ImageProvider>, name: String) {
+async fn work(
+    state: AppState,
+    provider: Arc<dyn ImageProvider>,
+    name: String,
+    mut phase: watch::Receiver<Phase>,
+) {
     let mut events = state.events.subscribe();
     loop {
-        match run_next(&state, provider.clone(), &name).await {
+        if *phase.borrow() != Phase::Run {
+            return;
+        }
+        match run_next_in(&state, provider.clone(), &name, &mut phase).await {
             Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(e) => {
@@ -76,7 +153,19 @@ async fn work(state: AppState, provider: Arc<dyn ImageProvider>, name: String) {
                 }
             }
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wait).await;
+        let stopping = reached(&mut phase, |p| p != Phase::Run);
+        tokio::select! {
+            _ = tokio::time::timeout(std::time::Duration::from_secs(1), wait) => {}
+            _ = stopping => return,
+        }
+    }
+}
+
+/// Resolves once `phase` satisfies `f`; never when the [`Workers`] were dropped (workers whose
+/// handle is gone run on, as detached tasks do).
+async fn reached(phase: &mut watch::Receiver<Phase>, f: impl Fn(Phase) -> bool) {
+    if phase.wait_for(|p| f(*p)).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -85,6 +174,17 @@ pub async fn run_next(
     state: &AppState,
     provider: Arc<dyn ImageProvider>,
     worker: &str,
+) -> Result<Option<Ran>, AppError> {
+    let (_running, mut phase) = watch::channel(Phase::Run);
+    run_next_in(state, provider, worker, &mut phase).await
+}
+
+/// [`run_next`], releasing the job when `phase` says so.
+async fn run_next_in(
+    state: &AppState,
+    provider: Arc<dyn ImageProvider>,
+    worker: &str,
+    phase: &mut watch::Receiver<Phase>,
 ) -> Result<Option<Ran>, AppError> {
     let lease = state.config.job_lease.as_secs_f64();
     let job = {
@@ -101,7 +201,7 @@ pub async fn run_next(
         let job = job.clone();
         tokio::spawn(async move { render(&state, provider.as_ref(), &job).await })
     };
-    let outcome = watch(state, &job, worker, render).await;
+    let outcome = watch(state, &job, worker, render, phase).await;
     let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     let ran = match outcome {
         Watched::Done(Ok(images)) => finish_success(state, &job, worker, images, ms).await?,
@@ -113,6 +213,7 @@ pub async fn run_next(
         }
         Watched::Cancelled => finish_cancelled(state, &job, worker, ms).await?,
         Watched::LostLease => Ran::LostLease,
+        Watched::Released => release(state, &job, worker).await?,
     };
     tracing::info!(worker, job = %job.id, outcome = ?ran, ms, "job ended");
     Ok(Some(ran))
@@ -122,19 +223,26 @@ enum Watched {
     Done(Result<Vec<Rendered>, ProviderError>),
     Cancelled,
     LostLease,
+    Released,
 }
 
-/// Heartbeats while the render runs; stops it on cancel or a lost lease.
+/// Heartbeats while the render runs; stops it on cancel, a lost lease or a release.
 async fn watch(
     state: &AppState,
     job: &JobRow,
     worker: &str,
     mut render: JoinHandle<Result<Vec<Rendered>, ProviderError>>,
+    phase: &mut watch::Receiver<Phase>,
 ) -> Watched {
     let lease = state.config.job_lease;
     let beat = (lease / 3).max(std::time::Duration::from_millis(50));
     loop {
+        let release = reached(phase, |p| p == Phase::Release);
         tokio::select! {
+            _ = release => {
+                render.abort();
+                return Watched::Released;
+            }
             done = &mut render => {
                 return Watched::Done(done.unwrap_or_else(|e| Err(ProviderError::Retryable(format!("render crashed: {e}")))));
             }
@@ -206,7 +314,8 @@ async fn render(
 }
 
 /// Stores the outputs (original + thumbnail), then records them and the success, if the lease
-/// is still ours.
+/// is still ours. Objects stored for a result that is not recorded (the lease was lost, or
+/// storing or recording failed) are deleted again, so no file outlives its job's failure.
 async fn finish_success(
     state: &AppState,
     job: &JobRow,
@@ -214,6 +323,46 @@ async fn finish_success(
     images: Vec<Rendered>,
     ms: i32,
 ) -> Result<Ran, AppError> {
+    let mut keys = Vec::new();
+    match store_and_record(state, job, worker, images, ms, &mut keys).await {
+        Ok(true) => Ok(Ran::Succeeded),
+        Ok(false) => {
+            forget(state, job, &keys, "the lease was lost").await;
+            Ok(Ran::LostLease)
+        }
+        Err(e) => {
+            forget(state, job, &keys, "recording the outputs failed").await;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes objects stored for a result that was not recorded (best effort, logged).
+async fn forget(state: &AppState, job: &JobRow, keys: &[String], why: &str) {
+    if keys.is_empty() {
+        return;
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    match state.media.delete(&keys).await {
+        Ok(()) => {
+            tracing::info!(job = %job.id, objects = keys.len(), why, "deleted the stored outputs")
+        }
+        Err(e) => {
+            tracing::error!(job = %job.id, keys = ?keys, error = %e, why, "deleting the stored outputs")
+        }
+    }
+}
+
+/// Stores the outputs, naming every key it writes in `keys`; then records them. Whether the
+/// lease was still ours.
+async fn store_and_record(
+    state: &AppState,
+    job: &JobRow,
+    worker: &str,
+    images: Vec<Rendered>,
+    ms: i32,
+    keys: &mut Vec<String>,
+) -> Result<bool, AppError> {
     let mut stored = Vec::new();
     for img in images {
         let id = Uuid::now_v7();
@@ -236,11 +385,13 @@ async fn finish_success(
         })?;
         let thumb_key = format!("results/{}/{id}_thumb.{ext}", job.id);
         let size = img.png.len() as i64;
+        keys.push(key.clone());
         state
             .media
             .put(&key, Bytes::from(img.png))
             .await
             .map_err(AppError::internal)?;
+        keys.push(thumb_key.clone());
         state
             .media
             .put(&thumb_key, Bytes::from(thumb))
@@ -296,15 +447,21 @@ async fn finish_success(
             Ok(Some(done))
         })
         .await?;
-    if done.is_none() {
-        let keys: Vec<&str> = stored
-            .iter()
-            .flat_map(|s| [s.1.as_str(), s.2.as_str()])
-            .collect();
-        let _ = state.media.delete(&keys).await;
-        return Ok(Ran::LostLease);
+    Ok(done.is_some())
+}
+
+/// Gives the job back to the queue, its attempt not spent (the worker is shutting down).
+async fn release(state: &AppState, job: &JobRow, worker: &str) -> Result<Ran, AppError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let released = conn
+        .transaction(async |conn| model::release(conn, job.id, worker).await)
+        .await?;
+    if released.is_some() {
+        tracing::info!(worker, job = %job.id, "shutting down: job released to the queue");
+        Ok(Ran::Released)
+    } else {
+        Ok(Ran::LostLease)
     }
-    Ok(Ran::Succeeded)
 }
 
 async fn finish_failure(

@@ -463,6 +463,8 @@ pub async fn websocket(State(state): State<HttpState>, req: Request) -> Response
 /// Close code for a refused or expired token (graphql-ws `Forbidden`).
 const CLOSE_FORBIDDEN: u16 = 4403;
 const FORBIDDEN_MARK: &str = "\u{1}forbidden:";
+/// Close code for a message the protocol does not know (graphql-transport-ws).
+const CLOSE_INVALID_MESSAGE: u16 = 4400;
 
 async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
     let ws = match WebSocketUpgrade::from_request_parts(parts, &state).await {
@@ -479,7 +481,7 @@ async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
         })
         .unwrap_or(WebSocketProtocols::GraphQLWS);
     let meta = request_meta(&state.app, parts);
-    let Ok(permit) = state.websockets.clone().try_acquire_owned() else {
+    let Some(permit) = state.websockets.try_open() else {
         let mut resp = error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::RATE_LIMITED,
@@ -502,7 +504,10 @@ async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
 /// Runs one websocket connection. The access token comes in the `connection_init` payload
 /// (`{"authorization": "Bearer <jwt>"}`); a bad one closes the socket with 4403, and the
 /// socket is closed with 4403 when the token expires or its session is revoked, ending its
-/// subscriptions. Operations are counted per socket and per user ([`super::limits`]).
+/// subscriptions. A socket that sends no `connection_init` within `EASEL_WS_INIT_TIMEOUT_SECS`
+/// is closed with 4408. Operations are counted per socket and per user, and the rules of
+/// `graphql-transport-ws` async-graphql leaves out are kept ([`super::limits`]). At shutdown
+/// every running operation gets its `complete`, then the socket closes with 1001.
 async fn serve_socket(
     state: HttpState,
     protocol: WebSocketProtocols,
@@ -510,10 +515,13 @@ async fn serve_socket(
     socket: axum::extract::ws::WebSocket,
 ) {
     let config = &state.app.config;
-    let operations = Arc::new(Mutex::new(SocketOperations::new(
-        state.app.ws_operations.clone(),
-        config.ws_max_subscriptions,
-    )));
+    let init_deadline = tokio::time::Instant::now() + config.ws_init_timeout;
+    let mut operations =
+        SocketOperations::new(state.app.ws_operations.clone(), config.ws_max_subscriptions);
+    if protocol == WebSocketProtocols::GraphQLWS {
+        operations = operations.transport_ws();
+    }
+    let operations = Arc::new(Mutex::new(operations));
     // Messages the endpoint itself sends: refusals, and closes for protocol violations.
     let (inject_tx, mut injected) = tokio::sync::mpsc::unbounded_channel::<Message>();
     let (mut sink, stream) = socket.split();
@@ -572,18 +580,25 @@ async fn serve_socket(
     let ops = operations.clone();
     let messages = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
         .on_connection_init(on_init)
-        .map(move |msg| match msg {
-            WsMessage::Text(text) => {
-                lock(&ops).from_server(&text);
-                Message::Text(text.into())
-            }
-            WsMessage::Close(code, reason) => match reason.strip_prefix(FORBIDDEN_MARK) {
-                Some(reason) => close(CLOSE_FORBIDDEN, reason),
-                None => close(code, &reason),
-            },
+        .filter_map(move |msg| {
+            futures_util::future::ready(match msg {
+                WsMessage::Text(text) => lock(&ops)
+                    .from_server(text)
+                    .map(|text| Message::Text(text.into())),
+                WsMessage::Close(code, reason) => Some(match reason.strip_prefix(FORBIDDEN_MARK) {
+                    Some(reason) => close(CLOSE_FORBIDDEN, reason),
+                    // async-graphql closes with 1002 on a message it cannot read;
+                    // graphql-transport-ws says 4400 ("Invalid message received").
+                    None if code == 1002 && protocol == WebSocketProtocols::GraphQLWS => {
+                        close(CLOSE_INVALID_MESSAGE, &reason)
+                    }
+                    None => close(code, &reason),
+                }),
+            })
         });
     futures_util::pin_mut!(messages);
     let mut revoked = state.app.revocations.subscribe();
+    let mut awaiting_init = true;
     loop {
         let current = *lock(&session);
         let deadline = current.map(|(exp, _)| {
@@ -610,6 +625,29 @@ async fn serve_socket(
             }
             _ = expired => {
                 let _ = sink.send(close(CLOSE_FORBIDDEN, "the access token has expired")).await;
+                break;
+            }
+            _ = tokio::time::sleep_until(init_deadline), if awaiting_init => {
+                awaiting_init = false;
+                if !lock(&operations).initialised() {
+                    let _ = sink.send(close(4408, "Connection initialisation timeout")).await;
+                    break;
+                }
+            }
+            _ = state.websockets.closing() => {
+                // Shutdown: every running operation completes, then the socket closes; the
+                // client's answer to the close is awaited, so the connection ends cleanly.
+                let ids = lock(&operations).running_ids();
+                for id in ids {
+                    let complete = serde_json::json!({ "type": "complete", "id": id });
+                    if sink.send(Message::Text(complete.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.send(close(1001, "Going away")).await.is_ok() {
+                    let drain = async { while messages.next().await.is_some() {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                }
                 break;
             }
             family = revoked.recv(), if current.is_some() => {

@@ -37,8 +37,47 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
-    /// One permit per open websocket (`EASEL_MAX_CONNECTIONS`).
-    pub websockets: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The open websockets.
+    pub websockets: Websockets,
+}
+
+/// The open websockets of a server: one permit each (`EASEL_MAX_CONNECTIONS`), and the signal
+/// that closes them all at shutdown (each completes its operations and closes with 1001).
+#[derive(Clone)]
+pub struct Websockets {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    max: u32,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Websockets {
+    /// At most `max` websockets, closed once `closing` turns true.
+    pub fn new(max: usize, closing: tokio::sync::watch::Receiver<bool>) -> Self {
+        let max = u32::try_from(max).unwrap_or(u32::MAX).min(1 << 28);
+        Websockets {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max as usize)),
+            max,
+            closing,
+        }
+    }
+
+    /// A permit for one more websocket, unless `max` are open.
+    pub fn try_open(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Resolves when the server shuts down (never, when nothing can shut it down).
+    pub async fn closing(&self) {
+        let mut closing = self.closing.clone();
+        if closing.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves once no websocket is open.
+    pub async fn closed(&self) {
+        let _all = self.permits.acquire_many(self.max).await;
+    }
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -47,12 +86,19 @@ impl axum::extract::FromRef<HttpState> for AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application (its websockets are never closed by a shutdown).
 pub fn router(app: AppState) -> Router {
+    let (_, never) = tokio::sync::watch::channel(false);
+    let websockets = Websockets::new(app.config.max_connections, never);
+    router_with(app, websockets)
+}
+
+/// The whole HTTP application, with `websockets` (which a shutdown closes).
+pub fn router_with(app: AppState, websockets: Websockets) -> Router {
     let config = app.config.clone();
     let state = HttpState {
         schema: build_schema(app.clone()),
-        websockets: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+        websockets,
         app,
     };
     let mut router = Router::new();

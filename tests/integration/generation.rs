@@ -709,9 +709,7 @@ async fn two_hundred_jobs_four_workers() {
     for id in &ids {
         assert_eq!(wait_terminal(&app, *id).await.status, JobStatus::Succeeded);
     }
-    for w in workers {
-        w.abort();
-    }
+    workers.abort();
     assert_eq!(
         app.scalar("SELECT count(*) AS n FROM job_events WHERE status = 'processing'")
             .await,

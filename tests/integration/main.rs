@@ -14,3 +14,5 @@ mod protocol;
 mod security;
 mod security_gallery;
 mod security_payments;
+mod shutdown;
+mod websocket;

@@ -227,7 +227,7 @@ pub struct TestApp {
     /// Every SMS the server delivered, as a phone would receive them.
     pub sms: Arc<MemorySender>,
     /// The server's background tasks (outbox delivery, clean-up).
-    pub background: Vec<tokio::task::JoinHandle<()>>,
+    pub background: server::Background,
 }
 
 impl TestApp {
@@ -291,9 +291,7 @@ impl TestApp {
 
     /// Stops the background tasks, so only requests touch the database (statement counts).
     pub fn stop_background(&self) {
-        for task in &self.background {
-            task.abort();
-        }
+        self.background.abort();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -461,15 +459,7 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(url: &str, init: Value) -> Result<Self, String> {
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut client = WsClient { socket, next_id: 0 };
+        let mut client = Self::open(url, "graphql-transport-ws").await?;
         client
             .send(json!({ "type": "connection_init", "payload": init }))
             .await;
@@ -477,6 +467,29 @@ impl WsClient {
             Some(Ok(msg)) if msg["type"] == "connection_ack" => Ok(client),
             other => Err(format!("no connection_ack: {other:?}")),
         }
+    }
+
+    /// Opens a websocket speaking `protocol` and sends nothing yet (no `connection_init`).
+    pub async fn open(url: &str, protocol: &'static str) -> Result<Self, String> {
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(WsClient { socket, next_id: 0 })
+    }
+
+    /// Sends a `ping` and waits for its `pong`: every message sent before it was handled.
+    /// Fails when any other message arrives first.
+    pub async fn sync(&mut self) {
+        self.send(json!({ "type": "ping" })).await;
+        let msg = self.recv().await;
+        assert!(
+            matches!(&msg, Some(Ok(m)) if m["type"] == "pong"),
+            "expected the pong, got {msg:?}"
+        );
     }
 
     pub async fn send(&mut self, msg: Value) {
@@ -544,9 +557,20 @@ impl WsClient {
 /// Starts the real `easel` binary (no `DATABASE_URL` unless `env` sets one) on an ephemeral
 /// port; returns the process and its base URL (`http://127.0.0.1:<port>/`).
 pub async fn start_binary(env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    start_command(&[], env, "Easel is ready at ").await
+}
+
+/// Starts `easel <args>` with `env`, and waits until it logs `ready`; returns the process
+/// and the word after `ready` in that line.
+pub async fn start_command(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+) -> (tokio::process::Child, String) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"));
-    cmd.env_remove("DATABASE_URL")
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
         .env("EASEL_BIND", "127.0.0.1:0")
         .env("EASEL_LOG_FORMAT", "json")
         .env("EASEL_WORKERS", "0");
@@ -561,9 +585,10 @@ pub async fn start_binary(env: &[(&str, &str)]) -> (tokio::process::Child, Strin
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("Easel is ready at ") {
-                let rest = &line[at + "Easel is ready at ".len()..];
-                return rest[..rest.find(' ').unwrap_or(rest.len())].to_string();
+            if let Some(at) = line.find(ready) {
+                let rest = &line[at + ready.len()..];
+                let end = rest.find([' ', '"']).unwrap_or(rest.len());
+                return rest[..end].to_string();
             }
         }
         panic!("easel exited before it was ready");
@@ -576,6 +601,12 @@ pub async fn start_binary(env: &[(&str, &str)]) -> (tokio::process::Child, Strin
 
 /// Sends SIGTERM and expects a clean exit within 30 s.
 pub async fn stop_binary(child: &mut tokio::process::Child) {
+    sigterm(child);
+    exited(child).await;
+}
+
+/// Sends SIGTERM.
+pub fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     assert!(
         Command::new("kill")
@@ -584,6 +615,10 @@ pub async fn stop_binary(child: &mut tokio::process::Child) {
             .unwrap()
             .success()
     );
+}
+
+/// Expects a clean exit within 30 s.
+pub async fn exited(child: &mut tokio::process::Child) {
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
         .await
         .expect("exit within 30 s")
