@@ -97,6 +97,7 @@ impl Database {
 /// SIGINT/SIGTERM the workers stop claiming, running jobs may finish within
 /// `EASEL_SHUTDOWN_GRACE_SECS`, and those still running then go back to the queue.
 pub async fn work(config: Config) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let database = Database::open(&config).await?;
     let n = config.workers.max(1);
     let grace = config.shutdown_grace;
@@ -111,7 +112,7 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
         provider = state.provider.name(),
         "Easel workers running"
     );
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping workers: no new jobs; running ones may finish within {grace:?}");
     workers.shutdown(grace).await;
     for t in tasks {
@@ -138,8 +139,9 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
 /// requests, closes websockets (1001 after completing their operations) and lets running jobs
 /// finish (releasing the rest to the queue), and stops the database.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let database = Database::open(&config).await?;
-    let result = serve_on(config, &database.url, shutdown_signal()).await;
+    let result = serve_on(config, &database.url, stop).await;
     database.close().await;
     result
 }
@@ -287,20 +289,25 @@ fn base_url(addr: SocketAddr) -> String {
     format!("http://{host}:{}/", addr.port())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled: a signal that arrives while the
+/// process is still starting (the database, the workers) is kept for the shutdown path
+/// instead of killing the process with jobs claimed.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        };
+        tokio::select! { () = wait(interrupt.take()) => {}, () = wait(terminate.take()) => {} }
+    }
 }
 
 /// Installs the log subscriber (pretty or JSON, filtered by `EASEL_LOG`).
