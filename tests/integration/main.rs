@@ -10,6 +10,7 @@ mod foundation;
 mod fuzz;
 mod gallery;
 mod generation;
+mod outage;
 mod security;
 mod security_gallery;
 mod security_payments;
