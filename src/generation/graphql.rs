@@ -518,7 +518,9 @@ pub struct GenerationSubscription;
 impl GenerationSubscription {
     /// The job's current state at once, then every change; completes after a terminal status.
     /// Only the owner (or an admin) may subscribe; others get `NOT_FOUND`. A client that
-    /// reconnects loses nothing that matters: its first event is the current state.
+    /// reconnects loses nothing that matters: its first event is the current state. Changes
+    /// made while the server was cut off from the database's events arrive, in order and
+    /// once each, when it is back.
     #[graphql(guard = "Authenticated")]
     async fn generation_job_updated(
         &self,
@@ -541,7 +543,8 @@ impl GenerationSubscription {
         ))
     }
 
-    /// Every change of any of the viewer's jobs.
+    /// Every change of any of the viewer's jobs from now on, in order; changes made while
+    /// the server was cut off from the database's events arrive when it is back.
     #[graphql(guard = "Authenticated")]
     async fn my_generation_jobs(
         &self,
