@@ -15,6 +15,7 @@ use easel::{
         self,
         embedded::{ClusterOptions, EmbeddedPostgres, PgBinaries, RunAs},
     },
+    events::Event,
     generation::{service as jobs, worker},
 };
 use serde_json::{Value, json};
@@ -253,23 +254,38 @@ async fn subscriptions_catch_up_on_what_a_database_outage_hid() {
             .unwrap_or_else(|| panic!("{body}"))
             .to_string()
     };
+    let mut hub = app.state.events.subscribe();
     let a = generate("a lighthouse").await;
     let b = generate("a harbour").await;
+    // Their notifications reach the hub a moment after the commits: let them pass before the
+    // subscriptions open, so that those start with what follows.
+    let (mut queued, mut charged) = (0, 0);
+    while queued < 2 || charged < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), hub.recv()).await {
+            Ok(Ok(Event::Job { user_id, .. })) if user_id == viewer.id => queued += 1,
+            Ok(Ok(Event::CreditBalance { user_id, .. })) if user_id == viewer.id => charged += 1,
+            Ok(Ok(_)) => {}
+            other => panic!("the events of A and B: {other:?}"),
+        }
+    }
+    drop(hub);
 
     let mut ws = app.ws_as(&token).await;
-    let job_op = ws
+    // The job's subscription last: once its first message is here, the server has started
+    // the two before it (each subscribes to the hub before its first database read).
+    let credits_op = ws
         .subscribe(
-            "subscription($id: ID!) { generationJobUpdated(id: $id) { id status } }",
-            json!({ "id": a }),
+            "subscription { creditBalanceChanged { balance dailyUsed } }",
+            json!({}),
         )
         .await;
     let mine_op = ws
         .subscribe("subscription { myGenerationJobs { id status } }", json!({}))
         .await;
-    let credits_op = ws
+    let job_op = ws
         .subscribe(
-            "subscription { creditBalanceChanged { balance dailyUsed } }",
-            json!({}),
+            "subscription($id: ID!) { generationJobUpdated(id: $id) { id status } }",
+            json!({ "id": a }),
         )
         .await;
     let mut got = std::collections::HashMap::new();
@@ -345,7 +361,11 @@ async fn subscriptions_catch_up_on_what_a_database_outage_hid() {
     .await;
     // Give a duplicate the time to show up.
     let extra = tokio::time::timeout(Duration::from_millis(700), ws.recv()).await;
-    assert!(extra.is_err(), "nothing more: {extra:?}");
+    assert!(
+        extra.is_err(),
+        "nothing more: {extra:?}\nafter: {got:#?}\nlog: {}",
+        logs.text()
+    );
 
     let statuses = |op: &str, field: &str| -> Vec<String> {
         got[op].iter().map(|m| job_status(m, field)).collect()
