@@ -465,6 +465,11 @@ fn follow(
                     .deliver(missed.job_id, missed.seq, missed.status, true)
                     .await
                 {
+                    // The job could not be read even after retries: the change would be lost.
+                    Some(Err(_)) => {
+                        s.ended = true;
+                        return Some((Err(AppError::SubscriptionLagged.into()), s));
+                    }
                     Some(item) => return Some((item, s)),
                     None => continue,
                 }
