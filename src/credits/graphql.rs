@@ -601,7 +601,10 @@ pub struct CreditsSubscription;
 
 #[Subscription]
 impl CreditsSubscription {
-    /// The viewer's account after each ledger entry (from any server process).
+    /// The viewer's account after each ledger entry (from any server process). When the
+    /// server was cut off from the database's events for a while (they travel by
+    /// `LISTEN/NOTIFY`), it sends the account once when it is back, if it changed meanwhile,
+    /// rather than the entries missed.
     #[graphql(guard = "Authenticated")]
     async fn credit_balance_changed(
         &self,
@@ -610,29 +613,49 @@ impl CreditsSubscription {
         let viewer = require_user(ctx)?.id;
         let state = ctx.state()?.clone();
         let rx = state.events.subscribe();
+        // What the client can see now: after an outage the account is sent only if it differs
+        // from this (or from the last one sent). Subscribe first, so no change falls between.
+        let last = service::account(&state, viewer).await.ok();
         Ok(futures_util::stream::unfold(
-            (rx, state, false),
-            move |(mut rx, state, ended)| async move {
+            (rx, state, last, false),
+            move |(mut rx, state, mut last, ended)| async move {
                 if ended {
                     return None;
                 }
                 loop {
-                    match rx.recv().await {
+                    let item = match rx.recv().await {
                         Ok(Event::CreditBalance { user_id, .. }) if user_id == viewer => {
-                            let item = service::account(&state, viewer)
-                                .await
-                                .map(CreditAccount)
-                                .map_err(Into::into);
-                            return Some((item, (rx, state, false)));
+                            service::account(&state, viewer).await
+                        }
+                        // The listener is back: entries written while it was down were not
+                        // announced here.
+                        Ok(Event::Resync) => {
+                            let now =
+                                crate::events::catch_up(|| service::account(&state, viewer)).await;
+                            match now {
+                                Ok(account) if last.as_ref() == Some(&account) => continue,
+                                Ok(account) => Ok(account),
+                                // A change may be missing: end as a subscriber that fell
+                                // behind does (the client subscribes again).
+                                Err(_) => {
+                                    let err = crate::error::AppError::SubscriptionLagged.into();
+                                    return Some((Err(err), (rx, state, last, true)));
+                                }
+                            }
                         }
                         Ok(_) => continue,
                         // A subscriber that fell behind ends with an error rather than miss entries.
                         Err(RecvError::Lagged(_)) => {
                             let err = crate::error::AppError::SubscriptionLagged.into();
-                            return Some((Err(err), (rx, state, true)));
+                            return Some((Err(err), (rx, state, last, true)));
                         }
                         Err(RecvError::Closed) => return None,
+                    };
+                    if let Ok(account) = &item {
+                        last = Some(account.clone());
                     }
+                    let item = item.map(CreditAccount).map_err(Into::into);
+                    return Some((item, (rx, state, last, false)));
                 }
             },
         ))

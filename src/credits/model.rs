@@ -167,7 +167,7 @@ pub async fn insert_account(
 
 /// A user's account as the API shows it, with today's allowance worked out in the user's
 /// time zone (an allowance not yet reset today counts as full).
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct AccountView {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub user_id: Uuid,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     GenerationKind, JobStatus,
-    model::JobRow,
+    model::{EventScope, JobEventRow, JobRow},
     service::{self, GenerateParams, GenerateRequest},
 };
 use crate::graphql::parse_id;
@@ -342,28 +342,96 @@ impl GenerationMutation {
     }
 }
 
+/// How many missed events one catch-up read returns (the rest are read as these are sent).
+const CATCH_UP_PAGE: i64 = 100;
+
 struct Follow {
     rx: tokio::sync::broadcast::Receiver<Event>,
     state: AppState,
+    scope: EventScope,
     first: Option<JobRow>,
     /// The newest event sequence delivered, per job.
     seen: std::collections::HashMap<Uuid, i64>,
+    /// Catching up reads events after this sequence number (for a job, after the newest
+    /// delivered one if that is later).
+    floor: i64,
+    /// Events read while catching up after the listener was down, delivered before anything
+    /// else.
+    missed: std::collections::VecDeque<JobEventRow>,
+    /// Catching up continues after this sequence number (the last read was a full page).
+    more_after: Option<i64>,
+    until_terminal: bool,
     ended: bool,
 }
 
-/// Follows job events that `wanted(job, user)` accepts, in commit order. Each status change
-/// is delivered once, in order (the status is the event's; other fields show the job as it
-/// is when the event is delivered). `first` (with the sequence number it reflects) is
-/// delivered before any event; older events are skipped. With `until_terminal` the stream
-/// ends after a terminal status.
+impl Follow {
+    fn wants(&self, job: Uuid, user: Uuid) -> bool {
+        match self.scope {
+            EventScope::Job(id) => job == id,
+            EventScope::User(id) => user == id,
+        }
+    }
+
+    /// The job as of event `seq` with that event's status, unless the event was delivered
+    /// already (or the job is gone). Marks it delivered.
+    async fn deliver(
+        &mut self,
+        job_id: Uuid,
+        seq: i64,
+        status: JobStatus,
+        retry: bool,
+    ) -> Option<async_graphql::Result<GenerationJob>> {
+        if self.seen.get(&job_id).is_some_and(|last| *last >= seq) {
+            return None;
+        }
+        let (snapshots, pool) = (&self.state.job_snapshots, &self.state.pool);
+        let row = if retry {
+            crate::events::catch_up(|| snapshots.get(pool, job_id, seq)).await
+        } else {
+            snapshots.get(pool, job_id, seq).await
+        };
+        match row {
+            Ok(Some(mut job)) => {
+                self.seen.insert(job_id, seq);
+                job.status = status;
+                self.ended = self.until_terminal && status.is_terminal();
+                Some(Ok(GenerationJob(job)))
+            }
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// Reads the events committed after `after` (one page) into `missed`.
+    async fn read_missed(&mut self, after: i64) -> Result<(), AppError> {
+        let (state, scope) = (&self.state, self.scope);
+        let rows =
+            crate::events::catch_up(|| service::events_after(state, scope, after, CATCH_UP_PAGE))
+                .await?;
+        self.more_after = match rows.last() {
+            Some(last) if rows.len() as i64 == CATCH_UP_PAGE => Some(last.seq),
+            _ => None,
+        };
+        self.missed.extend(rows);
+        Ok(())
+    }
+}
+
+/// Follows the job events of `scope`, in commit order. Each status change is delivered once,
+/// in order (the status is the event's; other fields show the job as it is when the event is
+/// delivered). `first` (with the sequence number it reflects) is delivered before any event;
+/// older events are skipped. After the event listener was down, the events committed
+/// meanwhile are read from `job_events` (those after the newest delivered one, and after
+/// `floor`) and delivered before any newer one. With `until_terminal` the stream ends after a
+/// terminal status.
 fn follow(
     rx: tokio::sync::broadcast::Receiver<Event>,
     state: AppState,
     first: Option<(JobRow, i64)>,
-    wanted: impl Fn(Uuid, Uuid) -> bool + Send + Sync + 'static,
+    scope: EventScope,
+    floor: i64,
     until_terminal: bool,
 ) -> impl Stream<Item = async_graphql::Result<GenerationJob>> {
-    let wanted = std::sync::Arc::new(wanted);
     let mut seen = std::collections::HashMap::new();
     let first = first.map(|(job, seq)| {
         seen.insert(job.id, seq);
@@ -372,53 +440,74 @@ fn follow(
     let start = Follow {
         rx,
         state,
+        scope,
         first,
         seen,
+        floor,
+        missed: Default::default(),
+        more_after: None,
+        until_terminal,
         ended: false,
     };
-    futures_util::stream::unfold(start, move |mut s| {
-        let wanted = wanted.clone();
-        async move {
-            if s.ended {
-                return None;
+    futures_util::stream::unfold(start, move |mut s| async move {
+        if s.ended {
+            return None;
+        }
+        if let Some(job) = s.first.take() {
+            s.ended = until_terminal && job.status.is_terminal();
+            return Some((Ok(GenerationJob(job)), s));
+        }
+        loop {
+            if let Some(missed) = s.missed.pop_front() {
+                match s
+                    .deliver(missed.job_id, missed.seq, missed.status, true)
+                    .await
+                {
+                    // The job could not be read even after retries: the change would be lost.
+                    Some(Err(_)) => {
+                        s.ended = true;
+                        return Some((Err(AppError::SubscriptionLagged.into()), s));
+                    }
+                    Some(item) => return Some((item, s)),
+                    None => continue,
+                }
             }
-            if let Some(job) = s.first.take() {
-                s.ended = until_terminal && job.status.is_terminal();
-                return Some((Ok(GenerationJob(job)), s));
-            }
-            loop {
-                match s.rx.recv().await {
+            let after = match s.more_after.take() {
+                Some(after) => Some(after),
+                None => match s.rx.recv().await {
                     Ok(Event::Job {
                         job_id,
                         user_id,
                         status,
                         seq,
-                    }) if wanted(job_id, user_id) => {
-                        if s.seen.get(&job_id).is_some_and(|last| *last >= seq) {
-                            continue;
-                        }
+                    }) if s.wants(job_id, user_id) => {
                         let Some(status) = JobStatus::from_db(&status) else {
                             continue;
                         };
-                        let row = s.state.job_snapshots.get(&s.state.pool, job_id, seq).await;
-                        match row {
-                            Ok(Some(mut job)) => {
-                                s.seen.insert(job_id, seq);
-                                job.status = status;
-                                s.ended = until_terminal && status.is_terminal();
-                                return Some((Ok(GenerationJob(job)), s));
-                            }
-                            Ok(None) => continue,
-                            Err(e) => return Some((Err(e.into()), s)),
+                        match s.deliver(job_id, seq, status, false).await {
+                            Some(item) => return Some((item, s)),
+                            None => continue,
                         }
                     }
+                    // The listener is back: read what was committed while it was down.
+                    Ok(Event::Resync) => Some(match s.scope {
+                        EventScope::Job(job) => s.seen.get(&job).copied().unwrap_or(s.floor),
+                        EventScope::User(_) => s.floor,
+                    }),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
                         s.ended = true;
                         return Some((Err(AppError::SubscriptionLagged.into()), s));
                     }
                     Err(RecvError::Closed) => return None,
-                }
+                },
+            };
+            if let Some(after) = after
+                && s.read_missed(after).await.is_err()
+            {
+                // Events may be missing: say so, as for a subscriber that fell behind.
+                s.ended = true;
+                return Some((Err(AppError::SubscriptionLagged.into()), s));
             }
         }
     })
@@ -432,7 +521,9 @@ pub struct GenerationSubscription;
 impl GenerationSubscription {
     /// The job's current state at once, then every change; completes after a terminal status.
     /// Only the owner (or an admin) may subscribe; others get `NOT_FOUND`. A client that
-    /// reconnects loses nothing that matters: its first event is the current state.
+    /// reconnects loses nothing that matters: its first event is the current state. Changes
+    /// made while the server was cut off from the database's events arrive, in order and
+    /// once each, when it is back.
     #[graphql(guard = "Authenticated")]
     async fn generation_job_updated(
         &self,
@@ -449,12 +540,14 @@ impl GenerationSubscription {
             rx,
             state,
             Some((job, seq)),
-            move |job, _| job == id,
+            EventScope::Job(id),
+            seq,
             true,
         ))
     }
 
-    /// Every change of any of the viewer's jobs.
+    /// Every change of any of the viewer's jobs from now on, in order; changes made while
+    /// the server was cut off from the database's events arrive when it is back.
     #[graphql(guard = "Authenticated")]
     async fn my_generation_jobs(
         &self,
@@ -463,11 +556,15 @@ impl GenerationSubscription {
         let viewer = require_user(ctx)?.id;
         let state = ctx.state()?.clone();
         let rx = state.events.subscribe();
+        // Changes from now on; after an outage of the event listener, those committed
+        // meanwhile are read from here on.
+        let floor = service::latest_user_seq(&state, viewer).await?;
         Ok(follow(
             rx,
             state,
             None,
-            move |_, user| user == viewer,
+            EventScope::User(viewer),
+            floor,
             false,
         ))
     }
@@ -501,7 +598,7 @@ mod tests {
             .unwrap();
         }
         let dir = state.config.data_dir.clone();
-        let stream = follow(rx, state, None, move |_, u| u == user, false);
+        let stream = follow(rx, state, None, EventScope::User(user), 0, false);
         futures_util::pin_mut!(stream);
         let Some(Err(err)) = stream.next().await else {
             panic!("the first item is the error");

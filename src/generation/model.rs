@@ -197,6 +197,50 @@ pub async fn latest_seq(conn: &mut AsyncPgConnection, job: Uuid) -> QueryResult<
         .map(|s| s.unwrap_or(0))
 }
 
+/// One row of `job_events`: a status a job reached, and its sequence number.
+#[derive(Debug, Clone, Queryable)]
+pub struct JobEventRow {
+    pub seq: i64,
+    pub job_id: Uuid,
+    pub status: JobStatus,
+}
+
+/// Whose events [`events_after`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum EventScope {
+    Job(Uuid),
+    User(Uuid),
+}
+
+/// Up to `limit` events of `scope` with a sequence number above `after`, oldest first (what a
+/// subscription catches up on after the event listener was down).
+pub async fn events_after(
+    conn: &mut AsyncPgConnection,
+    scope: EventScope,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<JobEventRow>> {
+    let query = job_events::table
+        .filter(job_events::id.gt(after))
+        .select((job_events::id, job_events::job_id, job_events::status))
+        .order(job_events::id.asc())
+        .limit(limit);
+    match scope {
+        EventScope::Job(job) => query.filter(job_events::job_id.eq(job)).load(conn).await,
+        EventScope::User(user) => query.filter(job_events::user_id.eq(user)).load(conn).await,
+    }
+}
+
+/// The sequence number of the user's latest job event (0 when there is none).
+pub async fn latest_user_seq(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<i64> {
+    job_events::table
+        .filter(job_events::user_id.eq(user))
+        .select(diesel::dsl::max(job_events::id))
+        .first::<Option<i64>>(conn)
+        .await
+        .map(|s| s.unwrap_or(0))
+}
+
 /// Claims the highest-priority, oldest queued job for `worker`, leasing it until
 /// `now + lease`. Skips rows other workers hold, so parallel claims never collide.
 pub async fn claim(

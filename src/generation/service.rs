@@ -419,6 +419,25 @@ pub async fn list_jobs(
     Ok(model::list(&mut conn, viewer.id, status, after, limit).await?)
 }
 
+/// Up to `limit` job events of `scope` after sequence number `after`, oldest first: what a
+/// subscription catches up on after the event listener was down.
+pub async fn events_after(
+    state: &AppState,
+    scope: model::EventScope,
+    after: i64,
+    limit: i64,
+) -> AppResult<Vec<model::JobEventRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::events_after(&mut conn, scope, after, limit).await?)
+}
+
+/// The sequence number of the user's latest job event (0 when there is none): where a stream
+/// of all their jobs starts catching up from.
+pub async fn latest_user_seq(state: &AppState, user: Uuid) -> AppResult<i64> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::latest_user_seq(&mut conn, user).await?)
+}
+
 /// A job the viewer may see as it is now, with the sequence number of its latest event (a
 /// subscription delivers it first, then only later events).
 pub async fn job_with_seq(

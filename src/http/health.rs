@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (database reachable, schema up to date).
+//! `/healthz` (the process answers) and `/readyz` (database reachable, schema up to date, and
+//! the event listener connected: without it subscriptions hear nothing).
 
 use std::time::Duration;
 
@@ -24,13 +25,21 @@ pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         let applied = db::applied_migration_version(&mut conn)
             .await
             .map_err(|_| "database: migrations table not readable".to_string())?;
-        match applied {
-            Some(v) if v >= expected => Ok(v),
-            other => Err(format!(
-                "migrations pending: applied {}, expected {expected}",
-                other.unwrap_or_else(|| "none".into())
-            )),
+        let version = match applied {
+            Some(v) if v >= expected => v,
+            other => {
+                return Err(format!(
+                    "migrations pending: applied {}, expected {expected}",
+                    other.unwrap_or_else(|| "none".into())
+                ));
+            }
+        };
+        // Subscriptions hear nothing while it is down (what they miss is caught up once it
+        // is back).
+        if !state.app.events.is_listening() {
+            return Err("event listener not connected".to_string());
         }
+        Ok(version)
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {
         Ok(Ok(version)) => (

@@ -11,6 +11,7 @@ mod fuzz;
 mod gallery;
 mod generation;
 mod js_clients;
+mod outage;
 mod protocol;
 mod security;
 mod security_gallery;
