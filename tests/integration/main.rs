@@ -10,6 +10,7 @@ mod foundation;
 mod fuzz;
 mod gallery;
 mod generation;
+mod operability;
 mod protocol;
 mod security;
 mod security_gallery;
