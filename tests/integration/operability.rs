@@ -507,3 +507,61 @@ console.log(JSON.stringify(payload));
     assert_eq!(msg["type"], "next", "{msg}");
     assert_eq!(msg["payload"]["data"]["me"]["id"], id.as_str(), "{msg}");
 }
+
+/// With `RUST_BACKTRACE=1`, a retry loop whose database went away logs one line per failed
+/// attempt: the error and its causes, never a backtrace.
+#[tokio::test]
+async fn retry_warnings_stay_on_one_line() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let db = fresh_database().await;
+    let (mut child, _base, mut lines) = start_binary_logged(&[
+        ("DATABASE_URL", db.as_str()),
+        ("RUST_BACKTRACE", "1"),
+        ("EASEL_JOB_LEASE_SECS", "1"),
+    ])
+    .await;
+    let name = match db.split_once("dbname=") {
+        Some((_, rest)) => rest.split_whitespace().next().unwrap().to_string(),
+        None => db
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string(),
+    };
+    let mut admin = AsyncPgConnection::establish(&crate::support::with_database(&db, "postgres"))
+        .await
+        .unwrap();
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The reaper runs every 0.5 s, outbox delivery every second: a few of each.
+    let mut warnings = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(line)) = tokio::time::timeout_at(until, lines.recv()).await {
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if value["level"] == "WARN" {
+            warnings.push(value);
+        }
+    }
+    child.start_kill().unwrap();
+    let failed = |m: &str| {
+        warnings
+            .iter()
+            .filter(|w| w["fields"]["message"] == m)
+            .collect::<Vec<_>>()
+    };
+    let reaper = failed("reaper pass failed");
+    let outbox = failed("outbox delivery round failed");
+    assert!(reaper.len() >= 2, "{warnings:#?}");
+    assert!(!outbox.is_empty(), "{warnings:#?}");
+    for w in reaper.iter().chain(&outbox) {
+        let error = w["fields"]["error"].as_str().expect("an error field");
+        assert!(!error.contains('\n'), "{error}");
+        assert!(!error.to_lowercase().contains("backtrace"), "{error}");
+        assert!(error.contains("database"), "the cause is named: {error}");
+    }
+}
