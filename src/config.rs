@@ -31,6 +31,9 @@
 //! | `EASEL_SIGNIN_MAX_PER_EMAIL` | `100` | `signIn` attempts per email from all IPs in 15 minutes (the ceiling against distributed guessing) |
 //! | `EASEL_GRAPHIQL_ASSETS_URL` | `https://unpkg.com` | where GraphiQL's scripts and styles load from |
 //! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
+//! | `EASEL_CORS_HEADERS` | `authorization, content-type, accept, x-request-id, apollographql-client-name, apollographql-client-version, apollo-require-preflight, x-easel-csrf, traceparent, tracestate, sentry-trace, baggage` | comma-separated request headers browsers may send cross-origin (replaces the default list) |
+//! | `EASEL_METRICS` | `true` | serve Prometheus metrics at `GET /metrics` |
+//! | `EASEL_METRICS_TOKEN` | unset | when set, `/metrics` needs `Authorization: Bearer <token>`; in production set it, or keep `/metrics` off the public proxy |
 //! | `EASEL_SHUTDOWN_GRACE_SECS` | `30` | how long shutdown waits for open requests and running jobs (jobs still running then go back to the queue) |
 //! | `EASEL_JWT_SECRET` | generated (development) | HS256 key for access tokens; required in production |
 //! | `EASEL_JWT_PREVIOUS_SECRETS` | unset | comma-separated retired keys still accepted while their tokens live |
@@ -95,6 +98,11 @@ pub const DEV_SANDBOX_SECRET: &str = "easel-sandbox-secret";
 /// sandbox gateway: whoever opens a sandbox checkout link can grant its credits for free.
 pub const ALLOW_SANDBOX_IN_PRODUCTION: &str = "yes-anyone-can-mint-credits";
 
+/// The request headers browsers may send cross-origin unless `EASEL_CORS_HEADERS` says
+/// otherwise: auth, JSON, request ids, Apollo's client headers and CSRF headers, and the
+/// tracing headers of W3C Trace Context and Sentry.
+pub const DEFAULT_CORS_HEADERS: &str = "authorization, content-type, accept, x-request-id, apollographql-client-name, apollographql-client-version, apollo-require-preflight, x-easel-csrf, traceparent, tracestate, sentry-trace, baggage";
+
 /// Deployment environment: production refuses unsafe development defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -154,6 +162,10 @@ pub struct Config {
     pub signin_max_per_email: i64,
     pub graphiql_assets_url: String,
     pub cors_origins: Vec<String>,
+    /// Request headers allowed cross-origin (lower case).
+    pub cors_headers: Vec<String>,
+    pub metrics: bool,
+    pub metrics_token: Option<SecretString>,
     pub shutdown_grace: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
@@ -271,6 +283,18 @@ impl Config {
             .map(|s| s.trim().trim_end_matches('/').to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let cors_headers: Vec<String> = get("EASEL_CORS_HEADERS")
+            .unwrap_or_else(|| DEFAULT_CORS_HEADERS.into())
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = cors_headers
+            .iter()
+            .find(|h| axum::http::HeaderName::from_bytes(h.as_bytes()).is_err())
+        {
+            bail!("EASEL_CORS_HEADERS: `{bad}` is not a header name");
+        }
         let config = Config {
             env,
             database_url: get("DATABASE_URL").map(SecretString::from),
@@ -330,6 +354,9 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             cors_origins,
+            cors_headers,
+            metrics: parse(&get, "EASEL_METRICS", "true")?,
+            metrics_token: get("EASEL_METRICS_TOKEN").map(SecretString::from),
             shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "30")?),
             log_filter: get("EASEL_LOG").unwrap_or_else(|| "info".into()),
             log_format,

@@ -64,6 +64,11 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// `err` and its causes on one line (`outer: cause: root`), without a backtrace, for logs.
+pub fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace(['\n', '\r'], " ")
+}
+
 /// An HTTP answer outside GraphQL in the GraphQL error shape
 /// (`{"errors":[{"message","extensions":{"code"}}]}`), so clients parse one shape everywhere.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -132,6 +137,16 @@ impl AppError {
                 "this subscription fell behind its events; subscribe again".into()
             }
             AppError::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// The error for a log line: the code and message, or an internal error's whole chain
+    /// (`{:#}`), on one line. Never `{:?}`: an `anyhow::Error`'s `Debug` adds a multi-line
+    /// backtrace when `RUST_BACKTRACE=1`, which a retry loop would print on every retry.
+    pub fn log_line(&self) -> String {
+        match self {
+            AppError::Internal(err) => one_line(err),
+            other => format!("{}: {}", other.code(), other.message()).replace(['\n', '\r'], " "),
         }
     }
 
@@ -216,6 +231,24 @@ fn conflict_message(constraint: Option<&str>) -> String {
 mod tests {
     use super::*;
     use async_graphql::Value;
+
+    #[test]
+    fn log_lines_are_one_line_with_the_whole_chain() {
+        use anyhow::Context;
+        let err = Err::<(), _>(std::io::Error::other("connection refused\nDETAIL: x"))
+            .context("connecting to the database")
+            .unwrap_err();
+        let line = AppError::Internal(err).log_line();
+        assert_eq!(
+            line,
+            "connecting to the database: connection refused DETAIL: x"
+        );
+        assert!(!line.contains("backtrace") && !line.contains('\n'));
+        assert_eq!(
+            AppError::NotFound("job").log_line(),
+            "NOT_FOUND: job not found"
+        );
+    }
 
     fn ext(err: AppError) -> (String, async_graphql::ErrorExtensionValues) {
         let e: async_graphql::Error = err.into();

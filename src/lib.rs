@@ -20,6 +20,7 @@ pub mod generation;
 pub mod graphql;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub revocations: Arc<accounts::revocations::Revocations>,
     /// Operations running on websockets, per user (`EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER`).
     pub ws_operations: Arc<http::limits::PerUser>,
+    /// This process's Prometheus registry (`GET /metrics`).
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
             events: events::EventHub::new(),
             db_url: Arc::from(db_url),
+            metrics: metrics::Metrics::new(),
         })
     }
 

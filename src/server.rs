@@ -104,7 +104,11 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
     let state = app_state(config, &database.url)?;
     let listener = state.events.spawn_listener(state.db_url.to_string());
     state.events.listening().await;
-    let tasks = [listener, crate::generation::worker::spawn_reaper(&state)];
+    let tasks = [
+        listener,
+        crate::generation::worker::spawn_reaper(&state),
+        state.metrics.follow_listener(&state.events),
+    ];
     let workers =
         crate::generation::worker::spawn_workers(&state, state.provider.clone(), n, "worker");
     tracing::info!(
@@ -156,6 +160,14 @@ async fn serve_on(
     let options = http::serve::ServeOptions::from_config(&config);
     let graphiql = config.graphiql;
     let state = app_state(config, url)?;
+    if state.config.metrics
+        && state.config.metrics_token.is_none()
+        && state.config.env == crate::config::Environment::Production
+    {
+        tracing::warn!(
+            "GET /metrics is open to anyone who can reach this server: set EASEL_METRICS_TOKEN, or keep /metrics off the public proxy"
+        );
+    }
     let background = spawn_background(&state);
     // No request may be served with a revoked session's token.
     state.revocations.loaded().await;
@@ -242,6 +254,7 @@ pub fn spawn_background(state: &AppState) -> Background {
             }
         }
     });
+    let follower = state.metrics.follow_listener(&state.events);
     let listener = state.events.spawn_listener(state.db_url.to_string());
     let revocations = state
         .revocations
@@ -254,7 +267,7 @@ pub fn spawn_background(state: &AppState) -> Background {
             match crate::payments::service::expire_overdue(&app).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired unpaid payments"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e, "expiring payments"),
+                Err(e) => tracing::warn!(error = %e.log_line(), "expiring payments"),
             }
         }
     });
@@ -264,6 +277,7 @@ pub fn spawn_background(state: &AppState) -> Background {
         listener,
         revocations,
         expiry,
+        follower,
         crate::generation::worker::spawn_reaper(state),
     ];
     let workers = crate::generation::worker::spawn_workers(

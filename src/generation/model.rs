@@ -468,3 +468,42 @@ pub async fn set_charge(
         .get_result(conn)
         .await
 }
+
+/// What `/metrics` shows of the queue: jobs per status, and the age of the oldest queued job.
+pub struct QueueStats {
+    pub counts: Vec<(String, i64)>,
+    pub oldest_queued_age_seconds: f64,
+}
+
+/// [`QueueStats`], in one statement.
+pub async fn queue_stats(pool: &crate::db::DbPool) -> anyhow::Result<QueueStats> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        status: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        oldest: f64,
+    }
+    let mut conn = pool.get().await?;
+    // One row per status, plus the total row (status NULL) carrying the oldest age.
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT status, count(*) AS n, \
+         coalesce(extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'queued')), 0)::float8 AS oldest \
+         FROM generation_jobs GROUP BY ROLLUP (status)",
+    )
+    .load(&mut conn)
+    .await?;
+    let oldest = rows
+        .iter()
+        .find(|r| r.status.is_none())
+        .map_or(0.0, |r| r.oldest.max(0.0));
+    Ok(QueueStats {
+        counts: rows
+            .into_iter()
+            .filter_map(|r| Some((r.status?, r.n)))
+            .collect(),
+        oldest_queued_age_seconds: oldest,
+    })
+}

@@ -263,6 +263,9 @@ pub async fn generate(
             Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
         })
         .await;
+    if let Ok(job) = &result {
+        state.metrics.credits_charged(job.cost_credits);
+    }
     // When a parallel first use of the key won the race, its job is the answer.
     idempotency::settle(result, &mut conn, key.as_deref(), &hash, &by_key).await
 }
@@ -293,28 +296,35 @@ pub async fn cancel(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResul
     if job.status.is_terminal() {
         return Ok(job);
     }
-    conn.transaction(async |conn| {
-        let cancelled = model::transition(
-            conn,
-            id,
-            &[JobStatus::Queued],
-            None,
-            JobStatus::Cancelled,
-            None,
-            None,
-            json!({ "by": "owner" }),
-        )
+    let mut refunded = 0;
+    let job = conn
+        .transaction(async |conn| {
+            let cancelled = model::transition(
+                conn,
+                id,
+                &[JobStatus::Queued],
+                None,
+                JobStatus::Cancelled,
+                None,
+                None,
+                json!({ "by": "owner" }),
+            )
+            .await?;
+            if let Some(job) = cancelled {
+                settle_refund(conn, &job, "Refund: job cancelled").await?;
+                if job.charge_transaction_id.is_some() {
+                    refunded = job.cost_credits;
+                }
+                return Ok(job);
+            }
+            model::request_cancel(conn, id).await?;
+            model::by_id(conn, id)
+                .await?
+                .ok_or(AppError::NotFound("generation job"))
+        })
         .await?;
-        if let Some(job) = cancelled {
-            settle_refund(conn, &job, "Refund: job cancelled").await?;
-            return Ok(job);
-        }
-        model::request_cancel(conn, id).await?;
-        model::by_id(conn, id)
-            .await?
-            .ok_or(AppError::NotFound("generation job"))
-    })
-    .await
+    state.metrics.credits_refunded(refunded);
+    Ok(job)
 }
 
 /// Re-queues a failed, timed-out or cancelled job with a fresh charge.
@@ -332,35 +342,38 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
     }
     let deadline = Utc::now()
         + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
-    conn.transaction(async |conn| {
-        let description = format!("Generation (retry): {}", job.kind.as_str());
-        let charge = credits::service::charge_in(
-            conn,
-            &Charge {
-                user: job.user_id,
-                cost: job.cost_credits,
-                description: &description,
-                job_id: Some(job.id),
-                idempotency_key: None,
-                request_hash: None,
-            },
-        )
-        .await?;
-        let job = model::requeue_with_charge(conn, id, charge.id, deadline)
-            .await?
-            .ok_or_else(|| AppError::Conflict("the job changed meanwhile; reload it".into()))?;
-        if let Some(c) = job.character_id {
-            gallery::service::set_character_status(
+    let job = conn
+        .transaction(async |conn| {
+            let description = format!("Generation (retry): {}", job.kind.as_str());
+            let charge = credits::service::charge_in(
                 conn,
-                c,
-                gallery::CharacterStatus::Processing,
-                None,
+                &Charge {
+                    user: job.user_id,
+                    cost: job.cost_credits,
+                    description: &description,
+                    job_id: Some(job.id),
+                    idempotency_key: None,
+                    request_hash: None,
+                },
             )
             .await?;
-        }
-        Ok(job)
-    })
-    .await
+            let job = model::requeue_with_charge(conn, id, charge.id, deadline)
+                .await?
+                .ok_or_else(|| AppError::Conflict("the job changed meanwhile; reload it".into()))?;
+            if let Some(c) = job.character_id {
+                gallery::service::set_character_status(
+                    conn,
+                    c,
+                    gallery::CharacterStatus::Processing,
+                    None,
+                )
+                .await?;
+            }
+            Ok::<_, AppError>(job)
+        })
+        .await?;
+    state.metrics.credits_charged(job.cost_credits);
+    Ok(job)
 }
 
 /// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it)

@@ -41,6 +41,20 @@ pub enum Ran {
     Released,
 }
 
+impl Ran {
+    /// The `outcome` label of `easel_worker_jobs_total`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ran::Succeeded => "succeeded",
+            Ran::Failed => "failed",
+            Ran::Requeued => "requeued",
+            Ran::Cancelled => "cancelled",
+            Ran::LostLease => "lost_lease",
+            Ran::Released => "released",
+        }
+    }
+}
+
 /// What workers are told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -136,7 +150,7 @@ async fn work(
             Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(worker = %name, error = ?e, "worker round failed");
+                tracing::warn!(worker = %name, error = %e.log_line(), "worker round failed");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
@@ -216,6 +230,12 @@ async fn run_next_in(
         Watched::Released => release(state, &job, worker).await?,
     };
     tracing::info!(worker, job = %job.id, outcome = ?ran, ms, "job ended");
+    state
+        .metrics
+        .count("easel_worker_jobs_total", &[("outcome", ran.as_str())], 1);
+    if matches!(ran, Ran::Failed | Ran::Cancelled) {
+        state.metrics.credits_refunded(refunded(&job));
+    }
     Ok(Some(ran))
 }
 
@@ -550,7 +570,10 @@ async fn finish_cancelled(
 /// refunds them) and times out jobs past their deadline (refunded). Returns how many moved.
 pub async fn reap(state: &AppState) -> Result<usize, AppError> {
     let mut conn = db::conn(&state.pool).await?;
-    conn.transaction(async |conn| {
+    // (outcome, credits refunded) of each job moved, counted once the pass commits.
+    let mut moved_jobs: Vec<(&'static str, i64)> = Vec::new();
+    let moved = conn.transaction(async |conn| {
+        moved_jobs.clear();
         let stale = model::stale(conn, 100).await?;
         let now = chrono::Utc::now();
         let mut moved = 0;
@@ -560,22 +583,41 @@ pub async fn reap(state: &AppState) -> Result<usize, AppError> {
                 let err = json!({ "code": "TIMED_OUT", "message": "the job did not finish before its deadline" });
                 if let Some(j) = model::transition(conn, job.id, &from, None, JobStatus::TimedOut, Some(err), None, json!({})).await? {
                     settle_refund(conn, &j, "Refund: generation timed out").await?;
+                    moved_jobs.push(("timed_out", refunded(&j)));
                     moved += 1;
                 }
             } else if job.attempts >= job.max_attempts {
                 let err = json!({ "code": "WORKER_LOST", "message": format!("the worker stopped answering {} times", job.attempts) });
                 if let Some(j) = model::transition(conn, job.id, &[JobStatus::Processing], None, JobStatus::Failed, Some(err), None, json!({})).await? {
                     settle_refund(conn, &j, "Refund: generation failed").await?;
+                    moved_jobs.push(("failed", refunded(&j)));
                     moved += 1;
                 }
             } else if model::transition(conn, job.id, &[JobStatus::Processing], None, JobStatus::Queued, None, None, json!({ "reaped_from": job.lease_owner })).await?.is_some() {
                 tracing::warn!(job = %job.id, worker = ?job.lease_owner, "lease expired; job re-queued");
+                moved_jobs.push(("requeued", 0));
                 moved += 1;
             }
         }
         Ok::<_, AppError>(moved)
     })
-    .await
+    .await?;
+    for (outcome, credits) in moved_jobs {
+        state
+            .metrics
+            .count("easel_reaper_jobs_total", &[("outcome", outcome)], 1);
+        state.metrics.credits_refunded(credits);
+    }
+    Ok(moved)
+}
+
+/// The credits a refund of `job`'s charge gives back (its cost, allowance included).
+fn refunded(job: &JobRow) -> i64 {
+    if job.charge_transaction_id.is_some() {
+        job.cost_credits
+    } else {
+        0
+    }
 }
 
 /// Runs the reaper until aborted.
@@ -589,7 +631,7 @@ pub fn spawn_reaper(state: &AppState) -> JoinHandle<()> {
         loop {
             tokio::time::sleep(every).await;
             if let Err(e) = reap(&state).await {
-                tracing::warn!(error = ?e, "reaper pass failed");
+                tracing::warn!(error = %e.log_line(), "reaper pass failed");
             }
         }
     })

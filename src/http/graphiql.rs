@@ -29,22 +29,26 @@ const TEMPLATE: &str = r#"<!DOCTYPE html>
       if (ws) u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
       return u.toString();
     };
-    // Subscriptions authenticate with the Authorization header typed in GraphiQL's
-    // Headers tab, sent in the connection_init payload.
-    const wsConnectionParams = () => {
-      try {
-        const h = JSON.parse(localStorage.getItem('graphiql:headers') || '{}');
-        const auth = h.Authorization || h.authorization;
-        return auth ? { authorization: auth } : {};
-      } catch (_) { return {}; }
+    // Subscriptions authenticate with the Authorization header typed in GraphiQL's Headers
+    // tab: GraphiQL's fetcher (@graphiql/toolkit) opens a subscription's websocket with the
+    // request's headers as the connection_init payload ({ ...wsConnectionParams, ...headers }),
+    // and the server reads its `authorization` key, so header names are lower-cased here
+    // (HTTP header names are case-insensitive: the HTTP requests are unchanged).
+    const lowerCased = (headers) => {
+      const entries = typeof Headers !== 'undefined' && headers instanceof Headers
+        ? Array.from(headers.entries())
+        : Object.entries(headers || {});
+      return Object.fromEntries(entries.map(([k, v]) => [String(k).toLowerCase(), v]));
     };
+    const toolkitFetcher = GraphiQL.createFetcher({
+      url: url('/graphql'),
+      subscriptionUrl: url('/graphql/ws', true),
+    });
+    const fetcher = (params, opts) =>
+      toolkitFetcher(params, { ...(opts || {}), headers: lowerCased(opts && opts.headers) });
     ReactDOM.createRoot(document.getElementById('graphiql')).render(
       React.createElement(GraphiQL, {
-        fetcher: GraphiQL.createFetcher({
-          url: url('/graphql'),
-          subscriptionUrl: url('/graphql/ws', true),
-          wsConnectionParams,
-        }),
+        fetcher,
         defaultEditorToolsVisibility: true,
         defaultQuery: '# Welcome to Easel. Try:\n{\n  me { id username }\n}\n',
       })
@@ -75,6 +79,7 @@ mod tests {
         assert!(html.contains(r#"src="http://mirror.local/npm/graphiql@4/graphiql.min.js""#));
         assert!(!html.contains("unpkg"));
         assert!(html.contains("subscriptionUrl: url('/graphql/ws', true)"));
+        assert!(!html.contains("localStorage"));
         let hostile = super::render(r#"x"><script>alert(1)</script>"#);
         assert!(!hostile.contains("<script>alert"));
     }

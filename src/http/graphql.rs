@@ -354,10 +354,64 @@ async fn execute(
                 .collect(),
         ),
     };
+    let operation = match &batch {
+        BatchRequest::Single(r) => operation_label(state, r),
+        BatchRequest::Batch(_) => "batch".to_string(),
+    };
     let response = state.schema.execute_batch(batch).await;
-    match response {
-        BatchResponse::Single(r) => graphql_response(&r, headers, cache_control),
-        batch => graphql_response(&batch, headers, None),
+    let metrics = &state.app.metrics;
+    let mut http = match response {
+        BatchResponse::Single(r) => {
+            metrics.graphql_errors(r.errors.iter().map(error_code));
+            graphql_response(&r, headers, cache_control)
+        }
+        BatchResponse::Batch(rs) => {
+            metrics.graphql_errors(rs.iter().flat_map(|r| r.errors.iter().map(error_code)));
+            graphql_response(&BatchResponse::Batch(rs), headers, None)
+        }
+    };
+    http.extensions_mut()
+        .insert(super::metrics::GraphqlOperation(operation));
+    http
+}
+
+/// The `extensions.code` of an error.
+fn error_code(error: &async_graphql::ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
+/// The operation name a request is counted and logged under: its name when the document
+/// holds it, `anonymous` for an unnamed one, `other` for a document that does not parse,
+/// names no operation it holds, or whose name the metrics do not count
+/// ([`crate::metrics::Metrics::operation_label`]).
+fn operation_label(state: &HttpState, request: &GqlRequest) -> String {
+    use async_graphql::parser::types::DocumentOperations;
+    let metrics = &state.app.metrics;
+    let name = request.operation_name.as_deref();
+    if request.query.trim().is_empty() {
+        // A persisted query sent by its hash only (the executor looks the text up).
+        return name.map_or_else(|| "anonymous".into(), |n| metrics.operation_label(n));
+    }
+    let limits = crate::schema::limits(&state.app.config);
+    let Some(doc) = limits::scan(&request.query, &limits)
+        .ok()
+        .and_then(|_| async_graphql::parser::parse_query(&request.query).ok())
+    else {
+        return "other".into();
+    };
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(_), None) => "anonymous".into(),
+        (DocumentOperations::Multiple(ops), Some(n)) if ops.contains_key(n) => {
+            metrics.operation_label(n)
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .keys()
+            .next()
+            .map_or_else(|| "other".into(), |n| metrics.operation_label(n)),
+        _ => "other".into(),
     }
 }
 
@@ -496,7 +550,9 @@ async fn upgrade(state: HttpState, parts: &mut Parts) -> Response {
         .max_frame_size(limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            let counted = state.app.metrics.websocket_opened();
             serve_socket(state, protocol, meta, socket).await;
+            drop(counted);
             drop(permit);
         })
 }
@@ -552,10 +608,12 @@ async fn serve_socket(
     let ops = operations.clone();
     let app = state.app.clone();
     let on_init = move |payload: serde_json::Value| async move {
-        let authorization = match payload
-            .get("authorization")
-            .or_else(|| payload.get("Authorization"))
-        {
+        // Any case: GraphiQL and other clients send their headers as the payload.
+        let authorization = match payload.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v)
+        }) {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s.as_str()),
             // Never silently anonymous, as over HTTP (where a bad header answers 401).

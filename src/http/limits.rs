@@ -27,6 +27,8 @@ use uuid::Uuid;
 pub struct PerUser {
     max: usize,
     running: Mutex<HashMap<Uuid, usize>>,
+    /// Operations running on every socket (signed in or not), for `/metrics`.
+    all: std::sync::atomic::AtomicUsize,
 }
 
 impl PerUser {
@@ -34,6 +36,7 @@ impl PerUser {
         PerUser {
             max,
             running: Mutex::default(),
+            all: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -66,6 +69,22 @@ impl PerUser {
     /// Operations `user` runs now.
     pub fn running(&self, user: Uuid) -> usize {
         self.lock().get(&user).copied().unwrap_or(0)
+    }
+
+    /// Operations running now on all the sockets of this process.
+    pub fn total(&self) -> usize {
+        self.all.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn add_total(&self, started: bool) {
+        use std::sync::atomic::Ordering;
+        if started {
+            self.all.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .all
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 }
 
@@ -189,6 +208,7 @@ impl SocketOperations {
                 // A `complete` still owed for an earlier operation of this id is sent.
                 self.silenced.remove(&id);
                 self.running.insert(id);
+                self.per_user.add_total(true);
                 Verdict::Pass
             }
             "complete" | "stop" => {
@@ -237,8 +257,11 @@ impl SocketOperations {
     /// Ends operation `id`; whether it was running.
     fn ended(&mut self, id: &str) -> bool {
         let was = self.running.remove(id);
-        if was && let Some(user) = self.user {
-            self.per_user.end(user);
+        if was {
+            self.per_user.add_total(false);
+            if let Some(user) = self.user {
+                self.per_user.end(user);
+            }
         }
         was
     }
@@ -268,8 +291,9 @@ fn request_error(text: &str) -> Option<(String, String)> {
 impl Drop for SocketOperations {
     /// A closed socket's operations end with it.
     fn drop(&mut self) {
-        if let Some(user) = self.user {
-            for _ in self.running.drain() {
+        for _ in self.running.drain() {
+            self.per_user.add_total(false);
+            if let Some(user) = self.user {
                 self.per_user.end(user);
             }
         }

@@ -5,13 +5,14 @@ mod graphql;
 mod health;
 pub mod limits;
 mod media;
+mod metrics;
 pub mod serve;
 
 use std::time::Duration;
 
 use axum::{
     Router,
-    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode},
     response::Response,
     routing::{get, post},
 };
@@ -102,6 +103,9 @@ pub fn router_with(app: AppState, websockets: Websockets) -> Router {
         app,
     };
     let mut router = Router::new();
+    if config.metrics {
+        router = router.route("/metrics", get(metrics::scrape));
+    }
     if config.graphiql {
         router = router
             .route("/", get(graphiql::page))
@@ -116,9 +120,9 @@ pub fn router_with(app: AppState, websockets: Websockets) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/media/{*key}", get(media::get))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
-        .layer(cors(&config.cors_origins))
+        .layer(cors(&config.cors_origins, &config.cors_headers))
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "internal server error")
         }))
@@ -127,10 +131,11 @@ pub fn router_with(app: AppState, websockets: Websockets) -> Router {
             let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::access))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[String], headers: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
@@ -139,14 +144,12 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            REQUEST_ID,
-            HeaderName::from_static("apollo-require-preflight"),
-            HeaderName::from_static("x-easel-csrf"),
-        ])
+        .allow_headers(
+            headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect::<Vec<_>>(),
+        )
         .expose_headers([REQUEST_ID])
         .max_age(Duration::from_secs(3600))
 }

@@ -161,7 +161,7 @@ pub fn spawn_delivery(
             match deliver_due(&pool, sender.as_ref()).await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e, "outbox delivery round failed"),
+                Err(e) => tracing::warn!(error = %e.log_line(), "outbox delivery round failed"),
             }
             tokio::select! {
                 _ = wakeup.notified() => {}

@@ -29,9 +29,9 @@ impl MessageSender for LogSender {
     fn send<'a>(&'a self, msg: &'a OutboxMessage) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             if msg.template.starts_with("otp") {
-                tracing::info!(phone = %msg.destination, message = %msg.body, "otp code");
+                tracing::info!(phone = %msg.destination, body = %msg.body, "otp code");
             } else {
-                tracing::info!(to = %msg.destination, channel = %msg.channel, message = %msg.body, "outbox message");
+                tracing::info!(to = %msg.destination, channel = %msg.channel, body = %msg.body, "outbox message");
             }
             Ok(())
         })

@@ -11,6 +11,7 @@ mod fuzz;
 mod gallery;
 mod generation;
 mod js_clients;
+mod operability;
 mod outage;
 mod protocol;
 mod security;

@@ -567,6 +567,31 @@ pub async fn start_command(
     env: &[(&str, &str)],
     ready: &str,
 ) -> (tokio::process::Child, String) {
+    let (child, base, _lines) = start_command_logged(args, env, ready).await;
+    (child, base)
+}
+
+/// [`start_binary`], also handing back the log lines (stderr) written after the ready line.
+pub async fn start_binary_logged(
+    env: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    start_command_logged(&[], env, "Easel is ready at ").await
+}
+
+/// [`start_command`], also handing back the log lines written after the ready line.
+pub async fn start_command_logged(
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready: &str,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_easel"));
     cmd.args(args)
@@ -595,8 +620,13 @@ pub async fn start_command(
     })
     .await
     .expect("easel ready within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, base, rx)
 }
 
 /// Sends SIGTERM and expects a clean exit within 30 s.
