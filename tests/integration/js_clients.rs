@@ -41,5 +41,8 @@ async fn stock_javascript_clients() {
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("ok graphql-ws: dispose closes with 1000"), "{stdout}");
+    assert!(
+        stdout.contains("ok graphql-ws: dispose closes with 1000"),
+        "{stdout}"
+    );
 }
