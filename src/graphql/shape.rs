@@ -123,20 +123,18 @@ impl Shapes {
             document,
             operation,
             variables,
+            track: !failed_below.is_empty(),
             failed_below,
         };
-        let fields = match std::mem::take(&mut response.data) {
+        let sets = [&operation.selection_set.node];
+        let data = std::mem::take(&mut response.data);
+        let mut fields = match data {
             Value::Object(fields) => fields,
             // Every root field failed: async-graphql answers a bare null.
             _ => IndexMap::new(),
         };
-        response.data = match shaper.object(
-            root,
-            &[&operation.selection_set.node],
-            fields,
-            &mut Vec::new(),
-        ) {
-            Ok(fields) => Value::Object(fields),
+        response.data = match shaper.object(root, &sets, &mut fields, &mut Vec::new()) {
+            Ok(()) => Value::Object(fields),
             Err(Nulled) => Value::Null,
         };
     }
@@ -172,7 +170,9 @@ pub fn add_variable_defaults(operation: &OperationDefinition, variables: &mut Va
     }
 }
 
-/// One response being shaped.
+/// One response being shaped, in place: keys are moved into selection order and missing
+/// ones inserted, so a response that is already right costs a walk and no allocation beyond
+/// each object's selection list.
 struct Shaper<'a> {
     shapes: &'a Shapes,
     document: &'a ExecutableDocument,
@@ -180,98 +180,112 @@ struct Shaper<'a> {
     variables: &'a Variables,
     /// Every proper prefix of an error's path: a `null` there may hide fields that failed.
     failed_below: HashSet<Vec<Step>>,
+    /// Whether paths are tracked at all (only a response with errors needs them).
+    track: bool,
 }
 
 impl<'a> Shaper<'a> {
-    /// The fields of an object value in selection order, with `null` for the missing ones.
+    /// Puts an object's fields in selection order, with `null` for the missing ones;
+    /// `Err` when a non-null field is null (the object itself must then be null).
     fn object(
         &self,
         ty: &Name,
         sets: &[&'a SelectionSet],
-        mut fields: IndexMap<Name, Value>,
+        fields: &mut IndexMap<Name, Value>,
         path: &mut Vec<Step>,
-    ) -> Result<IndexMap<Name, Value>, Nulled> {
+    ) -> Result<(), Nulled> {
         let mut selected: Vec<Selected<'a>> = Vec::new();
         let mut visited = HashSet::new();
         for set in sets {
             self.collect(ty, set, &mut selected, &mut visited);
         }
         let types = self.shapes.objects.get(ty);
-        let mut out = IndexMap::with_capacity(selected.len());
-        for s in selected {
-            let value = fields.swap_remove(s.key);
-            let field_type = types.and_then(|t| t.get(s.field));
-            let value = match field_type {
-                // `__typename`, introspection, or a type the SDL does not show: as it is.
-                None => value.unwrap_or(Value::Null),
-                Some(field_type) => {
-                    path.push(Step::Key(s.key.to_string()));
-                    let value = self.value(field_type, value, &s.sets, path);
-                    path.pop();
-                    value?
+        for (i, s) in selected.iter().enumerate() {
+            match fields.get_index_of(s.key) {
+                Some(j) if j == i => {}
+                Some(j) => fields.move_index(j, i),
+                None => {
+                    fields.shift_insert(i, s.key.clone(), Value::Null);
                 }
+            }
+            // `__typename`, introspection, or a type the SDL does not show: as it is.
+            let Some(field_type) = types.and_then(|t| t.get(s.field)) else {
+                continue;
             };
-            out.insert(s.key.clone(), value);
+            let Some((_, value)) = fields.get_index_mut(i) else {
+                continue;
+            };
+            if self.track {
+                path.push(Step::Key(s.key.to_string()));
+            }
+            let done = self.value(field_type, value, &s.sets, path);
+            if self.track {
+                path.pop();
+            }
+            done?;
         }
         // Anything the executor wrote that the selection does not name stays, at the end.
-        out.extend(fields);
-        Ok(out)
+        Ok(())
     }
 
-    /// A field's value completed for its type; `Err` when it is null in a non-null position.
+    /// Completes a field's value for its type in place; `Err` when it is null in a non-null
+    /// position.
     fn value(
         &self,
         ty: &Type,
-        value: Option<Value>,
+        value: &mut Value,
         sets: &[&'a SelectionSet],
         path: &mut Vec<Step>,
-    ) -> Result<Value, Nulled> {
-        let nulled = |ty: &Type| {
-            if ty.nullable {
-                Ok(Value::Null)
-            } else {
-                Err(Nulled)
-            }
+    ) -> Result<(), Nulled> {
+        let nulled = |value: &mut Value| {
+            *value = Value::Null;
+            if ty.nullable { Ok(()) } else { Err(Nulled) }
         };
-        let value = value.unwrap_or(Value::Null);
-        match (&ty.base, value) {
+        match (&ty.base, &mut *value) {
             (BaseType::Named(name), Value::Null) => {
                 // An object whose every field failed comes back as a bare null.
-                if self.shapes.objects.contains_key(name)
+                if self.track
+                    && self.shapes.objects.contains_key(name)
                     && !sets.is_empty()
                     && self.failed_below.contains(path)
                 {
-                    match self.object(name, sets, IndexMap::new(), path) {
-                        Ok(fields) => Ok(Value::Object(fields)),
-                        Err(Nulled) => nulled(ty),
+                    let mut fields = IndexMap::new();
+                    match self.object(name, sets, &mut fields, path) {
+                        Ok(()) => {
+                            *value = Value::Object(fields);
+                            Ok(())
+                        }
+                        Err(Nulled) => nulled(value),
                     }
                 } else {
-                    nulled(ty)
+                    nulled(value)
                 }
             }
-            (_, Value::Null) => nulled(ty),
+            (_, Value::Null) => nulled(value),
             (BaseType::List(item), Value::List(items)) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (i, value) in items.into_iter().enumerate() {
-                    path.push(Step::Index(i));
-                    let value = self.value(item, Some(value), sets, path);
-                    path.pop();
-                    match value {
-                        Ok(value) => out.push(value),
-                        Err(Nulled) => return nulled(ty),
+                for (i, entry) in items.iter_mut().enumerate() {
+                    if self.track {
+                        path.push(Step::Index(i));
+                    }
+                    let done = self.value(item, entry, sets, path);
+                    if self.track {
+                        path.pop();
+                    }
+                    if done.is_err() {
+                        return nulled(value);
                     }
                 }
-                Ok(Value::List(out))
+                Ok(())
             }
             (BaseType::Named(name), Value::Object(fields))
                 if self.shapes.objects.contains_key(name) =>
             {
                 match self.object(name, sets, fields, path) {
-                    Ok(fields) => Ok(Value::Object(fields)),
-                    Err(Nulled) => nulled(ty),
+                    Ok(()) => Ok(()),
+                    Err(Nulled) => nulled(value),
                 }
             }
-            (_, value) => Ok(value),
+            _ => Ok(()),
         }
     }
 
