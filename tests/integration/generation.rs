@@ -39,7 +39,8 @@ async fn user(app: &TestApp, phone: &str) -> (String, ViewerUser) {
 const GENERATE: &str =
     "mutation($i: GenerateInput!) { generate(input: $i) { id status costCredits kind } }";
 
-fn character_request(prompt: &str) -> GenerateRequest {
+/// A one-image 64×64 character job (shared with the shutdown tests).
+pub(crate) fn character_request(prompt: &str) -> GenerateRequest {
     GenerateRequest {
         kind: GenerationKind::CharacterGeneration,
         prompt: Some(prompt.into()),

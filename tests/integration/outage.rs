@@ -13,7 +13,7 @@ use easel::{
     accounts::viewer::ViewerUser,
     db::{
         self,
-        embedded::{ClusterOptions, EmbeddedPostgres, PgBinaries, RunAs},
+        embedded::{ClusterOptions, EmbeddedPostgres, RunAs},
     },
     events::Event,
     generation::{service as jobs, worker},
@@ -36,13 +36,7 @@ struct OwnCluster {
 
 impl OwnCluster {
     fn start() -> Self {
-        let bins = PgBinaries::discover(
-            std::env::var_os("EASEL_PG_BIN_DIR")
-                .map(PathBuf::from)
-                .as_deref(),
-        )
-        .expect("PostgreSQL server binaries");
-        let run_as = RunAs::for_current_process("postgres").expect("a user to run PostgreSQL");
+        let (bins, run_as) = crate::support::pg_programs();
         let short = Uuid::now_v7().simple().to_string();
         let root = std::env::temp_dir().join(format!("easel-outage-{}", &short[20..]));
         let hidden_socket = root.join("hidden");

@@ -12,9 +12,9 @@ use std::{
 use easel::{
     accounts::viewer::ViewerUser,
     generation::{
-        GenerationKind, JobStatus, model as jobs,
+        JobStatus, model as jobs,
         providers::{ImageProvider, Procedural},
-        service::{self, GenerateParams, GenerateRequest},
+        service,
         worker::{self, Ran},
     },
 };
@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::generation::character_request;
 use crate::support::{TestApp, WsClient, exited, sigterm, start_binary, start_command, user};
 
 async fn viewer(app: &TestApp, n: u32) -> ViewerUser {
@@ -32,24 +33,6 @@ async fn viewer(app: &TestApp, n: u32) -> ViewerUser {
         role: claims.role,
         session_id: claims.sid,
         expires_at: claims.exp,
-    }
-}
-
-fn request(prompt: &str) -> GenerateRequest {
-    GenerateRequest {
-        kind: GenerationKind::CharacterGeneration,
-        prompt: Some(prompt.into()),
-        negative_prompt: None,
-        character_id: None,
-        input_image_ids: vec![],
-        output_count: Some(1),
-        params: GenerateParams {
-            width: Some(64),
-            height: Some(64),
-            seed: Some(1),
-            ..Default::default()
-        },
-        idempotency_key: None,
     }
 }
 
@@ -191,10 +174,10 @@ async fn sigterm_completes_subscriptions_then_closes_websockets_with_1001() {
 async fn sigterm_lets_the_running_job_finish_and_claims_no_more() {
     let app = TestApp::spawn().await;
     let viewer = viewer(&app, 3202).await;
-    let first = service::generate(&app.state, &viewer, request("first"))
+    let first = service::generate(&app.state, &viewer, character_request("first"))
         .await
         .unwrap();
-    let second = service::generate(&app.state, &viewer, request("second"))
+    let second = service::generate(&app.state, &viewer, character_request("second"))
         .await
         .unwrap();
     let data = DataDir::new();
@@ -243,7 +226,7 @@ async fn sigterm_lets_the_running_job_finish_and_claims_no_more() {
 async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
     let app = TestApp::spawn().await;
     let viewer = viewer(&app, 3203).await;
-    let queued = service::generate(&app.state, &viewer, request("long"))
+    let queued = service::generate(&app.state, &viewer, character_request("long"))
         .await
         .unwrap();
     assert_eq!(queued.attempts, 0);
@@ -348,7 +331,7 @@ async fn sigterm_releases_a_job_still_running_after_the_grace_period() {
 async fn outputs_whose_recording_fails_leave_no_files() {
     let app = TestApp::spawn().await;
     let viewer = viewer(&app, 3204).await;
-    let doomed = service::generate(&app.state, &viewer, request("doomed"))
+    let doomed = service::generate(&app.state, &viewer, character_request("doomed"))
         .await
         .unwrap();
     // A real database failure inside the transaction that records the images.
@@ -379,7 +362,7 @@ async fn outputs_whose_recording_fails_leave_no_files() {
 
     // The same path with the database accepting the images keeps both files.
     app.exec("DROP TRIGGER test_refuse_images ON images").await;
-    let kept = service::generate(&app.state, &viewer, request("kept"))
+    let kept = service::generate(&app.state, &viewer, character_request("kept"))
         .await
         .unwrap();
     assert_eq!(

@@ -77,7 +77,9 @@ fn start_cluster() -> Cluster {
     }
 }
 
-fn start_throwaway_cluster() -> EmbeddedPostgres {
+/// The PostgreSQL programs (`EASEL_PG_BIN_DIR` or discovered) and the user test clusters run
+/// as.
+pub fn pg_programs() -> (PgBinaries, RunAs) {
     let bins = PgBinaries::discover(
         std::env::var_os("EASEL_PG_BIN_DIR")
             .map(PathBuf::from)
@@ -85,6 +87,11 @@ fn start_throwaway_cluster() -> EmbeddedPostgres {
     )
     .expect("PostgreSQL server binaries");
     let run_as = RunAs::for_current_process("postgres").expect("a user to run PostgreSQL");
+    (bins, run_as)
+}
+
+fn start_throwaway_cluster() -> EmbeddedPostgres {
+    let (bins, run_as) = pg_programs();
     let root = std::env::temp_dir().join(format!(
         "easel-test-{}-{}",
         std::process::id(),
