@@ -261,13 +261,13 @@ impl Metrics {
             &[],
             if listening { 1.0 } else { 0.0 },
         );
-        match crate::generation::model::queue_stats(&state.pool).await {
+        match crate::generation::service::queue_stats(state).await {
             Ok(stats) => {
                 for status in crate::generation::JobStatus::ALL {
                     let n = stats
                         .counts
                         .iter()
-                        .find(|(s, _)| s == status.as_str())
+                        .find(|(s, _)| s == status)
                         .map_or(0, |(_, n)| *n);
                     self.gauge("easel_jobs", &[("status", status.as_str())], n as f64);
                 }
@@ -277,7 +277,7 @@ impl Metrics {
                     stats.oldest_queued_age_seconds,
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "metrics: reading the job queue"),
+            Err(e) => tracing::warn!(error = %e.log_line(), "metrics: reading the job queue"),
         }
         self.inner.handle.run_upkeep();
         self.inner.handle.render()

@@ -497,3 +497,26 @@ pub async fn free_gallery_remaining(conn: &mut AsyncPgConnection, user: Uuid) ->
         .optional()?
         .unwrap_or(0))
 }
+
+/// Session families revoked within `window` whose every session is revoked (a family with a
+/// live session was only partly signed out); `accounts::revocations` reloads them.
+pub async fn families_revoked_within(
+    conn: &mut AsyncPgConnection,
+    window: std::time::Duration,
+) -> QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Family {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        family_id: Uuid,
+    }
+    let rows: Vec<Family> = diesel::sql_query(
+        "SELECT DISTINCT s.family_id FROM sessions s \
+         WHERE s.revoked_at > now() - make_interval(secs => $1) \
+         AND NOT EXISTS (SELECT 1 FROM sessions l \
+                         WHERE l.family_id = s.family_id AND l.revoked_at IS NULL)",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(window.as_secs()).unwrap_or(i64::MAX))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.family_id).collect())
+}

@@ -16,11 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use diesel::{
-    QueryableByName,
-    sql_types::{BigInt, Uuid as SqlUuid},
-};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -34,12 +30,6 @@ pub struct Revocations {
     revoked: broadcast::Sender<Uuid>,
     /// Set once the set was first loaded from the database.
     loaded: tokio::sync::watch::Sender<bool>,
-}
-
-#[derive(QueryableByName)]
-struct Family {
-    #[diesel(sql_type = SqlUuid)]
-    family_id: Uuid,
 }
 
 impl Revocations {
@@ -93,16 +83,7 @@ impl Revocations {
 
     /// Loads every family revoked within the remembered window from the database.
     pub async fn reload(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<usize> {
-        let rows: Vec<Family> = diesel::sql_query(
-            "SELECT DISTINCT s.family_id FROM sessions s \
-             WHERE s.revoked_at > now() - make_interval(secs => $1) \
-             AND NOT EXISTS (SELECT 1 FROM sessions l \
-                             WHERE l.family_id = s.family_id AND l.revoked_at IS NULL)",
-        )
-        .bind::<BigInt, _>(self.keep.as_secs() as i64)
-        .load(conn)
-        .await?;
-        let families: Vec<Uuid> = rows.into_iter().map(|r| r.family_id).collect();
+        let families = super::model::families_revoked_within(conn, self.keep).await?;
         self.revoke(&families);
         self.loaded.send_replace(true);
         Ok(families.len())

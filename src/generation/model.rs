@@ -471,12 +471,12 @@ pub async fn set_charge(
 
 /// What `/metrics` shows of the queue: jobs per status, and the age of the oldest queued job.
 pub struct QueueStats {
-    pub counts: Vec<(String, i64)>,
+    pub counts: Vec<(JobStatus, i64)>,
     pub oldest_queued_age_seconds: f64,
 }
 
 /// [`QueueStats`], in one statement.
-pub async fn queue_stats(pool: &crate::db::DbPool) -> anyhow::Result<QueueStats> {
+pub async fn queue_stats(conn: &mut AsyncPgConnection) -> QueryResult<QueueStats> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -486,14 +486,13 @@ pub async fn queue_stats(pool: &crate::db::DbPool) -> anyhow::Result<QueueStats>
         #[diesel(sql_type = diesel::sql_types::Double)]
         oldest: f64,
     }
-    let mut conn = pool.get().await?;
     // One row per status, plus the total row (status NULL) carrying the oldest age.
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT status, count(*) AS n, \
          coalesce(extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'queued')), 0)::float8 AS oldest \
          FROM generation_jobs GROUP BY ROLLUP (status)",
     )
-    .load(&mut conn)
+    .load(conn)
     .await?;
     let oldest = rows
         .iter()
@@ -502,7 +501,7 @@ pub async fn queue_stats(pool: &crate::db::DbPool) -> anyhow::Result<QueueStats>
     Ok(QueueStats {
         counts: rows
             .into_iter()
-            .filter_map(|r| Some((r.status?, r.n)))
+            .filter_map(|r| Some((JobStatus::from_db(r.status.as_deref()?)?, r.n)))
             .collect(),
         oldest_queued_age_seconds: oldest,
     })

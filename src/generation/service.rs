@@ -463,3 +463,9 @@ pub async fn job_with_seq(
     let job = job_for(&mut conn, viewer, id).await?;
     Ok((job, seq))
 }
+
+/// Jobs per status and the oldest queued job's age (what `/metrics` shows of the queue).
+pub async fn queue_stats(state: &AppState) -> AppResult<model::QueueStats> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::queue_stats(&mut conn).await?)
+}
