@@ -33,6 +33,7 @@
 //! | `EASEL_CORS_ORIGINS` | `*` | comma-separated browser origins allowed to call the API |
 //! | `EASEL_CORS_HEADERS` | `authorization, content-type, accept, x-request-id, apollographql-client-name, apollographql-client-version, apollo-require-preflight, x-easel-csrf, traceparent, tracestate, sentry-trace, baggage` | comma-separated request headers browsers may send cross-origin (replaces the default list) |
 //! | `EASEL_METRICS` | `true` | serve Prometheus metrics at `GET /metrics` |
+//! | `EASEL_QUERY_PLANNER` | `true` | hot list pages (`galleryFeed`, galleries, collections, albums, `creditHistory`, `generationJobs`) fetch what the selection asks for in one statement; `false` leaves it to the dataloaders (for comparison; answers are the same) |
 //! | `EASEL_METRICS_TOKEN` | unset | when set, `/metrics` needs `Authorization: Bearer <token>`; in production set it, or keep `/metrics` off the public proxy |
 //! | `EASEL_SHUTDOWN_GRACE_SECS` | `30` | how long shutdown waits for open requests and running jobs (jobs still running then go back to the queue) |
 //! | `EASEL_JWT_SECRET` | generated (development) | HS256 key for access tokens; required in production |
@@ -165,6 +166,8 @@ pub struct Config {
     /// Request headers allowed cross-origin (lower case).
     pub cors_headers: Vec<String>,
     pub metrics: bool,
+    /// Look-ahead plans for hot list pages (one statement per page); off = dataloaders only.
+    pub query_planner: bool,
     pub metrics_token: Option<SecretString>,
     pub shutdown_grace: Duration,
     pub log_filter: String,
@@ -356,6 +359,7 @@ impl Config {
             cors_origins,
             cors_headers,
             metrics: parse(&get, "EASEL_METRICS", "true")?,
+            query_planner: parse(&get, "EASEL_QUERY_PLANNER", "true")?,
             metrics_token: get("EASEL_METRICS_TOKEN").map(SecretString::from),
             shutdown_grace: Duration::from_secs(parse(&get, "EASEL_SHUTDOWN_GRACE_SECS", "30")?),
             log_filter: get("EASEL_LOG").unwrap_or_else(|| "info".into()),

@@ -15,7 +15,7 @@ diesel::define_sql_function! {
 }
 
 /// A user as the API reads it (the password hash is never selected here).
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRow {
     pub id: Uuid,
@@ -37,6 +37,19 @@ pub struct UserRow {
     pub referral_code: Option<String>,
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// SQL for the JSON of the [`UserRow`] whose id is `id_sql` (a column of the enclosing
+/// query), for look-ahead plans of other capabilities' pages: the keys are [`UserRow`]'s
+/// columns, so the JSON decodes into one.
+pub fn user_json(id_sql: &str) -> String {
+    static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        crate::db::select_list(users::table.select(UserRow::as_select()))
+    });
+    format!(
+        "(SELECT row_to_json(u) FROM (SELECT {} FROM users WHERE users.id = {id_sql}) u)",
+        *COLUMNS
+    )
 }
 
 #[derive(Insertable)]

@@ -32,19 +32,6 @@ pub struct Claims {
     pub iss: String,
 }
 
-impl Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Role::from_db(&raw).ok_or_else(|| serde::de::Error::custom("unknown role"))
-    }
-}
-
 /// Why a token was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenError {

@@ -62,9 +62,19 @@ async fn run(mut config: Config, url: &str, o: &BenchOptions) -> anyhow::Result<
         order: FeedOrder::Newest,
         featured_first: false,
     };
-    let page = service::feed(&state, &newest, None, o.first)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message()))?;
+    let page: Vec<CharacterRow> = service::feed(
+        &state,
+        &newest,
+        None,
+        o.first,
+        &service::CharacterWants::default(),
+        service::Seer::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message()))?
+    .into_iter()
+    .map(|(row, _)| row)
+    .collect();
     let script = pgbench_script(&page, o.first);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

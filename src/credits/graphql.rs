@@ -14,7 +14,13 @@ use super::{
     model::{HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow, TransactionRow},
     service,
 };
-use crate::graphql::parse_id;
+use crate::graphql::{parse_id, plan::Nodes};
+use crate::{
+    accounts::service::{UserRow, user_json},
+    db::{Fragment, decode_json, json_object},
+    error::AppError,
+    payments::service::{PaymentRow, payment_json},
+};
 use crate::{
     accounts::{
         Role, SubscriptionTier,
@@ -28,9 +34,40 @@ use crate::{
     },
     payments::loaders::{PaymentId, PaymentsLoader},
 };
+use diesel::sql_types::{Nullable, Text};
 
-/// A ledger entry.
-pub struct CreditTransaction(pub TransactionRow);
+/// A ledger entry, with what the page's look-ahead plan brought along (see
+/// [`LedgerExtras`]).
+pub struct CreditTransaction(pub TransactionRow, pub Option<Box<LedgerExtras>>);
+
+/// What a planned ledger row brought along: its payment and its counterparty, each
+/// `Some(None)` when the row has none, `None` when not planned (loaded as usual).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LedgerExtras {
+    #[serde(default, deserialize_with = "crate::db::present")]
+    payment: Option<Option<PaymentRow>>,
+    #[serde(default, deserialize_with = "crate::db::present")]
+    counterparty: Option<Option<UserRow>>,
+}
+
+/// The JSON column of a `creditHistory` page: the payment and the counterparty of each row
+/// when the selection asks for them.
+fn ledger_extras(ctx: &Context<'_>) -> Fragment<Nullable<Text>> {
+    let nodes = Nodes::of_connection(ctx);
+    let mut entries = Vec::new();
+    if nodes.has("payment") {
+        entries.push(
+            Fragment::new("'payment', ").sql(&payment_json("credit_transactions.payment_id")),
+        );
+    }
+    if nodes.has("counterparty") {
+        entries.push(
+            Fragment::new("'counterparty', ")
+                .sql(&user_json("credit_transactions.counterparty_id")),
+        );
+    }
+    json_object(entries)
+}
 
 /// One entry of the append-only credit ledger: every change of a balance is one entry.
 #[Object]
@@ -78,6 +115,13 @@ impl CreditTransaction {
         let Some(id) = self.0.payment_id else {
             return Ok(None);
         };
+        let viewer = ctx.viewer();
+        if let Some(planned) = self.1.as_ref().and_then(|p| p.payment.as_ref()) {
+            return Ok(planned
+                .as_ref()
+                .filter(|p| viewer.is_self_or_admin(p.user_id))
+                .map(|p| crate::payments::graphql::Payment(p.clone())));
+        }
         Ok(ctx
             .loader::<PaymentsLoader>()?
             .load_one(PaymentId(id))
@@ -94,6 +138,9 @@ impl CreditTransaction {
         let Some(id) = self.0.counterparty_id else {
             return Ok(None);
         };
+        if let Some(planned) = self.1.as_ref().and_then(|p| p.counterparty.as_ref()) {
+            return Ok(planned.clone().map(crate::accounts::graphql::User::new));
+        }
         Ok(ctx
             .loader::<crate::accounts::loaders::AccountsLoader>()?
             .load_one(UserId(id))
@@ -438,12 +485,21 @@ impl CreditsQuery {
             to: filter.to,
         };
         let after = page.after.map(|p| p.0);
-        let rows = service::history(ctx.state()?, viewer.id, &filter, after, page.limit()).await?;
-        Ok(connection(
-            &page,
-            rows.into_iter().map(CreditTransaction).collect(),
-            |t| LedgerPosition(t.0.seq),
-        ))
+        let rows = service::history(
+            ctx.state()?,
+            viewer.id,
+            &filter,
+            after,
+            page.limit(),
+            ledger_extras(ctx),
+        )
+        .await?;
+        let nodes = rows
+            .into_iter()
+            .map(|(row, json)| Ok(CreditTransaction(row, decode_json(json)?.map(Box::new))))
+            .collect::<Result<Vec<_>, diesel::result::Error>>()
+            .map_err(AppError::from)?;
+        Ok(connection(&page, nodes, |t| LedgerPosition(t.0.seq)))
     }
 
     /// Credit packages on sale, in display order.
@@ -505,7 +561,7 @@ impl CreditsMutation {
             input.idempotency_key.as_deref(),
         )
         .await?;
-        Ok(CreditTransaction(row))
+        Ok(CreditTransaction(row, None))
     }
 
     /// Admin: adds or removes a user's credits, with a reason (at most 1,000,000,000 either
@@ -528,7 +584,7 @@ impl CreditsMutation {
             input.idempotency_key.as_deref(),
         )
         .await?;
-        Ok(CreditTransaction(row))
+        Ok(CreditTransaction(row, None))
     }
 
     /// Admin: creates or changes a credit package. Credits and bonus are at most 1,000,000,000

@@ -11,8 +11,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::TransactionKind;
-use crate::db::schema::{
-    credit_accounts, credit_packages, credit_transactions, operation_prices, payment_plans,
+use crate::db::{
+    Fragment,
+    schema::{
+        credit_accounts, credit_packages, credit_transactions, operation_prices, payment_plans,
+    },
 };
 
 /// A ledger entry.
@@ -116,17 +119,20 @@ pub struct HistoryFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// A user's ledger, newest first (by `seq`), after the keyset `after` = seq.
+/// A user's ledger, newest first (by `seq`), after the keyset `after` = seq; each row with
+/// the `extras` column a look-ahead plan adds (SQL over `credit_transactions`, built by the
+/// capabilities that own what it reads; `NULL::text` for none).
 pub async fn history(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     filter: &HistoryFilter,
     after: Option<i64>,
     limit: i64,
-) -> QueryResult<Vec<TransactionRow>> {
+    extras: Fragment<Nullable<Text>>,
+) -> QueryResult<Vec<(TransactionRow, Option<String>)>> {
     let mut q = credit_transactions::table
         .filter(credit_transactions::user_id.eq(user))
-        .select(TransactionRow::as_select())
+        .select((TransactionRow::as_select(), extras))
         .order(credit_transactions::seq.desc())
         .limit(limit)
         .into_boxed();

@@ -4,6 +4,7 @@
 //! the caller's transaction (the generation queue charges in the same transaction that
 //! queues the job; sign-up opens the account in its own).
 
+use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ use crate::{
     AppState,
     accounts::SubscriptionTier,
     audit::{self, AuditEntry},
-    db,
+    db::{self, Fragment},
     error::{AppError, AppResult},
     events::{self, Event},
     idempotency,
@@ -702,14 +703,15 @@ pub async fn history(
     filter: &HistoryFilter,
     after: Option<i64>,
     limit: i64,
-) -> AppResult<Vec<TransactionRow>> {
+    extras: Fragment<Nullable<Text>>,
+) -> AppResult<Vec<(TransactionRow, Option<String>)>> {
     if let (Some(from), Some(to)) = (filter.from, filter.to)
         && from > to
     {
         return Err(AppError::bad_input("filter.to", "`to` is before `from`"));
     }
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::history(&mut conn, user, filter, after, limit).await?)
+    Ok(model::history(&mut conn, user, filter, after, limit, extras).await?)
 }
 
 /// A user's credit account (with today's allowance).

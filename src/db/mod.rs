@@ -1,6 +1,7 @@
 //! Database access: the connection pool, migrations, and the embedded cluster.
 
 pub mod embedded;
+mod fragment;
 pub mod schema;
 
 use std::{
@@ -24,6 +25,8 @@ use diesel_async::{
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::AppResult;
+
+pub use fragment::{Fragment, decode_json, json_object, present, select_list};
 
 /// The pool of database connections every request draws from.
 pub type DbPool = Pool<AsyncPgConnection>;

@@ -17,20 +17,56 @@ use crate::graphql::parse_id;
 use crate::{
     AppState,
     accounts::guards::{Authenticated, require_user},
+    db::{Fragment, decode_json, json_object},
     error::AppError,
     events::Event,
     gallery::{
         graphql::{Character, Image},
         loaders::{CharacterId, JobOutputs},
+        service::{CharacterRow, ImageRow, character_json, job_outputs_json},
     },
     graphql::{
         ContextExt,
         pagination::{Page, connection},
+        plan::Nodes,
     },
 };
+use diesel::sql_types::{Nullable, Text};
 
-/// A generation job.
-pub struct GenerationJob(pub JobRow);
+/// A generation job, with what the page's look-ahead plan brought along (see [`JobExtras`]).
+pub struct GenerationJob(pub JobRow, pub Option<Box<JobExtras>>);
+
+impl GenerationJob {
+    /// A job whose outputs and character load through the dataloaders.
+    pub fn new(row: JobRow) -> Self {
+        GenerationJob(row, None)
+    }
+}
+
+/// What a planned job brought along: its output images and its character (`Some(None)`
+/// when it has none); `None` when not planned.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct JobExtras {
+    #[serde(default)]
+    outputs: Option<Vec<ImageRow>>,
+    #[serde(default, deserialize_with = "crate::db::present")]
+    character: Option<Option<CharacterRow>>,
+}
+
+/// The JSON column of a `generationJobs` page: outputs and character when selected.
+fn job_extras(ctx: &Context<'_>) -> Fragment<Nullable<Text>> {
+    let nodes = Nodes::of_connection(ctx);
+    let mut entries = Vec::new();
+    if nodes.has("outputs") {
+        entries.push(Fragment::new("'outputs', ").sql(&job_outputs_json("generation_jobs.id")));
+    }
+    if nodes.has("character") {
+        entries.push(
+            Fragment::new("'character', ").sql(&character_json("generation_jobs.character_id")),
+        );
+    }
+    json_object(entries)
+}
 
 /// Why a job failed.
 #[derive(SimpleObject)]
@@ -125,12 +161,15 @@ impl GenerationJob {
 
     /// The images made (empty until the job succeeds).
     async fn outputs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Image>> {
+        if let Some(outputs) = self.1.as_ref().and_then(|p| p.outputs.as_ref()) {
+            return Ok(outputs.iter().cloned().map(Image::new).collect());
+        }
         let rows = ctx
             .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(JobOutputs(self.0.id))
             .await?
             .unwrap_or_default();
-        Ok(rows.into_iter().map(Image).collect())
+        Ok(rows.into_iter().map(Image::new).collect())
     }
 
     /// The character this job renders, if any (its images are added when the job succeeds).
@@ -138,11 +177,14 @@ impl GenerationJob {
         let Some(id) = self.0.character_id else {
             return Ok(None);
         };
+        if let Some(planned) = self.1.as_ref().and_then(|p| p.character.as_ref()) {
+            return Ok(planned.clone().map(Character::new));
+        }
         Ok(ctx
             .loader::<crate::gallery::loaders::GalleryLoader>()?
             .load_one(CharacterId(id))
             .await?
-            .map(Character))
+            .map(Character::new))
     }
 
     /// When the job was queued (charged).
@@ -231,7 +273,7 @@ impl GenerationQuery {
         let id = parse_id(&id, "id")?;
         Ok(service::find_job(ctx.state()?, viewer, id)
             .await?
-            .map(GenerationJob))
+            .map(GenerationJob::new))
     }
 
     /// The viewer's jobs, newest first.
@@ -251,13 +293,21 @@ impl GenerationQuery {
         let viewer = require_user(ctx)?;
         let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
         let status = filter.and_then(|f| f.status);
-        let rows =
-            service::list_jobs(ctx.state()?, viewer, status, page.after, page.limit()).await?;
-        Ok(connection(
-            &page,
-            rows.into_iter().map(GenerationJob).collect(),
-            |j| (j.0.created_at, j.0.id),
-        ))
+        let rows = service::list_jobs(
+            ctx.state()?,
+            viewer,
+            status,
+            page.after,
+            page.limit(),
+            job_extras(ctx),
+        )
+        .await?;
+        let nodes = rows
+            .into_iter()
+            .map(|(row, json)| Ok(GenerationJob(row, decode_json(json)?.map(Box::new))))
+            .collect::<Result<Vec<_>, diesel::result::Error>>()
+            .map_err(AppError::from)?;
+        Ok(connection(&page, nodes, |j| (j.0.created_at, j.0.id)))
     }
 }
 
@@ -307,7 +357,7 @@ impl GenerationMutation {
             },
             idempotency_key: input.idempotency_key,
         };
-        Ok(GenerationJob(
+        Ok(GenerationJob::new(
             service::generate(ctx.state()?, viewer, req).await?,
         ))
     }
@@ -322,7 +372,7 @@ impl GenerationMutation {
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(GenerationJob(
+        Ok(GenerationJob::new(
             service::cancel(ctx.state()?, viewer, id).await?,
         ))
     }
@@ -336,7 +386,7 @@ impl GenerationMutation {
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(GenerationJob(
+        Ok(GenerationJob::new(
             service::retry(ctx.state()?, viewer, id).await?,
         ))
     }
@@ -395,7 +445,7 @@ impl Follow {
                 self.seen.insert(job_id, seq);
                 job.status = status;
                 self.ended = self.until_terminal && status.is_terminal();
-                Some(Ok(GenerationJob(job)))
+                Some(Ok(GenerationJob::new(job)))
             }
             Ok(None) => None,
             Err(e) => Some(Err(e.into())),
@@ -455,7 +505,7 @@ fn follow(
         }
         if let Some(job) = s.first.take() {
             s.ended = until_terminal && job.status.is_terminal();
-            return Some((Ok(GenerationJob(job)), s));
+            return Some((Ok(GenerationJob::new(job)), s));
         }
         loop {
             if let Some(missed) = s.missed.pop_front() {

@@ -2,13 +2,19 @@
 //! writes the `job_events` row and the notification in the caller's transaction.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{Nullable, Text},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{GenerationKind, JobStatus};
 use crate::{
-    db::schema::{generation_jobs, job_events},
+    db::{
+        Fragment,
+        schema::{generation_jobs, job_events},
+    },
     events::{self, Event},
 };
 
@@ -120,10 +126,11 @@ pub async fn list(
     status: Option<JobStatus>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> QueryResult<Vec<JobRow>> {
+    extras: Fragment<Nullable<Text>>,
+) -> QueryResult<Vec<(JobRow, Option<String>)>> {
     let mut q = generation_jobs::table
         .filter(generation_jobs::user_id.eq(user))
-        .select(JobRow::as_select())
+        .select((JobRow::as_select(), extras))
         .order((
             generation_jobs::created_at.desc(),
             generation_jobs::id.desc(),

@@ -2,6 +2,7 @@
 //! transaction, cancel and retry.
 
 use chrono::Utc;
+use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use uuid::Uuid;
@@ -14,7 +15,7 @@ use crate::{
     AppState,
     accounts::{self, viewer::ViewerUser},
     credits::{self, service::Charge},
-    db,
+    db::{self, Fragment},
     error::{AppError, AppResult},
     gallery, idempotency, ratelimit,
 };
@@ -420,16 +421,18 @@ pub async fn find_job(
     }
 }
 
-/// A page of the viewer's jobs, newest first, after the keyset `(created_at, id)`.
+/// A page of the viewer's jobs, newest first, after the keyset `(created_at, id)`, each with
+/// the `extras` column of a look-ahead plan (`NULL::text` for none).
 pub async fn list_jobs(
     state: &AppState,
     viewer: &ViewerUser,
     status: Option<JobStatus>,
     after: Option<(chrono::DateTime<chrono::Utc>, Uuid)>,
     limit: i64,
-) -> AppResult<Vec<JobRow>> {
+    extras: Fragment<Nullable<Text>>,
+) -> AppResult<Vec<(JobRow, Option<String>)>> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::list(&mut conn, viewer.id, status, after, limit).await?)
+    Ok(model::list(&mut conn, viewer.id, status, after, limit, extras).await?)
 }
 
 /// Up to `limit` job events of `scope` after sequence number `after`, oldest first: what a

@@ -8,6 +8,7 @@ pub mod documents;
 pub mod errors;
 pub mod limits;
 pub mod pagination;
+pub mod plan;
 pub mod shape;
 
 pub use context::{ContextExt, batched};

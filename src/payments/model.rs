@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Gateway, PaymentStatus};
 use crate::db::schema::{payment_events, payments};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
 pub struct PaymentRow {
     pub id: Uuid,
@@ -27,6 +27,18 @@ pub struct PaymentRow {
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// SQL for the JSON of the [`PaymentRow`] whose id is `id_sql` (a column of the enclosing
+/// query), for other capabilities' look-ahead plans (a ledger page's payments).
+pub fn payment_json(id_sql: &str) -> String {
+    static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        crate::db::select_list(payments::table.select(PaymentRow::as_select()))
+    });
+    format!(
+        "(SELECT row_to_json(p) FROM (SELECT {} FROM payments WHERE payments.id = {id_sql}) p)",
+        *COLUMNS
+    )
 }
 
 #[derive(Insertable)]

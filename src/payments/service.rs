@@ -9,10 +9,11 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use super::model::{PaymentRow, payment_json};
 use super::{
     Gateway, PaymentStatus,
     gateways::{self, CheckoutRequest, Outcome, PaymentGateway, Sandbox, Stripe, WebhookEvent},
-    model::{self, NewPayment, PaymentRow},
+    model::{self, NewPayment},
 };
 use crate::{
     AppState,

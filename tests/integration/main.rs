@@ -13,6 +13,7 @@ mod generation;
 mod js_clients;
 mod operability;
 mod outage;
+mod planner;
 mod protocol;
 mod security;
 mod security_gallery;

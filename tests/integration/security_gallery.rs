@@ -299,7 +299,17 @@ fn shows_nothing_but_the_id(u: &Value, id: &str) -> bool {
 
 #[tokio::test]
 async fn a_private_profile_shows_others_only_its_id_wherever_a_user_appears() {
-    let app = TestApp::spawn().await;
+    private_profiles(true).await;
+}
+
+/// The same with `EASEL_QUERY_PLANNER=off`: owners read through the dataloader.
+#[tokio::test]
+async fn a_private_profile_shows_others_only_its_id_on_the_loader_path() {
+    private_profiles(false).await;
+}
+
+async fn private_profiles(planner: bool) {
+    let app = TestApp::spawn_with(|c| c.query_planner = planner).await;
     let (alice, alice_id) = vendor(&app, 1, "Alice Studio").await;
     let (bob, _) = user(&app, 2).await;
     let (carol, carol_id) = user(&app, 3).await;

@@ -19,15 +19,18 @@ use rand::Rng;
 use serde_json::json;
 use uuid::Uuid;
 
+pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
-pub use profile::{ProfileInput, become_vendor, update_profile, user_by_id_in, user_by_username};
+pub use profile::{
+    ProfileInput, become_vendor, update_profile, user_by_id, user_by_id_in, user_by_username,
+};
 pub use sessions::{authenticate, refresh_session, sign_out};
 
 use super::{
     AccountStatus, Role,
-    model::{self, NewUser, UserRow},
+    model::{self, NewUser},
 };
 use crate::{
     AppState,

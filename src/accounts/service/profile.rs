@@ -105,6 +105,12 @@ pub async fn user_by_username(state: &AppState, username: &str) -> AppResult<Opt
     Ok(model::user_by_username(&mut conn, username).await?)
 }
 
+/// A user by id, read at once (no batching window: for root fields that load one user).
+pub async fn user_by_id(state: &AppState, id: Uuid) -> AppResult<Option<UserRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::user_by_id(&mut conn, id).await?)
+}
+
 /// A user by id, on the caller's connection (inside its transaction).
 pub async fn user_by_id_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<UserRow>> {
     Ok(model::user_by_id(conn, id).await?)

@@ -3,7 +3,10 @@
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
 
-use super::{Conn, Image, Res, in_order, maybe, maybe_id, owner, page, seer, visible_image};
+use super::{
+    Conn, Image, Res, image::image_wants, in_order, maybe, maybe_id, owner, page, seer,
+    visible_image,
+};
 use crate::{
     accounts::graphql::User,
     error::AppError,
@@ -63,9 +66,17 @@ impl Album {
         after: Option<String>,
     ) -> Res<Conn<Image>> {
         let (page, after) = page::<OrderKey>(first, after)?;
-        let rows =
-            service::album_images(ctx.state()?, self.0.id, seer(ctx), after, page.limit()).await?;
-        Ok(in_order(&page, rows, Image, |i| i.0.id))
+        let wants = image_wants(ctx);
+        let rows = service::album_images(
+            ctx.state()?,
+            self.0.id,
+            seer(ctx),
+            after,
+            page.limit(),
+            &wants,
+        )
+        .await?;
+        Ok(in_order(&page, rows, Image::planned, |i| i.0.id))
     }
 
     /// When the album was made.

@@ -14,15 +14,49 @@ use crate::{
         CharacterStatus, LicenseType, StyleType, VariantType,
         loaders::{CharacterId, CharacterImages, GalleryLoader, RatingOf, ViewerLiked},
         service::{
-            self, CharacterChanges, CharacterRow, GenerationParams, NewCharacterInput, OrderKey,
-            TimeKey,
+            self, CharacterChanges, CharacterExtras, CharacterRow, CharacterWants,
+            GenerationParams, NewCharacterInput, OrderKey, PlannedCharacter, TimeKey,
         },
     },
-    graphql::{ContextExt, parse_id},
+    graphql::{ContextExt, parse_id, plan::Nodes},
 };
 
-/// A character (seed 003). Private characters are seen by their owner only.
-pub struct Character(pub CharacterRow);
+/// A character (seed 003). Private characters are seen by their owner only. The second field
+/// is what the page's look-ahead plan brought along (`gallery::model::plan`); what it does
+/// not hold loads through the dataloaders.
+pub struct Character(pub CharacterRow, pub Option<Box<CharacterExtras>>);
+
+impl Character {
+    /// A character whose related rows load through the dataloaders.
+    pub fn new(row: CharacterRow) -> Self {
+        Character(row, None)
+    }
+
+    /// A character of a planned page.
+    pub fn planned((row, extras): PlannedCharacter) -> Self {
+        Character(row, extras)
+    }
+
+    fn plan(&self) -> Option<&CharacterExtras> {
+        self.1.as_deref()
+    }
+}
+
+/// What the nodes of a character page the resolving field returns need, from the client's
+/// selection.
+pub(super) fn character_wants(ctx: &Context<'_>) -> CharacterWants {
+    let nodes = Nodes::of_connection(ctx);
+    CharacterWants {
+        owner: nodes.has("owner"),
+        primary_image: nodes.has("primaryImage"),
+        images: nodes.int_arg("images", "first", 20, 0..=100),
+        liked_by: nodes
+            .has("viewerHasLiked")
+            .then(|| ctx.viewer().user_id())
+            .flatten(),
+        rating: nodes.has("averageRating") || nodes.has("ratingCount"),
+    }
+}
 
 /// A character: a described, generated persona with its images, likes, ratings and variants.
 #[Object]
@@ -148,6 +182,9 @@ impl Character {
         let Some(user) = ctx.viewer().user_id() else {
             return Ok(false);
         };
+        if let Some(liked) = self.plan().and_then(|p| p.liked) {
+            return Ok(liked);
+        }
         Ok(ctx
             .loader::<GalleryLoader>()?
             .load_one(ViewerLiked {
@@ -160,6 +197,9 @@ impl Character {
 
     /// Mean rating, 1 to 5; null before the first rating.
     async fn average_rating(&self, ctx: &Context<'_>) -> Res<Option<f64>> {
+        if let Some((average, _)) = self.plan().and_then(|p| p.rating) {
+            return Ok(average.map(|a| (a * 100.0).round() / 100.0));
+        }
         let s = ctx
             .loader::<GalleryLoader>()?
             .load_one(RatingOf(self.0.id))
@@ -169,6 +209,9 @@ impl Character {
 
     /// How many users rated the character.
     async fn rating_count(&self, ctx: &Context<'_>) -> Res<i64> {
+        if let Some((_, count)) = self.plan().and_then(|p| p.rating) {
+            return Ok(count);
+        }
         let s = ctx
             .loader::<GalleryLoader>()?
             .load_one(RatingOf(self.0.id))
@@ -178,11 +221,21 @@ impl Character {
 
     /// Who owns the character.
     async fn owner(&self, ctx: &Context<'_>) -> Res<User> {
+        if let Some(user) = self.plan().and_then(|p| p.owner.as_ref()) {
+            return Ok(User::new(user.clone()));
+        }
         owner(ctx, self.0.owner_id).await
     }
 
     /// The main picture (null when none, or when the viewer may not see it).
     async fn primary_image(&self, ctx: &Context<'_>) -> Res<Option<Image>> {
+        if let Some(image) = self.plan().and_then(|p| p.primary_image.as_ref()) {
+            let s = seer(ctx);
+            return Ok(image
+                .as_ref()
+                .filter(|i| s.sees(i.owner_id, i.is_public))
+                .map(|i| Image::new(i.clone())));
+        }
         visible_image(ctx, self.0.primary_image_id).await
     }
 
@@ -200,6 +253,12 @@ impl Character {
         if !(0..=100).contains(&first) {
             return Err(AppError::bad_input("first", "between 0 and 100").into());
         }
+        if let Some(plan) = self.plan()
+            && let Some(images) = &plan.images
+            && plan.images_first == first
+        {
+            return Ok(images.iter().cloned().map(Image::new).collect());
+        }
         let rows = ctx
             .loader::<GalleryLoader>()?
             .load_one(CharacterImages {
@@ -209,7 +268,7 @@ impl Character {
             })
             .await?
             .unwrap_or_default();
-        Ok(rows.into_iter().map(Image).collect())
+        Ok(rows.into_iter().map(Image::new).collect())
     }
 
     /// The character this one is a variant of (null when none or not visible).
@@ -223,7 +282,7 @@ impl Character {
             .load_one(CharacterId(id))
             .await?
             .filter(|c| s.sees(c.owner_id, c.is_public))
-            .map(Character))
+            .map(Character::new))
     }
 
     /// Version of this character among its parent's variants (the original is 1).
@@ -249,7 +308,7 @@ impl Character {
         let (page, after) = page::<OrderKey>(first, after)?;
         let rows =
             service::variants(ctx.state()?, self.0.id, seer(ctx), after, page.limit()).await?;
-        Ok(keyed(&page, rows, Character, |c| {
+        Ok(keyed(&page, rows, Character::new, |c| {
             (c.0.version_number, c.0.id)
         }))
     }

@@ -4,7 +4,8 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Character, Conn, Image, Res, in_order, maybe, maybe_id, owner, page, seer, visible_image,
+    Character, Conn, Image, Res, character::character_wants, in_order, maybe, maybe_id, owner,
+    page, seer, visible_image,
 };
 use crate::{
     accounts::graphql::User,
@@ -70,10 +71,17 @@ impl Collection {
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let (page, after) = page::<OrderKey>(first, after)?;
-        let rows =
-            service::collection_characters(ctx.state()?, self.0.id, seer(ctx), after, page.limit())
-                .await?;
-        Ok(in_order(&page, rows, Character, |c| c.0.id))
+        let wants = character_wants(ctx);
+        let rows = service::collection_characters(
+            ctx.state()?,
+            self.0.id,
+            seer(ctx),
+            after,
+            page.limit(),
+            &wants,
+        )
+        .await?;
+        Ok(in_order(&page, rows, Character::planned, |c| c.0.id))
     }
 
     /// When the collection was made.

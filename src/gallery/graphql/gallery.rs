@@ -3,7 +3,10 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use uuid::Uuid;
 
-use super::{Album, Character, Collection, Conn, Image, Newest, Res, keyed, owner, page, seer};
+use super::{
+    Album, Character, Collection, Conn, Image, Newest, Res, character::character_wants, keyed,
+    owner, page, seer,
+};
 use crate::{
     accounts::graphql::User,
     gallery::{
@@ -61,7 +64,7 @@ impl Gallery {
         let (page, after) = page::<TimeKey>(first, after)?;
         let rows =
             service::owner_images(ctx.state()?, self.owner, seer(ctx), after, page.limit()).await?;
-        Ok(keyed(&page, rows, Image, Image::newest))
+        Ok(keyed(&page, rows, Image::new, Image::newest))
     }
 
     /// Characters, newest first.
@@ -75,10 +78,17 @@ impl Gallery {
         after: Option<String>,
     ) -> Res<Conn<Character>> {
         let (page, after) = page::<TimeKey>(first, after)?;
-        let rows =
-            service::owner_characters(ctx.state()?, self.owner, seer(ctx), after, page.limit())
-                .await?;
-        Ok(keyed(&page, rows, Character, Character::newest))
+        let wants = character_wants(ctx);
+        let rows = service::owner_characters(
+            ctx.state()?,
+            self.owner,
+            seer(ctx),
+            after,
+            page.limit(),
+            &wants,
+        )
+        .await?;
+        Ok(keyed(&page, rows, Character::planned, Character::newest))
     }
 
     /// Collections, newest first.

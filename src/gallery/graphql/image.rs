@@ -6,12 +6,34 @@ use chrono::{DateTime, Utc};
 use super::{Res, owner};
 use crate::{
     accounts::graphql::User,
-    gallery::{ImageKind, service::ImageRow},
-    graphql::ContextExt,
+    gallery::{
+        ImageKind,
+        service::{ImageExtras, ImageRow, ImageWants, PlannedImage},
+    },
+    graphql::{ContextExt, plan::Nodes},
 };
 
 /// A stored image. Private images are seen by their owner only.
-pub struct Image(pub ImageRow);
+pub struct Image(pub ImageRow, pub Option<Box<ImageExtras>>);
+
+impl Image {
+    /// An image whose owner loads through the dataloader.
+    pub fn new(row: ImageRow) -> Self {
+        Image(row, None)
+    }
+
+    /// An image of a planned page.
+    pub fn planned((row, extras): PlannedImage) -> Self {
+        Image(row, extras)
+    }
+}
+
+/// What the nodes of an image page the resolving field returns need.
+pub(super) fn image_wants(ctx: &Context<'_>) -> ImageWants {
+    ImageWants {
+        owner: Nodes::of_connection(ctx).has("owner"),
+    }
+}
 
 /// An image: an upload, a generation result or a vendor's picture.
 #[Object]
@@ -69,6 +91,9 @@ impl Image {
 
     /// Who owns the image.
     async fn owner(&self, ctx: &Context<'_>) -> Res<User> {
+        if let Some(user) = self.1.as_ref().and_then(|p| p.owner.as_ref()) {
+            return Ok(User::new(user.clone()));
+        }
         owner(ctx, self.0.owner_id).await
     }
 

@@ -199,7 +199,7 @@ async fn visible_image(ctx: &Context<'_>, id: Option<Uuid>) -> Res<Option<Image>
         .load_one(ImageId(id))
         .await?
         .filter(|i| s.sees(i.owner_id, i.is_public))
-        .map(Image))
+        .map(Image::new))
 }
 
 // ---- roots ------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ impl GalleryQuery {
         let row = match (owner, username) {
             (Some(id), None) => {
                 let id = parse_id(&id, "owner")?;
-                ctx.loader::<AccountsLoader>()?.load_one(UserId(id)).await?
+                crate::accounts::service::user_by_id(ctx.state()?, id).await?
             }
             (None, Some(name)) => {
                 if name.len() > 30 {
@@ -265,8 +265,17 @@ impl GalleryQuery {
             .unwrap_or_default()
             .into_request(order_by.unwrap_or(GalleryOrder::Newest));
         let (page, after) = page::<FeedKey>(first, after)?;
-        let rows = service::feed(ctx.state()?, &request, after.as_ref(), page.limit()).await?;
-        Ok(keyed(&page, rows, Character, |c| {
+        let wants = character::character_wants(ctx);
+        let rows = service::feed(
+            ctx.state()?,
+            &request,
+            after.as_ref(),
+            page.limit(),
+            &wants,
+            seer(ctx),
+        )
+        .await?;
+        Ok(keyed(&page, rows, Character::planned, |c| {
             FeedKey::of(&c.0, request.order, request.featured_first)
         }))
     }
@@ -286,7 +295,7 @@ impl GalleryQuery {
         Ok(
             service::view_character(ctx.state()?, seer(ctx), &viewer, id)
                 .await?
-                .map(Character),
+                .map(Character::new),
         )
     }
 
@@ -367,7 +376,7 @@ impl GalleryMutation {
             &input.tags.unwrap_or_default(),
         )
         .await?;
-        Ok(Image(row))
+        Ok(Image::new(row))
     }
 
     /// Creates a character (a variant when `parentCharacterId` names one of yours).
@@ -380,7 +389,7 @@ impl GalleryMutation {
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let row = service::create_character(ctx.state()?, user, input.into_input()?).await?;
-        Ok(Character(row))
+        Ok(Character::new(row))
     }
 
     /// Changes one of your characters.
@@ -395,7 +404,7 @@ impl GalleryMutation {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
         let changes = input.into_changes()?;
-        Ok(Character(
+        Ok(Character::new(
             service::update_character(ctx.state()?, user, id, changes).await?,
         ))
     }
@@ -422,7 +431,7 @@ impl GalleryMutation {
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(Character(
+        Ok(Character::new(
             service::publish_character(ctx.state()?, user, id).await?,
         ))
     }
@@ -436,7 +445,7 @@ impl GalleryMutation {
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(Character(
+        Ok(Character::new(
             service::like(ctx.state()?, user, id, true).await?,
         ))
     }
@@ -450,7 +459,7 @@ impl GalleryMutation {
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(Character(
+        Ok(Character::new(
             service::like(ctx.state()?, user, id, false).await?,
         ))
     }
@@ -467,7 +476,7 @@ impl GalleryMutation {
     ) -> Res<Character> {
         let user = require_user(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(Character(
+        Ok(Character::new(
             service::rate(ctx.state()?, user, id, rating, review.as_deref()).await?,
         ))
     }

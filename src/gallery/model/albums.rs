@@ -5,7 +5,10 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{ImageRow, OrderKey, Seer, TimeKey, after_position, before_time, visible};
+use super::{
+    ImageRow, ImageWants, OrderKey, PlannedImage, Seer, TimeKey, after_position, before_time, plan,
+    visible,
+};
 use crate::db::schema::{album_images, albums, images};
 
 /// A vendor's album of images (seed 001).
@@ -108,12 +111,17 @@ pub async fn album_images_page(
     seer: Seer,
     after: Option<OrderKey>,
     limit: i64,
-) -> QueryResult<Vec<(i32, ImageRow)>> {
+    wants: &ImageWants,
+) -> QueryResult<Vec<(i32, PlannedImage)>> {
     let mut q = album_images::table
         .inner_join(images::table)
         .filter(album_images::album_id.eq(album))
         .filter(visible("images", seer))
-        .select((album_images::position, ImageRow::as_select()))
+        .select((
+            album_images::position,
+            ImageRow::as_select(),
+            plan::image_extras(wants),
+        ))
         .into_boxed();
     if let Some(key) = after {
         q = q.filter(after_position(
@@ -122,8 +130,14 @@ pub async fn album_images_page(
             key,
         ));
     }
-    q.order((album_images::position.asc(), album_images::image_id.asc()))
+    let rows: Vec<(i32, ImageRow, Option<String>)> = q
+        .order((album_images::position.asc(), album_images::image_id.asc()))
         .limit(limit)
         .load(conn)
-        .await
+        .await?;
+    rows.into_iter()
+        .map(|(position, row, json)| {
+            Ok((position, (row, crate::db::decode_json(json)?.map(Box::new))))
+        })
+        .collect()
 }

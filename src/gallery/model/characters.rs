@@ -13,7 +13,10 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{OrderKey, Seer, SqlUuid, TimeKey, after_position, before_time, visible};
+use super::{
+    CharacterWants, OrderKey, PlannedCharacter, Seer, SqlUuid, TimeKey, after_position,
+    before_time, plan, visible,
+};
 use crate::{
     db::schema::{
         character_likes, character_ratings, characters, collection_characters, collections,
@@ -40,6 +43,14 @@ impl FromSql<Numeric, Pg> for Tenths {
         }
         let tenths = (value * 10.0).round() as i32;
         Ok(Tenths(if negative { -tenths } else { tenths }))
+    }
+}
+
+/// Reads a JSON number (as PostgreSQL writes a `numeric(3,1)` into JSON).
+impl<'de> serde::Deserialize<'de> for Tenths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = <f64 as serde::Deserialize>::deserialize(d)?;
+        Ok(Tenths((value * 10.0).round() as i32))
     }
 }
 
@@ -71,7 +82,7 @@ impl ToSql<Numeric, Pg> for Tenths {
 }
 
 /// A character (seed 003).
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, serde::Deserialize)]
 #[diesel(table_name = characters, check_for_backend(Pg))]
 pub struct CharacterRow {
     pub id: Uuid,
@@ -417,26 +428,34 @@ pub async fn rating_stats(
         .await
 }
 
-/// An owner's characters, newest first, as `seer` may see them.
+/// An owner's characters, newest first, as `seer` may see them, with what `wants` asks for.
 pub async fn owner_characters(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
     seer: Seer,
     after: Option<TimeKey>,
     limit: i64,
-) -> QueryResult<Vec<CharacterRow>> {
+    wants: &CharacterWants,
+) -> QueryResult<Vec<PlannedCharacter>> {
     let mut q = characters::table
         .filter(characters::owner_id.eq(owner))
         .filter(visible("characters", seer))
-        .select(CharacterRow::as_select())
+        .select((
+            CharacterRow::as_select(),
+            plan::character_extras(wants, seer),
+        ))
         .into_boxed();
     if let Some(key) = after {
         q = q.filter(before_time("characters", "created_at", key));
     }
-    q.order((characters::created_at.desc(), characters::id.desc()))
+    let rows: Vec<(CharacterRow, Option<String>)> = q
+        .order((characters::created_at.desc(), characters::id.desc()))
         .limit(limit)
         .load(conn)
-        .await
+        .await?;
+    rows.into_iter()
+        .map(|(row, json)| Ok((row, plan::decode_character(json, wants)?)))
+        .collect()
 }
 
 /// The variants of a character in version order, as `seer` may see them.

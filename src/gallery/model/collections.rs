@@ -5,7 +5,10 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::{CharacterRow, OrderKey, Seer, TimeKey, after_position, before_time, visible};
+use super::{
+    CharacterRow, CharacterWants, OrderKey, PlannedCharacter, Seer, TimeKey, after_position,
+    before_time, plan, visible,
+};
 use crate::db::schema::{characters, collection_characters, collections};
 
 /// A collection of characters (seed 003).
@@ -95,12 +98,17 @@ pub async fn collection_characters_page(
     seer: Seer,
     after: Option<OrderKey>,
     limit: i64,
-) -> QueryResult<Vec<(i32, CharacterRow)>> {
+    wants: &CharacterWants,
+) -> QueryResult<Vec<(i32, PlannedCharacter)>> {
     let mut q = collection_characters::table
         .inner_join(characters::table)
         .filter(collection_characters::collection_id.eq(collection))
         .filter(visible("characters", seer))
-        .select((collection_characters::position, CharacterRow::as_select()))
+        .select((
+            collection_characters::position,
+            CharacterRow::as_select(),
+            plan::character_extras(wants, seer),
+        ))
         .into_boxed();
     if let Some(key) = after {
         q = q.filter(after_position(
@@ -109,13 +117,17 @@ pub async fn collection_characters_page(
             key,
         ));
     }
-    q.order((
-        collection_characters::position.asc(),
-        collection_characters::character_id.asc(),
-    ))
-    .limit(limit)
-    .load(conn)
-    .await
+    let rows: Vec<(i32, CharacterRow, Option<String>)> = q
+        .order((
+            collection_characters::position.asc(),
+            collection_characters::character_id.asc(),
+        ))
+        .limit(limit)
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(position, row, json)| Ok((position, (row, plan::decode_character(json, wants)?))))
+        .collect()
 }
 
 /// The collections holding a character, newest first, as `seer` may see them.

@@ -1,20 +1,20 @@
 //! The public showcase feed: filters, orders and its keyset.
 
 use chrono::{DateTime, Utc};
-use diesel::{
-    dsl::sql,
-    expression::BoxableExpression,
-    pg::Pg,
-    prelude::*,
-    sql_types::{BigInt, Bool, Timestamptz},
-};
+use diesel::{prelude::*, sql_types::Bool};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CharacterRow, SqlUuid};
+use super::{
+    CharacterRow, Seer,
+    plan::{self, CharacterWants, PlannedCharacter},
+};
 use crate::{
-    db::schema::{characters, users},
+    db::{
+        Fragment,
+        schema::{characters, users},
+    },
     gallery::StyleType,
 };
 
@@ -86,53 +86,32 @@ fn like_pattern(text: &str) -> String {
 }
 
 /// `([characters.is_featured, ]<sort column>, characters.id) < (...)`: the feed's keyset.
-fn feed_after<QS>(
-    sort_column: &str,
-    featured: Option<bool>,
-    key: &FeedKey,
-) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
-    let prefix = match featured {
-        Some(_) => format!("(characters.is_featured, {sort_column}, characters.id) < ("),
-        None => format!("({sort_column}, characters.id) < ("),
-    };
-    match (featured, key.at) {
-        (Some(f), Some(at)) => Box::new(
-            sql::<Bool>(&prefix)
-                .bind::<Bool, _>(f)
-                .sql(", ")
-                .bind::<Timestamptz, _>(at)
-                .sql(", ")
-                .bind::<SqlUuid, _>(key.id)
-                .sql(")"),
-        ),
-        (Some(f), None) => Box::new(
-            sql::<Bool>(&prefix)
-                .bind::<Bool, _>(f)
-                .sql(", ")
-                .bind::<BigInt, _>(key.count.unwrap_or(0))
-                .sql(", ")
-                .bind::<SqlUuid, _>(key.id)
-                .sql(")"),
-        ),
-        (None, Some(at)) => Box::new(
-            sql::<Bool>(&prefix)
-                .bind::<Timestamptz, _>(at)
-                .sql(", ")
-                .bind::<SqlUuid, _>(key.id)
-                .sql(")"),
-        ),
-        (None, None) => Box::new(
-            sql::<Bool>(&prefix)
-                .bind::<BigInt, _>(key.count.unwrap_or(0))
-                .sql(", ")
-                .bind::<SqlUuid, _>(key.id)
-                .sql(")"),
-        ),
+fn feed_after(sort_column: &str, featured: Option<bool>, key: &FeedKey) -> Fragment<Bool> {
+    let mut f = Fragment::new("(");
+    if let Some(featured) = featured {
+        f = f.sql("characters.is_featured, ");
+        f = f
+            .sql(sort_column)
+            .sql(", characters.id) < (")
+            .bool(featured)
+            .sql(", ");
+    } else {
+        f = f.sql(sort_column).sql(", characters.id) < (");
     }
+    f = match key.at {
+        Some(at) => f.time(at),
+        None => f.bigint(key.count.unwrap_or(0)),
+    };
+    f.sql(", ").uuid(key.id).sql(")")
 }
 
-/// The public showcase: public characters of active owners who allow showcasing. One
-/// statement, keyset-paginated on the order's sort key.
+/// The public showcase: public characters of active owners who allow showcasing, with what
+/// `wants` asks for (as `seer` may see it). One statement, keyset-paginated on the order's
+/// sort key.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the feed's request, page and plan"
+)]
 pub async fn feed(
     conn: &mut AsyncPgConnection,
     filter: &FeedFilter,
@@ -140,13 +119,18 @@ pub async fn feed(
     featured_first: bool,
     after: Option<&FeedKey>,
     limit: i64,
-) -> QueryResult<Vec<CharacterRow>> {
+    wants: &CharacterWants,
+    seer: Seer,
+) -> QueryResult<Vec<PlannedCharacter>> {
     let mut q = characters::table
         .inner_join(users::table)
         .filter(characters::is_public.eq(true))
         .filter(users::allow_gallery_showcase.eq(true))
         .filter(users::account_status.eq("active"))
-        .select(CharacterRow::as_select())
+        .select((
+            CharacterRow::as_select(),
+            plan::character_extras(wants, seer),
+        ))
         .into_boxed();
     if let Some(style) = filter.style_type {
         q = q.filter(characters::style_type.eq(style));
@@ -191,8 +175,12 @@ pub async fn feed(
             FeedOrder::MostViewed => q.order(characters::view_count.desc()),
         };
     }
-    q.then_order_by(characters::id.desc())
+    let rows: Vec<(CharacterRow, Option<String>)> = q
+        .then_order_by(characters::id.desc())
         .limit(limit)
         .load(conn)
-        .await
+        .await?;
+    rows.into_iter()
+        .map(|(row, json)| Ok((row, plan::decode_character(json, wants)?)))
+        .collect()
 }

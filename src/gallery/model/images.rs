@@ -13,7 +13,7 @@ use super::{Seer, SqlUuid, TimeKey, before_time, visible};
 use crate::{db::schema::images, gallery::ImageKind};
 
 /// A stored image (the file itself lives in object storage under `storage_key`).
-#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, serde::Deserialize)]
 #[diesel(table_name = images, check_for_backend(Pg))]
 pub struct ImageRow {
     pub id: Uuid,

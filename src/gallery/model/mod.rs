@@ -9,6 +9,7 @@ mod collections;
 mod feed;
 mod images;
 mod membership;
+mod plan;
 
 pub use albums::*;
 pub use characters::*;
@@ -16,15 +17,16 @@ pub use collections::*;
 pub use feed::*;
 pub use images::*;
 pub use membership::{ALBUM_IMAGES, CHARACTER_IMAGES, COLLECTION_CHARACTERS, Locked, Membership};
+pub use plan::{
+    CharacterExtras, CharacterWants, ImageExtras, ImageWants, PlannedCharacter, PlannedImage,
+    character_json, job_outputs_json,
+};
 
 use chrono::{DateTime, Utc};
-use diesel::{
-    dsl::sql,
-    expression::BoxableExpression,
-    pg::Pg,
-    sql_types::{Bool, Integer, Nullable, Timestamptz},
-};
+use diesel::sql_types::Bool;
 use uuid::Uuid;
+
+use crate::db::Fragment;
 
 type SqlUuid = diesel::sql_types::Uuid;
 
@@ -50,42 +52,28 @@ impl Seer {
 }
 
 /// `(<table>.is_public OR <table>.owner_id = viewer OR admin)` for any query source.
-fn visible<QS>(table: &str, seer: Seer) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
-    Box::new(
-        sql::<Bool>(&format!("({table}.is_public OR {table}.owner_id = "))
-            .bind::<Nullable<SqlUuid>, _>(seer.user)
-            .sql(" OR ")
-            .bind::<Bool, _>(seer.admin)
-            .sql(")"),
-    )
+fn visible(table: &str, seer: Seer) -> Fragment<Bool> {
+    Fragment::new(format!("({table}.is_public OR {table}.owner_id = "))
+        .maybe_uuid(seer.user)
+        .sql(" OR ")
+        .bool(seer.admin)
+        .sql(")")
 }
 
 /// `(<a>, <b>) < ($1, $2)` on a timestamp and an id: the keyset of newest-first lists.
-fn before_time<QS>(
-    table: &str,
-    column: &str,
-    key: TimeKey,
-) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
-    Box::new(
-        sql::<Bool>(&format!("({table}.{column}, {table}.id) < ("))
-            .bind::<Timestamptz, _>(key.0)
-            .sql(", ")
-            .bind::<SqlUuid, _>(key.1)
-            .sql(")"),
-    )
+fn before_time(table: &str, column: &str, key: TimeKey) -> Fragment<Bool> {
+    Fragment::new(format!("({table}.{column}, {table}.id) < ("))
+        .time(key.0)
+        .sql(", ")
+        .uuid(key.1)
+        .sql(")")
 }
 
 /// `(<position>, <id column>) > ($1, $2)`: the keyset of lists in their given order.
-fn after_position<QS>(
-    position: &str,
-    id: &str,
-    key: OrderKey,
-) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
-    Box::new(
-        sql::<Bool>(&format!("({position}, {id}) > ("))
-            .bind::<Integer, _>(key.0)
-            .sql(", ")
-            .bind::<SqlUuid, _>(key.1)
-            .sql(")"),
-    )
+fn after_position(position: &str, id: &str, key: OrderKey) -> Fragment<Bool> {
+    Fragment::new(format!("({position}, {id}) > ("))
+        .int(key.0)
+        .sql(", ")
+        .uuid(key.1)
+        .sql(")")
 }

@@ -20,8 +20,8 @@ use crate::{
     db,
     error::{AppError, AppResult},
     gallery::model::{
-        self, ALBUM_IMAGES, AlbumChangeset, AlbumRow, ImageRow, Membership, NewAlbum, OrderKey,
-        Seer, TimeKey,
+        self, ALBUM_IMAGES, AlbumChangeset, AlbumRow, ImageWants, Membership, NewAlbum, OrderKey,
+        PlannedImage, Seer, TimeKey,
     },
     payments::subscriptions,
 };
@@ -163,16 +163,18 @@ pub async fn album(state: &AppState, seer: Seer, id: Uuid) -> AppResult<Option<A
     lists::visible(state, seer, id).await
 }
 
-/// The images of an album in album order (with their positions), as `seer` may see them.
+/// The images of an album in album order (with their positions), as `seer` may see them,
+/// with what `wants` asks for.
 pub async fn album_images(
     state: &AppState,
     album: Uuid,
     seer: Seer,
     after: Option<OrderKey>,
     limit: i64,
-) -> AppResult<Vec<(i32, ImageRow)>> {
+    wants: &ImageWants,
+) -> AppResult<Vec<(i32, PlannedImage)>> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::album_images_page(&mut conn, album, seer, after, limit).await?)
+    Ok(model::album_images_page(&mut conn, album, seer, after, limit, wants).await?)
 }
 
 /// An owner's albums, newest first, as `seer` may see them.

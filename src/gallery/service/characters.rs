@@ -17,8 +17,8 @@ use crate::{
     gallery::{
         CharacterStatus, LicenseType, StyleType, VariantType,
         model::{
-            self, CHARACTER_IMAGES, CharacterChangeset, CharacterRow, Locked, NewCharacter,
-            OrderKey, Seer, TimeKey,
+            self, CHARACTER_IMAGES, CharacterChangeset, CharacterRow, CharacterWants, Locked,
+            NewCharacter, OrderKey, PlannedCharacter, Seer, TimeKey,
         },
     },
 };
@@ -451,16 +451,17 @@ async fn show_images(
     Ok(())
 }
 
-/// An owner's characters, newest first, as `seer` may see them.
+/// An owner's characters, newest first, as `seer` may see them, with what `wants` asks for.
 pub async fn owner_characters(
     state: &AppState,
     owner: Uuid,
     seer: Seer,
     after: Option<TimeKey>,
     limit: i64,
-) -> AppResult<Vec<CharacterRow>> {
+    wants: &CharacterWants,
+) -> AppResult<Vec<PlannedCharacter>> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::owner_characters(&mut conn, owner, seer, after, limit).await?)
+    Ok(model::owner_characters(&mut conn, owner, seer, after, limit, wants).await?)
 }
 
 /// The variants of a character in version order, as `seer` may see them.

@@ -16,8 +16,8 @@ use crate::{
     db,
     error::{AppError, AppResult},
     gallery::model::{
-        self, COLLECTION_CHARACTERS, CharacterRow, CollectionChangeset, CollectionRow, Membership,
-        NewCollection, OrderKey, Seer, TimeKey,
+        self, COLLECTION_CHARACTERS, CharacterWants, CollectionChangeset, CollectionRow,
+        Membership, NewCollection, OrderKey, PlannedCharacter, Seer, TimeKey,
     },
 };
 
@@ -166,16 +166,17 @@ pub async fn collection(
 }
 
 /// The characters of a collection in collection order (with their positions), as `seer` may
-/// see them.
+/// see them, with what `wants` asks for.
 pub async fn collection_characters(
     state: &AppState,
     collection: Uuid,
     seer: Seer,
     after: Option<OrderKey>,
     limit: i64,
-) -> AppResult<Vec<(i32, CharacterRow)>> {
+    wants: &CharacterWants,
+) -> AppResult<Vec<(i32, PlannedCharacter)>> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::collection_characters_page(&mut conn, collection, seer, after, limit).await?)
+    Ok(model::collection_characters_page(&mut conn, collection, seer, after, limit, wants).await?)
 }
 
 /// The collections holding a character, newest first, as `seer` may see them.

@@ -5,7 +5,7 @@ use crate::{
     error::{AppError, AppResult},
     gallery::{
         StyleType,
-        model::{self, CharacterRow, FeedFilter, FeedKey, FeedOrder},
+        model::{self, CharacterWants, FeedFilter, FeedKey, FeedOrder, PlannedCharacter, Seer},
     },
 };
 
@@ -25,13 +25,15 @@ pub struct FeedRequest {
 
 /// The showcase: public characters of active owners who allow showcasing, in the request's
 /// order, after `after` (a key of a feed in the same order, else `BAD_USER_INPUT` on
-/// `after`).
+/// `after`), with what `wants` asks for as `seer` may see it.
 pub async fn feed(
     state: &AppState,
     request: &FeedRequest,
     after: Option<&FeedKey>,
     limit: i64,
-) -> AppResult<Vec<CharacterRow>> {
+    wants: &CharacterWants,
+    seer: Seer,
+) -> AppResult<Vec<PlannedCharacter>> {
     let (order, featured_first) = (request.order, request.featured_first);
     if after.is_some_and(|k| !k.fits(order, featured_first)) {
         return Err(AppError::bad_input(
@@ -52,5 +54,15 @@ pub async fn feed(
         search,
     };
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::feed(&mut conn, &filter, order, featured_first, after, limit).await?)
+    Ok(model::feed(
+        &mut conn,
+        &filter,
+        order,
+        featured_first,
+        after,
+        limit,
+        wants,
+        seer,
+    )
+    .await?)
 }

@@ -20,7 +20,9 @@ pub use images::*;
 
 /// The rows and list keys the functions here take and return (the API wraps the rows).
 pub use super::model::{
-    AlbumRow, CharacterRow, CollectionRow, FeedKey, FeedOrder, ImageRow, OrderKey, Seer, TimeKey,
+    AlbumRow, CharacterExtras, CharacterRow, CharacterWants, CollectionRow, FeedKey, FeedOrder,
+    ImageExtras, ImageRow, ImageWants, OrderKey, PlannedCharacter, PlannedImage, Seer, TimeKey,
+    character_json, job_outputs_json,
 };
 
 use diesel_async::AsyncPgConnection;
