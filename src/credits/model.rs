@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::TransactionKind;
 use crate::db::{
-    Fragment,
+    Fragment, literal_limit,
     schema::{
         credit_accounts, credit_packages, credit_transactions, operation_prices, payment_plans,
     },
@@ -134,7 +134,6 @@ pub async fn history(
         .filter(credit_transactions::user_id.eq(user))
         .select((TransactionRow::as_select(), extras))
         .order(credit_transactions::seq.desc())
-        .limit(limit)
         .into_boxed();
     if let Some(kinds) = &filter.kinds {
         q = q.filter(credit_transactions::kind.eq_any(kinds.clone()));
@@ -148,7 +147,7 @@ pub async fn history(
     if let Some(seq) = after {
         q = q.filter(credit_transactions::seq.lt(seq));
     }
-    q.load(conn).await
+    literal_limit(q, limit).load(conn).await
 }
 
 // ---- accounts --------------------------------------------------------------------------

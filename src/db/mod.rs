@@ -26,7 +26,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::AppResult;
 
-pub use fragment::{Fragment, decode_json, json_object, present, select_list};
+pub use fragment::{
+    Fragment, LiteralLimit, decode_json, json_object, literal_limit, present, select_list,
+};
 
 /// The pool of database connections every request draws from.
 pub type DbPool = Pool<AsyncPgConnection>;

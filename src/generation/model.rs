@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{GenerationKind, JobStatus};
 use crate::{
     db::{
-        Fragment,
+        Fragment, literal_limit,
         schema::{generation_jobs, job_events},
     },
     events::{self, Event},
@@ -135,7 +135,6 @@ pub async fn list(
             generation_jobs::created_at.desc(),
             generation_jobs::id.desc(),
         ))
-        .limit(limit)
         .into_boxed();
     if let Some(s) = status {
         q = q.filter(generation_jobs::status.eq(s));
@@ -149,7 +148,7 @@ pub async fn list(
                     .and(generation_jobs::id.lt(id))),
         );
     }
-    q.load(conn).await
+    literal_limit(q, limit).load(conn).await
 }
 
 /// How many jobs of `kind` a user queued since `since`.

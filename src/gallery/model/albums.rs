@@ -9,7 +9,10 @@ use super::{
     ImageRow, ImageWants, OrderKey, PlannedImage, Seer, TimeKey, after_position, before_time, plan,
     visible,
 };
-use crate::db::schema::{album_images, albums, images};
+use crate::db::{
+    literal_limit,
+    schema::{album_images, albums, images},
+};
 
 /// A vendor's album of images (seed 001).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -130,11 +133,12 @@ pub async fn album_images_page(
             key,
         ));
     }
-    let rows: Vec<(i32, ImageRow, Option<String>)> = q
-        .order((album_images::position.asc(), album_images::image_id.asc()))
-        .limit(limit)
-        .load(conn)
-        .await?;
+    let rows: Vec<(i32, ImageRow, Option<String>)> = literal_limit(
+        q.order((album_images::position.asc(), album_images::image_id.asc())),
+        limit,
+    )
+    .load(conn)
+    .await?;
     rows.into_iter()
         .map(|(position, row, json)| {
             Ok((position, (row, crate::db::decode_json(json)?.map(Box::new))))

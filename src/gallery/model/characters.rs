@@ -17,6 +17,7 @@ use super::{
     CharacterWants, OrderKey, PlannedCharacter, Seer, SqlUuid, TimeKey, after_position,
     before_time, plan, visible,
 };
+use crate::db::literal_limit;
 use crate::{
     db::schema::{
         character_likes, character_ratings, characters, collection_characters, collections,
@@ -448,11 +449,12 @@ pub async fn owner_characters(
     if let Some(key) = after {
         q = q.filter(before_time("characters", "created_at", key));
     }
-    let rows: Vec<(CharacterRow, Option<String>)> = q
-        .order((characters::created_at.desc(), characters::id.desc()))
-        .limit(limit)
-        .load(conn)
-        .await?;
+    let rows: Vec<(CharacterRow, Option<String>)> = literal_limit(
+        q.order((characters::created_at.desc(), characters::id.desc())),
+        limit,
+    )
+    .load(conn)
+    .await?;
     rows.into_iter()
         .map(|(row, json)| Ok((row, plan::decode_character(json, wants)?)))
         .collect()

@@ -9,6 +9,7 @@ use super::{
     CharacterRow, CharacterWants, OrderKey, PlannedCharacter, Seer, TimeKey, after_position,
     before_time, plan, visible,
 };
+use crate::db::literal_limit;
 use crate::db::schema::{characters, collection_characters, collections};
 
 /// A collection of characters (seed 003).
@@ -117,14 +118,15 @@ pub async fn collection_characters_page(
             key,
         ));
     }
-    let rows: Vec<(i32, CharacterRow, Option<String>)> = q
-        .order((
+    let rows: Vec<(i32, CharacterRow, Option<String>)> = literal_limit(
+        q.order((
             collection_characters::position.asc(),
             collection_characters::character_id.asc(),
-        ))
-        .limit(limit)
-        .load(conn)
-        .await?;
+        )),
+        limit,
+    )
+    .load(conn)
+    .await?;
     rows.into_iter()
         .map(|(position, row, json)| Ok((position, (row, plan::decode_character(json, wants)?))))
         .collect()

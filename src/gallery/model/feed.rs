@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     db::{
-        Fragment,
+        Fragment, literal_limit,
         schema::{characters, users},
     },
     gallery::StyleType,
@@ -124,9 +124,12 @@ pub async fn feed(
 ) -> QueryResult<Vec<PlannedCharacter>> {
     let mut q = characters::table
         .inner_join(users::table)
-        .filter(characters::is_public.eq(true))
-        .filter(users::allow_gallery_showcase.eq(true))
-        .filter(users::account_status.eq("active"))
+        // Constants, not binds: the statement is prepared once per connection, and a plan
+        // made for any parameter values (PostgreSQL's generic plan) can use the partial
+        // indexes `WHERE is_public` only when the statement itself says `is_public`.
+        .filter(characters::is_public)
+        .filter(users::allow_gallery_showcase)
+        .filter(Fragment::<Bool>::new("users.account_status = 'active'"))
         .select((
             CharacterRow::as_select(),
             plan::character_extras(wants, seer),
@@ -175,11 +178,10 @@ pub async fn feed(
             FeedOrder::MostViewed => q.order(characters::view_count.desc()),
         };
     }
-    let rows: Vec<(CharacterRow, Option<String>)> = q
-        .then_order_by(characters::id.desc())
-        .limit(limit)
-        .load(conn)
-        .await?;
+    let rows: Vec<(CharacterRow, Option<String>)> =
+        literal_limit(q.then_order_by(characters::id.desc()), limit)
+            .load(conn)
+            .await?;
     rows.into_iter()
         .map(|(row, json)| Ok((row, plan::decode_character(json, wants)?)))
         .collect()

@@ -42,13 +42,6 @@ pub struct CharacterWants {
     pub rating: bool,
 }
 
-impl CharacterWants {
-    /// Whether the plan brings nothing along (the page's query stays as it was).
-    pub fn is_empty(&self) -> bool {
-        *self == CharacterWants::default()
-    }
-}
-
 /// What a planned character brought along. A `None` field was not planned: its resolver
 /// loads it as usual.
 #[derive(Debug, Clone, Default, Deserialize)]
