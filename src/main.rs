@@ -90,6 +90,29 @@ enum Bench {
     },
 }
 
+/// Raises this process's soft limit on open files to its hard limit: a server holds one
+/// descriptor per client connection and websocket, and the usual soft limit (1024) is far
+/// below what `EASEL_MAX_CONNECTIONS` allows. Returns the limits now in force (soft, hard;
+/// `None` is unlimited).
+fn raise_open_files_limit() -> (std::io::Result<()>, Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = if limit.current == limit.maximum {
+        Ok(())
+    } else {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+        .map_err(std::io::Error::from)
+    };
+    let now = getrlimit(Resource::Nofile);
+    (raised, now.current, now.maximum)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
@@ -98,6 +121,22 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env()?;
     server::init_tracing(&config);
+    let serves = matches!(cli.command, None | Some(Command::Serve));
+    #[cfg(feature = "bench")]
+    let serves = serves || matches!(cli.command, Some(Command::Bench { .. }));
+    if serves {
+        let (raised, soft, hard) = raise_open_files_limit();
+        let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |l| l.to_string());
+        match raised {
+            Ok(()) => tracing::info!(soft = show(soft), hard = show(hard), "open files limit"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                soft = show(soft),
+                hard = show(hard),
+                "could not raise the open files limit"
+            ),
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
