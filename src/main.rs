@@ -62,6 +62,14 @@ enum Bench {
         /// The pgbench binary.
         #[arg(long, default_value = "pgbench")]
         pgbench: String,
+        /// pgbench's query protocol (its `-M`): `simple` plans every statement each time, as
+        /// the server does for its dynamically built statements; `prepared` plans once.
+        #[arg(long, default_value = "simple", value_parser = ["simple", "extended", "prepared"])]
+        pgbench_protocol: String,
+        /// Also measure the server with these environment variables set (comma-separated
+        /// `NAME=value`s; one more row per use), e.g. `--also EASEL_QUERY_PLANNER=off`.
+        #[arg(long, value_parser = parse_env_list)]
+        also: Vec<Vec<(String, String)>>,
     },
     /// Generation: `generate` over HTTP, jobs completed by workers, and the latency from a
     /// job's commit to its event at many websocket subscribers.
@@ -84,10 +92,51 @@ enum Bench {
         /// Milliseconds between two of those jobs.
         #[arg(long, default_value_t = 50)]
         interval_ms: u64,
+        /// Milliseconds between two jobs when all subscribers watch one user (every job is
+        /// delivered to every subscriber); default: `--interval-ms` × ⌈subscribers / 1000⌉,
+        /// at most as many deliveries per second as 1,000 subscribers at `--interval-ms`.
+        #[arg(long)]
+        fanout_interval_ms: Option<u64>,
         /// Width and height of the rendered images.
         #[arg(long, default_value_t = 64)]
         size: i32,
     },
+}
+
+/// `NAME=value,NAME=value` (the variables of `easel bench gallery --also`).
+#[cfg(feature = "bench")]
+fn parse_env_list(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((name.trim().to_string(), value.to_string()))
+            }
+            _ => Err(format!("`{pair}` is not NAME=value")),
+        })
+        .collect()
+}
+
+/// Raises this process's soft limit on open files to its hard limit: a server holds one
+/// descriptor per client connection and websocket, and the usual soft limit (1024) is far
+/// below what `EASEL_MAX_CONNECTIONS` allows. Returns the limits now in force (soft, hard;
+/// `None` is unlimited).
+fn raise_open_files_limit() -> (std::io::Result<()>, Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = if limit.current == limit.maximum {
+        Ok(())
+    } else {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )
+        .map_err(std::io::Error::from)
+    };
+    let now = getrlimit(Resource::Nofile);
+    (raised, now.current, now.maximum)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +147,22 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env()?;
     server::init_tracing(&config);
+    let serves = matches!(cli.command, None | Some(Command::Serve));
+    #[cfg(feature = "bench")]
+    let serves = serves || matches!(cli.command, Some(Command::Bench { .. }));
+    if serves {
+        let (raised, soft, hard) = raise_open_files_limit();
+        let show = |l: Option<u64>| l.map_or("unlimited".to_string(), |l| l.to_string());
+        match raised {
+            Ok(()) => tracing::info!(soft = show(soft), hard = show(hard), "open files limit"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                soft = show(soft),
+                hard = show(hard),
+                "could not raise the open files limit"
+            ),
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -138,6 +203,8 @@ fn main() -> anyhow::Result<()> {
                         concurrency,
                         first,
                         pgbench,
+                        pgbench_protocol,
+                        also,
                     },
             } => {
                 easel::bench::gallery(
@@ -147,6 +214,8 @@ fn main() -> anyhow::Result<()> {
                         concurrency,
                         first,
                         pgbench,
+                        pgbench_protocol,
+                        variants: also,
                     },
                 )
                 .await
@@ -161,6 +230,7 @@ fn main() -> anyhow::Result<()> {
                         subscribers,
                         events,
                         interval_ms,
+                        fanout_interval_ms,
                         size,
                     },
             } => {
@@ -174,6 +244,10 @@ fn main() -> anyhow::Result<()> {
                         subscribers,
                         events,
                         interval: std::time::Duration::from_millis(interval_ms),
+                        fanout_interval: std::time::Duration::from_millis(
+                            fanout_interval_ms
+                                .unwrap_or(interval_ms * subscribers.div_ceil(1000).max(1) as u64),
+                        ),
                         size,
                     },
                 )

@@ -3,7 +3,8 @@
 //! Each [`AppState`] owns its registry (a `metrics-exporter-prometheus` recorder that is never
 //! installed as the global one), so two servers in one process (the tests) count apart.
 //! Counters and histograms are kept as things happen; the gauges of the database pool, the
-//! job queue, websockets and the event listener are read when `/metrics` is scraped.
+//! job queue, websockets and the event listener, and the count of SQL statements, are read
+//! when `/metrics` is scraped.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -12,6 +13,7 @@
 //! | `easel_graphql_errors_total` | counter | `code` (`extensions.code`) |
 //! | `easel_db_pool_connections` | gauge | `state` (`in_use`, `idle`, `max`) |
 //! | `easel_db_pool_waiting` | gauge | |
+//! | `easel_db_statements_total` | counter | |
 //! | `easel_jobs` | gauge | `status` (every job status) |
 //! | `easel_jobs_oldest_queued_age_seconds` | gauge | |
 //! | `easel_worker_jobs_total` | counter | `outcome` (`succeeded`, `failed`, `requeued`, `cancelled`, `released`, `lost_lease`) |
@@ -245,6 +247,12 @@ impl Metrics {
             pool.max_size as f64,
         );
         self.gauge("easel_db_pool_waiting", &[], pool.waiting as f64);
+        // SQL statements run on the pool's connections (`db::StatementCounter`); the scrape's
+        // own queue reads below count from the next scrape on.
+        self.inner
+            .recorder
+            .register_counter(&Self::key("easel_db_statements_total", &[]), &METADATA)
+            .absolute(state.statements.get());
         self.gauge(
             "easel_websocket_connections",
             &[],

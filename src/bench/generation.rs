@@ -1,15 +1,21 @@
 //! `easel bench generation`: `generate` over HTTP, jobs completed by workers, and the
-//! latency from a job's commit to its event at many websocket subscribers.
+//! latency from a job's commit to its event at many websocket subscribers. Each HTTP or
+//! websocket phase runs against a fresh `easel serve` child process (its peak RSS reported);
+//! the clients, the jobs committed for the latency runs and the workers of the drain run in
+//! the benchmark process.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 
-use super::{count, measure, ms, percentile};
+use super::{
+    count, measure, ms, percentile,
+    server::{self as child, ServerEnv, ServerProcess, mib},
+};
 use crate::{
     config::Config,
-    db, http,
+    db,
     server::{self, Database},
 };
 
@@ -28,9 +34,21 @@ pub struct GenerationOptions {
     pub events: usize,
     /// Pause between two of those jobs.
     pub interval: Duration,
+    /// Pause between two of those jobs when all subscribers watch one user.
+    pub fanout_interval: Duration,
     /// Width and height of the rendered images.
     pub size: i32,
 }
+
+/// Websocket connections being opened at once (the others wait): keeps the server's accept
+/// queue short while thousands connect.
+const CONNECTING: usize = 200;
+
+/// The read buffer of each subscriber's socket. tungstenite's default (128 KiB) is zeroed
+/// before every read: with it the benchmark process peaked at 1.4 GiB with 10,000
+/// subscribers (250 MiB with this one), and each delivered event cost it a 128 KiB memset,
+/// CPU taken from the server on the same cores. An event is a few hundred bytes.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
 const GENERATE: &str =
     "mutation Gen($input: GenerateInput!) { generate(input: $input) { id status costCredits } }";
@@ -97,12 +115,37 @@ async fn run_generation(
         accounts::Role,
         generation::{providers::Procedural, worker},
     };
-    config.db_pool_size = config.db_pool_size.max(o.concurrency).max(o.workers + 4);
-    // The fan-out case watches one user's jobs from every socket: lift the per-user cap.
-    config.ws_max_subscriptions_per_user = config
-        .ws_max_subscriptions_per_user
-        .max(o.subscribers + o.concurrency);
-    config.max_connections = config.max_connections.max(2 * o.subscribers + 64);
+    // A socket per subscriber in both processes, and the rest (pools, HTTP clients, files).
+    let open_files = child::ensure_open_files(o.subscribers as u64 + 1024)?;
+    // The bench issues the subscribers' tokens: the child server must accept them.
+    let jwt_secret = match &config.jwt_secret {
+        Some(s) => secrecy::ExposeSecret::expose_secret(s).to_string(),
+        None => format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        ),
+    };
+    config.jwt_secret = Some(secrecy::SecretString::from(jwt_secret.clone()));
+    let log = config.data_dir.join("bench-server.log");
+    let mut env = ServerEnv::default();
+    env.set("EASEL_DB_POOL_SIZE", config.db_pool_size.max(o.concurrency))
+        // The fan-out case watches one user's jobs from every socket: lift the per-user cap.
+        .set(
+            "EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER",
+            config
+                .ws_max_subscriptions_per_user
+                .max(o.subscribers + o.concurrency),
+        )
+        .set(
+            "EASEL_MAX_CONNECTIONS",
+            config.max_connections.max(2 * o.subscribers + 64),
+        )
+        .set("EASEL_JWT_SECRET", &jwt_secret)
+        // Jobs stay queued while the server runs: the workers of the drain run in this process.
+        .set("EASEL_WORKERS", 0)
+        .set("EASEL_SHUTDOWN_GRACE_SECS", 5);
+    config.db_pool_size = config.db_pool_size.max(o.workers + 4);
     let state = server::app_state(config, url)?;
     let mut conn = db::conn(&state.pool)
         .await
@@ -112,18 +155,23 @@ async fn run_generation(
         let (jwt, _) = state.keys.issue(user, Role::User, uuid::Uuid::now_v7());
         format!("Bearer {jwt}")
     };
-
+    // This process's workers (the drain) follow job events too.
     let listener_task = state.events.spawn_listener(state.db_url.to_string());
     state.events.listening().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(http::serve::serve(
-        listener,
-        http::router(state.clone()),
-        http::serve::ServeOptions::from_config(&state.config),
-        std::future::pending(),
-    ));
-    let endpoint = format!("http://{addr}/graphql");
+
+    println!();
+    println!(
+        "server: a fresh `easel serve` child process per phase (log: {}), environment: {}",
+        log.display(),
+        env.describe()
+    );
+    println!(
+        "limits lifted for the benchmark: EASEL_WS_MAX_SUBSCRIPTIONS_PER_USER (every subscriber may be one user), EASEL_MAX_CONNECTIONS (a permit per websocket and HTTP connection); no limit keyed by client IP applies to `generate` or websockets"
+    );
+    println!(
+        "open files limit (soft, both processes): {}",
+        open_files.map_or("unlimited".to_string(), |n| n.to_string())
+    );
 
     // (a) `generate` over HTTP, no workers running.
     let input = json!({
@@ -140,20 +188,31 @@ async fn run_generation(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
         .build()?;
-    let (enqueue, enqueue_statements) = measure(
-        &state,
+    let server = ServerProcess::start(url, &env, &log).await?;
+    let enqueue = measure(
+        &server,
         &client,
-        &endpoint,
         &requests,
         o.concurrency,
         (Duration::from_secs(1), Duration::from_secs(o.seconds)),
     )
-    .await?;
+    .await;
+    let enqueue_idle = server.idle_rate();
+    let enqueue_rss = server.stop().await?;
+    let (enqueue, enqueue_statements) = enqueue?;
+    drop(client);
 
     // (c) event latency at `subscribers` websocket subscribers, two ways.
-    let ws_url = format!("ws://{addr}/graphql/ws");
-    let spread = event_latency(&state, &ws_url, &users[..o.subscribers], false, o, &token).await?;
-    let fanout = event_latency(&state, &ws_url, &users[..o.subscribers], true, o, &token).await?;
+    let subscribers = &users[..o.subscribers];
+    let mut shapes = Vec::new();
+    for (same_user, interval) in [(false, o.interval), (true, o.fanout_interval)] {
+        let server = ServerProcess::start(url, &env, &log).await?;
+        let latency =
+            event_latency(&state, &server, subscribers, same_user, interval, o, &token).await;
+        let idle = server.idle_rate();
+        let rss = server.stop().await?;
+        shapes.push((latency?, interval, (rss, idle)));
+    }
 
     // (b) drain the queue with `workers` procedural workers at zero delay.
     let queued = count(
@@ -202,12 +261,11 @@ async fn run_generation(
     )
     .await?;
     drop(conn);
-    server.abort();
     listener_task.abort();
 
     println!();
     println!(
-        "generation: {} users, {} HTTP clients for {} s, {} workers (procedural, zero delay, {}x{} PNG + thumbnail), {} websocket subscribers, {} events {} ms apart",
+        "generation: {} users, {} HTTP clients for {} s, {} workers (procedural, zero delay, {}x{} PNG + thumbnail), {} websocket subscribers, {} events",
         users.len(),
         o.concurrency,
         o.seconds,
@@ -216,7 +274,6 @@ async fn run_generation(
         o.size,
         o.subscribers,
         o.events,
-        o.interval.as_millis()
     );
     println!("| what | rate /s | p50 ms | p99 ms | count | errors / missed | notes |");
     println!("|---|---|---|---|---|---|---|");
@@ -239,22 +296,37 @@ async fn run_generation(
         left,
         drain.as_secs_f64()
     );
-    for (name, l) in [
-        (
-            "event latency, each subscriber its own user's jobs",
-            &spread,
-        ),
-        ("event latency, all subscribers on one user's jobs", &fanout),
-    ] {
+    let names = [
+        "event latency, each subscriber its own user's jobs",
+        "event latency, all subscribers on one user's jobs",
+    ];
+    for (name, (l, interval, _)) in names.iter().zip(&shapes) {
         println!(
-            "| {name} | {:.0} deliveries | {:.2} | {:.2} | {} | {} | max {:.2} ms, {:.1} SQL statements/job |",
+            "| {name} | {:.0} deliveries | {:.2} | {:.2} | {} | {} | {} events {} ms apart, max {:.2} ms, {:.1} SQL statements/job |",
             l.delivered as f64 / l.elapsed.as_secs_f64(),
             ms(l.p50),
             ms(l.p99),
             l.delivered,
             l.expected - l.delivered,
+            o.events,
+            interval.as_millis(),
             ms(l.max),
             l.statements_per_event
+        );
+    }
+    println!();
+    println!(
+        "server peak RSS: {:.1} MiB (enqueue; idle background {:.1} SQL statements/s, not counted above)",
+        mib(enqueue_rss),
+        enqueue_idle
+    );
+    for (name, (_, _, (rss, idle))) in names.iter().zip(&shapes) {
+        println!(
+            "server peak RSS: {:.1} MiB ({} subscribers, {}; idle background {:.1} SQL statements/s, not counted above)",
+            mib(*rss),
+            o.subscribers,
+            name.trim_start_matches("event latency, "),
+            idle
         );
     }
     Ok(())
@@ -271,16 +343,18 @@ struct Latency {
     statements_per_event: f64,
 }
 
-/// Opens one `graphql-transport-ws` connection per entry of `users` (every one as `users[0]`
-/// when `same_user`), each subscribed to `myGenerationJobs`, then commits `events` jobs
+/// Opens one `graphql-transport-ws` connection to `server` per entry of `users` (every one
+/// as `users[0]` when `same_user`), at most [`CONNECTING`] at a time, each subscribed to
+/// `myGenerationJobs`; once the server runs all those subscriptions, commits `o.events` jobs
 /// `interval` apart through `generate` in this process (round robin over the users) and
 /// measures, for every delivery, the time from the job's commit (the instant the committing
 /// call returned) to the moment the subscriber's socket yielded the message.
 async fn event_latency(
     state: &crate::AppState,
-    ws_url: &str,
+    server: &ServerProcess,
     users: &[uuid::Uuid],
     same_user: bool,
+    interval: Duration,
     o: &GenerationOptions,
     token: &impl Fn(uuid::Uuid) -> String,
 ) -> anyhow::Result<Latency> {
@@ -298,15 +372,17 @@ async fn event_latency(
     };
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let connect = Arc::new(tokio::sync::Semaphore::new(64));
+    // Each subscriber says once whether it subscribed (or why not).
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    let ws_url = format!("ws://{}/graphql/ws", server.addr());
+    let connect = Arc::new(tokio::sync::Semaphore::new(CONNECTING));
     let mut clients = Vec::with_capacity(users.len());
     for user in users {
         let who = if same_user { users[0] } else { *user };
         let init = json!({ "authorization": token(who) });
-        let url = ws_url.to_string();
+        let url = ws_url.clone();
         let tx = tx.clone();
-        let ready = ready_tx.clone();
+        let mut ready = Some(ready_tx.clone());
         let connect = connect.clone();
         clients.push(tokio::spawn(async move {
             let result = async {
@@ -315,7 +391,11 @@ async fn event_latency(
                 request
                     .headers_mut()
                     .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-                let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(CLIENT_READ_BUFFER);
+                let (mut socket, _) =
+                    tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+                        .await?;
                 socket
                     .send(Message::text(
                         json!({ "type": "connection_init", "payload": init }).to_string(),
@@ -332,7 +412,9 @@ async fn event_latency(
                     ))
                     .await?;
                 drop(permit);
-                let _ = ready.send(());
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
                 while let Some(msg) = socket.next().await {
                     let at = Instant::now();
                     match msg? {
@@ -355,22 +437,48 @@ async fn event_latency(
             }
             .await;
             if let Err(e) = result {
-                eprintln!("subscriber: {e:#}");
+                match ready.take() {
+                    Some(ready) => {
+                        let _ = ready.send(Err(format!("{e:#}")));
+                    }
+                    None => eprintln!("subscriber: {e:#}"),
+                }
             }
         }));
     }
     drop(tx);
     drop(ready_tx);
     for _ in 0..users.len() {
-        ready_rx
+        let subscribed = ready_rx
             .recv()
             .await
-            .context("a subscriber failed to connect")?;
+            .context("a subscriber vanished before it subscribed")?;
+        if let Err(e) = subscribed {
+            for c in &clients {
+                c.abort();
+            }
+            anyhow::bail!("a subscriber failed to subscribe: {e}");
+        }
     }
-    // The last `subscribe` messages are still being executed by the server.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The last `subscribe` messages may still be on their way: wait until the server runs
+    // every subscription, then a little more for their streams to start listening.
+    let waiting = Instant::now();
+    loop {
+        let running = server.metric("easel_websocket_operations").await?;
+        if running >= users.len() as f64 {
+            break;
+        }
+        anyhow::ensure!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the server runs {running} subscriptions of {} after 60 s",
+            users.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut committed: HashMap<String, Instant> = HashMap::new();
+    let server_before = server.reading().await?;
     let statements_before = state.statements.get();
     let started = Instant::now();
     let mut expected = 0u64;
@@ -408,12 +516,13 @@ async fn event_latency(
         .map_err(|e| anyhow::anyhow!(e.message()))?;
         committed.insert(job.id.to_string(), Instant::now());
         expected += if same_user { users.len() as u64 } else { 1 };
-        tokio::time::sleep(o.interval).await;
+        tokio::time::sleep(interval).await;
     }
     // Let the last deliveries arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let elapsed = started.elapsed();
-    let statements = state.statements.get() - statements_before;
+    let statements = state.statements.get() - statements_before
+        + server.statements_since(&server_before).await?;
     for c in &clients {
         c.abort();
     }

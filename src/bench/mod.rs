@@ -1,19 +1,23 @@
 //! `easel bench`: the benchmarks, built with the `bench` feature
 //! (`cargo build --release --features bench`). [`gallery`] seeds a realistic gallery and
-//! compares `galleryFeed` over HTTP with `pgbench` running its SQL; [`generation`] measures
+//! compares `galleryFeed` over HTTP with `pgbench` running its SQL (the loader path's
+//! statements, and one hand-written statement that is the limit); [`generation`] measures
 //! `generate`, the workers and the delivery of job events to many websocket subscribers.
+//! The server under measurement is `easel serve` in a child process ([`server`]), so that its
+//! peak RSS can be reported; the load generators stay in the benchmark process.
 //! Tools, not tests: nothing here asserts a time.
 #![cfg(feature = "bench")]
 
 mod gallery;
 mod generation;
+mod server;
 
 pub use gallery::{BenchOptions, gallery};
 pub use generation::{GenerationOptions, generation};
 
 use std::time::{Duration, Instant};
 
-use crate::AppState;
+use server::ServerProcess;
 
 /// What a run of HTTP clients measured.
 struct Run {
@@ -25,19 +29,20 @@ struct Run {
 }
 
 /// A warm-up of `warm` (connections, caches), then the measured run of `length` with
-/// [`drive_each`]; returns the run and the SQL statements the server ran during it.
+/// [`drive_each`] against `server`'s `/graphql`; returns the run and the SQL statements the
+/// server ran for it (read from its `/metrics`, its idle background subtracted).
 async fn measure(
-    state: &AppState,
+    server: &ServerProcess,
     client: &reqwest::Client,
-    endpoint: &str,
     requests: &[(String, Option<String>)],
     concurrency: usize,
     (warm, length): (Duration, Duration),
 ) -> anyhow::Result<(Run, u64)> {
-    drive_each(client, endpoint, requests, concurrency, warm).await?;
-    let before = state.statements.get();
-    let run = drive_each(client, endpoint, requests, concurrency, length).await?;
-    Ok((run, state.statements.get() - before))
+    let endpoint = format!("http://{}/graphql", server.addr());
+    drive_each(client, &endpoint, requests, concurrency, warm).await?;
+    let before = server.reading().await?;
+    let run = drive_each(client, &endpoint, requests, concurrency, length).await?;
+    Ok((run, server.statements_since(&before).await?))
 }
 
 /// Runs `concurrency` HTTP clients for `length`, client `i` sending `requests[i % len]` (a

@@ -223,6 +223,13 @@ async fn metrics_count_what_happened() {
     );
     assert!(after.get("easel_db_pool_connections", &[("state", "idle")]) >= 1.0);
     assert_eq!(after.get("easel_db_pool_waiting", &[]), 0.0);
+    // Every query above ran SQL on the pool.
+    assert!(
+        delta(&|s| s.get("easel_db_statements_total", &[])) > 0.0,
+        "{:?} then {:?}",
+        before.get("easel_db_statements_total", &[]),
+        after.get("easel_db_statements_total", &[])
+    );
     assert_eq!(after.get("easel_event_listener_connected", &[]), 1.0);
     // The closed websocket is gone once the server noticed.
     let mut connections = after.get("easel_websocket_connections", &[]);
