@@ -67,7 +67,7 @@ enum Bench {
         #[arg(long, default_value = "simple", value_parser = ["simple", "extended", "prepared"])]
         pgbench_protocol: String,
         /// Also measure the server with these environment variables set (comma-separated
-        /// `NAME=value`s; one more row per use), e.g. `--also EASEL_QUERY_PLANNER=off`.
+        /// `NAME=value`s; one more row per use), e.g. `--also EASEL_QUERY_PLANNER=false`.
         #[arg(long, value_parser = parse_env_list)]
         also: Vec<Vec<(String, String)>>,
     },

@@ -44,7 +44,7 @@ pub struct BenchOptions {
     pub pgbench_protocol: String,
     /// More server configurations to measure over HTTP, one row each: the environment
     /// variables (`NAME=value`) the child server gets on top of the benchmark's (e.g.
-    /// `EASEL_QUERY_PLANNER=off`).
+    /// `EASEL_QUERY_PLANNER=false`).
     pub variants: Vec<Vec<(String, String)>>,
 }
 

@@ -752,7 +752,7 @@ async fn private_things_stay_private_on_every_path() {
     private_things(true).await;
 }
 
-/// The same with `EASEL_QUERY_PLANNER=off`: related rows read through the dataloaders.
+/// The same with `EASEL_QUERY_PLANNER=false`: related rows read through the dataloaders.
 #[tokio::test]
 async fn private_things_stay_private_on_the_loader_path() {
     private_things(false).await;

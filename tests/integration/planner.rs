@@ -1,6 +1,6 @@
 //! Look-ahead plans (issue #11): the hot list pages fetch what the selection asks for in one
 //! statement. Two servers share one database, one planning and one with
-//! `EASEL_QUERY_PLANNER=off` (dataloaders only); every query below must get the same answer
+//! `EASEL_QUERY_PLANNER=false` (dataloaders only); every query below must get the same answer
 //! from both, for every kind of viewer, and the privacy rules must hold on both paths. The
 //! planned pages' statement counts are counted.
 

@@ -302,7 +302,7 @@ async fn a_private_profile_shows_others_only_its_id_wherever_a_user_appears() {
     private_profiles(true).await;
 }
 
-/// The same with `EASEL_QUERY_PLANNER=off`: owners read through the dataloader.
+/// The same with `EASEL_QUERY_PLANNER=false`: owners read through the dataloader.
 #[tokio::test]
 async fn a_private_profile_shows_others_only_its_id_on_the_loader_path() {
     private_profiles(false).await;
