@@ -17,7 +17,7 @@ use super::{
 use crate::graphql::{parse_id, plan::Nodes};
 use crate::{
     accounts::service::{UserRow, user_json},
-    db::{Fragment, decode_json, json_object},
+    db::{Fragment, decode_json},
     error::AppError,
     payments::service::{PaymentRow, payment_json},
 };
@@ -53,20 +53,14 @@ pub struct LedgerExtras {
 /// The JSON column of a `creditHistory` page: the payment and the counterparty of each row
 /// when the selection asks for them.
 fn ledger_extras(ctx: &Context<'_>) -> Fragment<Nullable<Text>> {
-    let nodes = Nodes::of_connection(ctx);
-    let mut entries = Vec::new();
-    if nodes.has("payment") {
-        entries.push(
-            Fragment::new("'payment', ").sql(&payment_json("credit_transactions.payment_id")),
-        );
-    }
-    if nodes.has("counterparty") {
-        entries.push(
-            Fragment::new("'counterparty', ")
-                .sql(&user_json("credit_transactions.counterparty_id")),
-        );
-    }
-    json_object(entries)
+    Nodes::of_connection(ctx).json_column(&[
+        ("payment", &|| {
+            payment_json("credit_transactions.payment_id")
+        }),
+        ("counterparty", &|| {
+            user_json("credit_transactions.counterparty_id")
+        }),
+    ])
 }
 
 /// One entry of the append-only credit ledger: every change of a balance is one entry.

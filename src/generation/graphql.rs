@@ -17,7 +17,7 @@ use crate::graphql::parse_id;
 use crate::{
     AppState,
     accounts::guards::{Authenticated, require_user},
-    db::{Fragment, decode_json, json_object},
+    db::{Fragment, decode_json},
     error::AppError,
     events::Event,
     gallery::{
@@ -55,17 +55,12 @@ pub struct JobExtras {
 
 /// The JSON column of a `generationJobs` page: outputs and character when selected.
 fn job_extras(ctx: &Context<'_>) -> Fragment<Nullable<Text>> {
-    let nodes = Nodes::of_connection(ctx);
-    let mut entries = Vec::new();
-    if nodes.has("outputs") {
-        entries.push(Fragment::new("'outputs', ").sql(&job_outputs_json("generation_jobs.id")));
-    }
-    if nodes.has("character") {
-        entries.push(
-            Fragment::new("'character', ").sql(&character_json("generation_jobs.character_id")),
-        );
-    }
-    json_object(entries)
+    Nodes::of_connection(ctx).json_column(&[
+        ("outputs", &|| job_outputs_json("generation_jobs.id")),
+        ("character", &|| {
+            character_json("generation_jobs.character_id")
+        }),
+    ])
 }
 
 /// Why a job failed.

@@ -7,7 +7,10 @@
 
 use async_graphql::{Context, Lookahead, Value};
 
+use diesel::sql_types::{Nullable, Text};
+
 use super::ContextExt;
+use crate::db::{Fragment, json_object};
 
 /// The selection on the nodes of the connection this field returns.
 pub struct Nodes<'a> {
@@ -59,6 +62,18 @@ impl<'a> Nodes<'a> {
             });
         let first = values.next()??;
         (range.contains(&first) && values.all(|v| v == Some(first))).then_some(first)
+    }
+
+    /// The JSON column a page adds to its rows (see `db::json_object`): `'<field>', <sql>`
+    /// for each `(field, sql)` whose field the nodes select; `sql` is called only then.
+    pub fn json_column(&self, entries: &[(&str, &dyn Fn() -> String)]) -> Fragment<Nullable<Text>> {
+        json_object(
+            entries
+                .iter()
+                .filter(|(field, _)| self.has(field))
+                .map(|(field, sql)| Fragment::new(format!("'{field}', ")).sql(&sql()))
+                .collect(),
+        )
     }
 }
 

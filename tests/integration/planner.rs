@@ -77,7 +77,7 @@ async fn planned_pages_answer_what_the_loaders_answer_and_keep_privacy() {
     let pair = Pair::spawn().await;
     let app = &pair.planned;
     let (alice, alice_id) = user(app, 11).await;
-    let (bob, bob_id) = user(app, 12).await;
+    let (bob, _) = user(app, 12).await;
     let (carol, carol_id) = user(app, 13).await;
     let (dave, _) = user(app, 14).await;
     let admin = app.admin_token("+14155550199").await;
@@ -213,7 +213,6 @@ async fn planned_pages_answer_what_the_loaders_answer_and_keep_privacy() {
             assert!(body["data"]["gallery"].is_null(), "{body}");
         }
     }
-    let _ = bob_id;
 }
 
 #[tokio::test]
