@@ -194,6 +194,19 @@ pub async fn set_role(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> Que
         .await
 }
 
+/// Sets a user's subscription tier (what their live subscription gives).
+pub async fn set_tier(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tier: SubscriptionTier,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .filter(users::subscription_tier.ne(tier))
+        .set(users::subscription_tier.eq(tier))
+        .execute(conn)
+        .await
+}
+
 pub async fn set_account_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
