@@ -123,13 +123,38 @@ pub async fn checkout_page(
             return (StatusCode::SERVICE_UNAVAILABLE, "busy; retry").into_response();
         }
     };
-    let what = escape(p.gateway_data["package"].as_str().unwrap_or("Credits"));
-    let credits = p.gateway_data["credits"].as_i64().unwrap_or(0);
+    let offer = match p.gateway_data["plan"].as_str() {
+        Some(plan) => {
+            let every = p.gateway_data["interval"].as_str().unwrap_or("month");
+            let price = money(
+                p.gateway_data["price_minor"].as_i64().unwrap_or(0),
+                &p.currency,
+            );
+            match p.gateway_data["trial_days"].as_i64().filter(|d| *d > 0) {
+                Some(days) => format!(
+                    "<strong>{}</strong> subscription: {days} days free, then {price} a {}; today",
+                    escape(plan),
+                    escape(every)
+                ),
+                None => format!(
+                    "<strong>{}</strong> subscription, {price} a {}: first {}",
+                    escape(plan),
+                    escape(every),
+                    escape(every)
+                ),
+            }
+        }
+        None => format!(
+            "<strong>{}</strong>: {} credits",
+            escape(p.gateway_data["package"].as_str().unwrap_or("Credits")),
+            p.gateway_data["credits"].as_i64().unwrap_or(0)
+        ),
+    };
     let body = if p.status == PaymentStatus::Pending {
         // The token travels on with the decision (the form posts to this same URL, too).
         let token = escape(query.token.as_deref().unwrap_or_default());
         format!(
-            "<h1>Easel sandbox checkout</h1><p><strong>{what}</strong>: {credits} credits for {}</p>\
+            "<h1>Easel sandbox checkout</h1><p>{offer} for {}</p>\
              <form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
              <button class=\"approve\" name=\"decision\" value=\"approve\">Approve</button>\
              <button class=\"decline\" name=\"decision\" value=\"decline\">Decline</button></form>\
@@ -189,9 +214,13 @@ pub async fn checkout_decide(
             page(
                 "Easel sandbox checkout",
                 &format!(
-                    "<h1>Payment {}</h1><p>{} credits granted.</p><p><a href=\"{}\">Return to the app</a></p>",
+                    "<h1>Payment {}</h1><p>{}</p><p><a href=\"{}\">Return to the app</a></p>",
                     p.status.as_str(),
-                    p.credits_granted,
+                    match (p.plan_id, p.status) {
+                        (Some(_), PaymentStatus::Completed) => "Subscription started.".to_string(),
+                        (Some(_), _) => "No subscription started.".to_string(),
+                        (None, _) => format!("{} credits granted.", p.credits_granted),
+                    },
                     escape(&link)
                 ),
             )

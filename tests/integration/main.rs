@@ -19,4 +19,5 @@ mod security;
 mod security_gallery;
 mod security_payments;
 mod shutdown;
+mod subscriptions;
 mod websocket;
