@@ -382,8 +382,9 @@ impl TestApp {
             .to_string()
     }
 
-    /// Fails the test unless every balance equals its ledger, none is negative, and every
-    /// completed payment has exactly one purchase entry.
+    /// Fails the test unless every balance equals its ledger, none is negative, every
+    /// completed package payment has exactly one purchase entry and every paid subscription
+    /// period its one grant (also checked when every test's app is dropped).
     pub async fn assert_ledger_ok(&self) {
         let mut conn = self.db().await;
         let problems = easel::credits::model::ledger_violations(&mut conn)
@@ -443,10 +444,45 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// After every test that did not fail otherwise, the money invariants hold on its
+    /// database: every balance equals its ledger and none is negative, every completed package
+    /// payment has one purchase entry, every paid subscription period its one grant (see
+    /// `ledger_violations`). A database the test stopped or never migrated is skipped.
+    ///
     /// Each app has its own data directory (media, development JWT secret): remove it, so
     /// test runs do not fill the temporary directory with uploaded images.
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.state.config.data_dir);
+        if std::thread::panicking() {
+            return;
+        }
+        let url = self.db_url.clone();
+        // A runtime of its own on a thread of its own: the test's runtime is the caller.
+        let checked = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let wait = std::time::Duration::from_secs(10);
+                let mut conn = tokio::time::timeout(wait, AsyncPgConnection::establish(&url))
+                    .await
+                    .ok()?
+                    .ok()?;
+                tokio::time::timeout(wait, easel::credits::model::ledger_violations(&mut conn))
+                    .await
+                    .ok()?
+                    .ok()
+            })
+        })
+        .join()
+        .unwrap();
+        if let Some(problems) = checked {
+            assert!(
+                problems.is_empty(),
+                "ledger invariant broken at the end of the test: {problems:?}"
+            );
+        }
     }
 }
 
