@@ -550,6 +550,7 @@ fn stripe_subscription_event(
                     period_start: period("current_period_start"),
                     period_end: period("current_period_end"),
                     cancel_at_period_end: object["cancel_at_period_end"].as_bool(),
+                    trial_end: unix(&object["trial_end"]),
                     plan: plan_of_price(&item["price"]),
                     item_ref: item["id"].as_str().map(str::to_string),
                 },

@@ -527,6 +527,12 @@ pub async fn sandbox_advance(
         .await?
         .filter(|s| s.gateway == Some(Gateway::Sandbox) && state.gateways.sandbox_enabled())
         .ok_or(AppError::NotFound("subscription"))?;
+    if !sub.is_live() {
+        return Err(AppError::Conflict(format!(
+            "this subscription is {}",
+            sub.status.as_str()
+        )));
+    }
     let (kind, start, end) = match outcome {
         SandboxRenewal::Renew => {
             let months = if sub.billing_interval.as_deref() == Some("year") {

@@ -387,6 +387,15 @@ async fn a_trial_is_offered_once() {
         "EXPIRED"
     );
     assert_eq!(me(&app, &token).await["subscriptionTier"], "FREE");
+    let (_, body) = app
+        .gql_as(&admin, ADVANCE, json!({ "id": sub["id"], "o": "RENEW" }))
+        .await;
+    assert_eq!(
+        code(&body),
+        "CONFLICT",
+        "an ended subscription stays ended: {body}"
+    );
+    assert_eq!(grants(&app, &uid).await, 1);
     // No second trial.
     let again = checkout(&app, &token, plan["id"].as_str().unwrap()).await;
     assert_eq!(again["amountMinor"], 1500, "{again}");

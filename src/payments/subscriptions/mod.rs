@@ -216,6 +216,10 @@ pub async fn start_from_payment_in(
         ));
     }
     let trial_days = payment.gateway_data["trial_days"].as_i64().unwrap_or(0);
+    if trial_days > 0 && model::had_trial(conn, payment.user_id).await? {
+        // Two trial checkouts paid (for nothing) one after the other: one trial per user.
+        return Ok(Some("the user has had a trial; nothing started"));
+    }
     let now = Utc::now();
     let (status, end, trial_ends_at) = if trial_days > 0 {
         let end = now + chrono::Duration::days(trial_days);
@@ -289,6 +293,7 @@ pub enum GatewayChange {
         period_start: Option<DateTime<Utc>>,
         period_end: Option<DateTime<Utc>>,
         cancel_at_period_end: Option<bool>,
+        trial_end: Option<DateTime<Utc>>,
         /// The plan its price belongs to.
         plan: Option<Uuid>,
         item_ref: Option<String>,
@@ -422,6 +427,7 @@ pub async fn apply_gateway_event_in(
             period_start,
             period_end,
             cancel_at_period_end,
+            trial_end,
             plan,
             item_ref,
         } => {
@@ -436,6 +442,9 @@ pub async fn apply_gateway_event_in(
                 changes.current_period_end = *period_end;
                 changes.cancel_at_period_end = *cancel_at_period_end;
                 changes.gateway_item_ref = item_ref.clone().map(Some);
+                if sub.trial_ends_at.is_none() && !model::had_trial(conn, user).await? {
+                    changes.trial_ends_at = trial_end.map(Some);
+                }
                 // A price the gateway moved to: an upgrade takes effect now; a downgrade
                 // waits (pending) for the period's end.
                 if let Some(p) = plan
@@ -490,7 +499,11 @@ pub async fn apply_gateway_event_in(
                 } else {
                     applied.note = Some("period already granted");
                 }
-                if sub.current_period_start.is_none_or(|s| s <= *period_start) {
+                if !sub.is_live() {
+                    // Paid, so granted; but an ended subscription stays ended (its end may
+                    // simply have been delivered first).
+                    applied.note = Some("period paid on an ended subscription");
+                } else if sub.current_period_start.is_none_or(|s| s <= *period_start) {
                     changes.status = Some(SubscriptionStatus::Active);
                     changes.current_period_start = Some(Some(*period_start));
                     changes.current_period_end = Some(*period_end);

@@ -93,6 +93,7 @@ pub struct Changes {
     pub usage_count: Option<i32>,
     pub last_event_at: Option<Option<DateTime<Utc>>>,
     pub payment_id: Option<Option<Uuid>>,
+    pub trial_ends_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// Takes `user`'s subscription lock until the end of the transaction.
