@@ -20,7 +20,7 @@ use crate::{
     config::{Config, Environment},
     credits, db,
     error::{AppError, AppResult},
-    idempotency,
+    growth, idempotency,
 };
 
 /// The enabled gateways.
@@ -273,6 +273,7 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
                     let what = payment.gateway_data["package"].as_str().unwrap_or("credit package");
                     credits::service::grant_purchase_in(conn, payment.user_id, payment.id, credits, &format!("Purchase: {what}"))
                         .await?;
+                    growth::service::on_payment_in(conn, state, payment.user_id).await?;
                     None
                 } else {
                     let mismatch = json!({ "mismatch": { "amount_minor": event.amount_minor, "currency": event.currency } });
