@@ -419,7 +419,7 @@ pub async fn reward_violations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<
          UNION ALL \
          SELECT 'invite ' || i.id || ': use_count ' || i.use_count || ', ' || count(x.id) || ' redemptions, max_uses ' || i.max_uses \
          FROM invite_tokens i LEFT JOIN invite_redemptions x ON x.invite_id = i.id \
-         GROUP BY i.id HAVING i.use_count <> count(x.id) OR count(x.id) > i.max_uses \
+         GROUP BY i.token HAVING i.use_count <> count(x.id) OR count(x.id) > i.max_uses \
          UNION ALL \
          SELECT 'invite redemption ' || x.id || ': ' || x.credits || ' credits, ledger entry ' || coalesce(t.id::text, 'none') \
          FROM invite_redemptions x LEFT JOIN credit_transactions t ON t.id = x.transaction_id \
