@@ -52,6 +52,7 @@
 //! | `EASEL_PUBLIC_URL` | `http://<EASEL_BIND>` | the server's public base URL (checkout pages, webhooks) |
 //! | `EASEL_PAYMENT_GATEWAYS` | `sandbox` (development), none (production) | enabled gateways, comma-separated: `sandbox`, `stripe` (`none`: no gateway); production refuses `sandbox` unless `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` is set |
 //! | `EASEL_PAYMENT_EXPIRY_MINUTES` | `60` | how long a pending payment may be paid |
+//! | `EASEL_SUBSCRIPTION_GRACE_HOURS` | `72` | how long after its period's end a gateway subscription stays on waiting for the renewal's webhook before it ends |
 //! | `EASEL_SANDBOX_WEBHOOK_SECRET` | `easel-sandbox-secret` (development) | HMAC key of sandbox webhooks and checkout links; required in production when `sandbox` is enabled |
 //! | `EASEL_STRIPE_API_URL` | `https://api.stripe.com` | Stripe's API base URL |
 //! | `EASEL_STRIPE_SECRET_KEY` | unset | Stripe secret key (`sk_...`); required when `stripe` is enabled |
@@ -190,6 +191,7 @@ pub struct Config {
     pub public_url: String,
     pub payment_gateways: Vec<String>,
     pub payment_expiry: Duration,
+    pub subscription_grace: Duration,
     pub sandbox_webhook_secret: SecretString,
     pub stripe: Option<StripeConfig>,
     pub workers: usize,
@@ -435,6 +437,9 @@ impl Config {
                 .collect(),
             payment_expiry: Duration::from_secs(
                 60 * parse::<u64>(&get, "EASEL_PAYMENT_EXPIRY_MINUTES", "60")?,
+            ),
+            subscription_grace: Duration::from_secs(
+                3600 * parse::<u64>(&get, "EASEL_SUBSCRIPTION_GRACE_HOURS", "72")?.min(24 * 365),
             ),
             sandbox_webhook_secret: SecretString::from(
                 get("EASEL_SANDBOX_WEBHOOK_SECRET")

@@ -269,6 +269,13 @@ pub fn spawn_background(state: &AppState) -> Background {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e.log_line(), "expiring payments"),
             }
+            match crate::payments::service::end_overdue_subscriptions(&app).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(ended = n, "ended subscriptions whose time was up")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.log_line(), "ending subscriptions"),
+            }
         }
     });
     let tasks = vec![

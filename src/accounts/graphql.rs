@@ -138,6 +138,18 @@ impl User {
         crate::credits::account::account_of(ctx, self.0.id).await
     }
 
+    /// The live plan subscription (the user and admins only; null without one).
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::payments::subscriptions::graphql::PlanSubscription>>
+    {
+        if !(self.1 || ctx.viewer().is_self_or_admin(self.0.id)) {
+            return Ok(None);
+        }
+        crate::payments::subscriptions::graphql::of_user(ctx, self.0.id).await
+    }
+
     /// Phone number in E.164 (the user and admins only).
     async fn phone(&self, ctx: &Context<'_>) -> Option<&str> {
         self.private(ctx, self.0.phone.as_deref())

@@ -203,6 +203,19 @@ pub async fn verify_vendor_profile(conn: &mut AsyncPgConnection, user: Uuid) -> 
         .map(|n| n > 0)
 }
 
+/// Sets a user's subscription tier (what their live subscription gives).
+pub async fn set_tier(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tier: SubscriptionTier,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .filter(users::subscription_tier.ne(tier))
+        .set(users::subscription_tier.eq(tier))
+        .execute(conn)
+        .await
+}
+
 pub async fn set_account_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,

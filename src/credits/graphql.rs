@@ -9,9 +9,10 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::account::CreditAccount;
+pub use super::plans::PaymentPlan;
 use super::{
     TransactionKind,
-    model::{HistoryFilter, PackageChanges, PackageRow, PlanRow, PriceRow, TransactionRow},
+    model::{HistoryFilter, PackageChanges, PackageRow, PlanChanges, PriceRow, TransactionRow},
     service,
 };
 use crate::graphql::{parse_id, plan::Nodes};
@@ -216,69 +217,6 @@ impl CreditPackage {
     }
 }
 
-/// A subscription plan.
-pub struct PaymentPlan(pub PlanRow);
-
-/// A subscription plan and what it includes. The catalogue only, for now: plans cannot be
-/// bought yet, so no user's tier changes through one.
-#[Object]
-impl PaymentPlan {
-    /// Stable identifier.
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
-    }
-
-    /// Machine name, e.g. `pro_monthly`.
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-
-    /// Name to show, e.g. `Pro`.
-    async fn display_name(&self) -> &str {
-        &self.0.display_name
-    }
-
-    /// Longer text for the pricing page.
-    async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
-    }
-
-    /// The tier a subscriber gets.
-    async fn tier(&self) -> SubscriptionTier {
-        self.0.tier
-    }
-
-    /// Price per `interval` in minor units of `currency` (cents for USD).
-    async fn price_minor(&self) -> i64 {
-        self.0.price_minor
-    }
-
-    /// ISO 4217 currency code.
-    async fn currency(&self) -> &str {
-        &self.0.currency
-    }
-
-    /// `month` or `year`.
-    async fn interval(&self) -> &str {
-        &self.0.interval
-    }
-
-    /// Credits the plan includes each month.
-    async fn monthly_credits(&self) -> i64 {
-        self.0.monthly_credits
-    }
-
-    /// Generations the plan includes each month; null means unlimited.
-    async fn monthly_generation_limit(&self) -> Option<i32> {
-        self.0.monthly_generation_limit
-    }
-
-    /// Feature lines to show on the pricing page.
-    async fn features(&self) -> &[String] {
-        &self.0.features
-    }
-}
-
 /// An operation's price as the viewer would pay it.
 pub struct OperationPrice {
     row: PriceRow,
@@ -414,6 +352,47 @@ pub struct CreditPackageInput {
     badge_text: Option<String>,
 }
 
+/// Input of `upsertPaymentPlan`.
+#[derive(InputObject)]
+pub struct PaymentPlanInput {
+    /// The plan to change; omit to create one.
+    id: Option<ID>,
+    /// Machine name: lowercase letters, digits and underscores, unique (e.g. `pro_monthly`).
+    name: String,
+    /// Name to show, 1 to 100 characters.
+    display_name: String,
+    /// Longer text for the pricing page (at most 1000 characters).
+    description: Option<String>,
+    /// The tier subscribers get (a paid plan gives more than FREE).
+    tier: SubscriptionTier,
+    /// Price per `interval` in minor units, 0 to 1,000,000,000.
+    price_minor: i64,
+    /// ISO 4217 currency code.
+    currency: String,
+    /// `month` or `year`.
+    interval: String,
+    /// Credits granted each month of a paid period (0 to 1,000,000,000).
+    #[graphql(default = 0)]
+    monthly_credits: i64,
+    /// Generations allowed each month; null for no limit.
+    monthly_generation_limit: Option<i32>,
+    /// Feature lines for the pricing page (at most 20, each 1 to 100 characters).
+    #[graphql(default)]
+    features: Vec<String>,
+    /// Days of free trial a new subscriber gets (once per user), 0 to 365.
+    #[graphql(default = 0)]
+    trial_days: i32,
+    /// A vendor plan lifts the vendor's album quota.
+    #[graphql(default = false)]
+    is_vendor_plan: bool,
+    /// On sale (`false` archives it).
+    #[graphql(default = true)]
+    is_active: bool,
+    /// Position in `paymentPlans`.
+    #[graphql(default = 0)]
+    sort_order: i32,
+}
+
 /// Input of `setOperationPrice`.
 #[derive(InputObject)]
 pub struct OperationPriceInput {
@@ -519,9 +498,18 @@ impl CreditsQuery {
             .collect())
     }
 
-    /// Subscription plans.
-    async fn payment_plans(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PaymentPlan>> {
-        let rows = service::plans(ctx.state()?).await?;
+    /// Subscription plans on sale, in display order; admins may ask for archived ones too.
+    async fn payment_plans(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Admins only: include archived plans (for others this is ignored).",
+            default = false
+        )]
+        include_archived: bool,
+    ) -> async_graphql::Result<Vec<PaymentPlan>> {
+        let admin = include_archived && ctx.viewer().user().is_some_and(|u| u.role == Role::Admin);
+        let rows = service::plans(ctx.state()?, admin).await?;
         Ok(rows.into_iter().map(PaymentPlan).collect())
     }
 }
@@ -610,6 +598,60 @@ impl CreditsMutation {
         };
         Ok(CreditPackage(
             service::upsert_package(ctx.state()?, admin.id, id, &changes).await?,
+        ))
+    }
+
+    /// Admin: creates (without `id`) or changes a subscription plan. A new price applies to
+    /// new subscribers only: running subscriptions keep the price they agreed to. Tier,
+    /// monthly credits and limits apply to every subscriber at once. Bad input answers
+    /// `BAD_USER_INPUT` (with `extensions.field`) and changes nothing.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn upsert_payment_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
+        input: PaymentPlanInput,
+    ) -> async_graphql::Result<PaymentPlan> {
+        let admin = require_user(ctx)?;
+        let id = input
+            .id
+            .as_ref()
+            .map(|id| parse_id(id, "input.id"))
+            .transpose()?;
+        let changes = PlanChanges {
+            name: &input.name,
+            display_name: &input.display_name,
+            description: input.description.as_deref(),
+            tier: input.tier,
+            price_minor: input.price_minor,
+            currency: &input.currency,
+            interval: &input.interval,
+            monthly_credits: input.monthly_credits,
+            monthly_generation_limit: input.monthly_generation_limit,
+            features: input.features.clone(),
+            trial_days: input.trial_days,
+            is_vendor_plan: input.is_vendor_plan,
+            is_active: input.is_active,
+            sort_order: input.sort_order,
+        };
+        Ok(PaymentPlan(
+            service::upsert_plan(ctx.state()?, admin.id, id, &changes).await?,
+        ))
+    }
+
+    /// Admin: takes a plan off sale (`archived: true`) or back on. Subscribers keep an
+    /// archived plan until their subscription ends; nobody can start or switch to one.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn archive_payment_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The plan.")] id: ID,
+        #[graphql(desc = "`false` puts it back on sale.", default = true)] archived: bool,
+    ) -> async_graphql::Result<PaymentPlan> {
+        let admin = require_user(ctx)?;
+        let id = parse_id(&id, "id")?;
+        Ok(PaymentPlan(
+            service::set_plan_archived(ctx.state()?, admin.id, id, archived).await?,
         ))
     }
 

@@ -7,6 +7,7 @@ pub mod account;
 pub mod graphql;
 pub mod loaders;
 pub mod model;
+pub mod plans;
 pub mod service;
 
 use crate::db_enum;
@@ -37,5 +38,7 @@ db_enum! {
         Achievement => "achievement",
         /// A correction by an admin (with a reason).
         AdminAdjustment => "admin_adjustment",
+        /// A subscription plan's credits for a paid period (once per period).
+        SubscriptionGrant => "subscription_grant",
     }
 }

@@ -471,15 +471,89 @@ pub struct PlanRow {
     pub monthly_credits: i64,
     pub monthly_generation_limit: Option<i32>,
     pub features: Vec<String>,
+    pub trial_days: i32,
+    pub is_vendor_plan: bool,
+    pub is_active: bool,
+    pub sort_order: i32,
 }
 
-pub async fn plans(conn: &mut AsyncPgConnection) -> QueryResult<Vec<PlanRow>> {
-    payment_plans::table
-        .filter(payment_plans::is_active.eq(true))
+impl PlanRow {
+    /// Months in one billing period.
+    pub fn months(&self) -> u32 {
+        if self.interval == "year" { 12 } else { 1 }
+    }
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = payment_plans)]
+#[diesel(treat_none_as_null = true)]
+pub struct PlanChanges<'a> {
+    pub name: &'a str,
+    pub display_name: &'a str,
+    pub description: Option<&'a str>,
+    pub tier: crate::accounts::SubscriptionTier,
+    pub price_minor: i64,
+    pub currency: &'a str,
+    pub interval: &'a str,
+    pub monthly_credits: i64,
+    pub monthly_generation_limit: Option<i32>,
+    pub features: Vec<String>,
+    pub trial_days: i32,
+    pub is_vendor_plan: bool,
+    pub is_active: bool,
+    pub sort_order: i32,
+}
+
+/// The plans on sale (or every one, archived too), in display order.
+pub async fn plans(
+    conn: &mut AsyncPgConnection,
+    include_archived: bool,
+) -> QueryResult<Vec<PlanRow>> {
+    let mut q = payment_plans::table
         .order((payment_plans::sort_order.asc(), payment_plans::id.asc()))
         .select(PlanRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if !include_archived {
+        q = q.filter(payment_plans::is_active.eq(true));
+    }
+    q.load(conn).await
+}
+
+pub async fn plan(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PlanRow>> {
+    payment_plans::table
+        .find(id)
+        .select(PlanRow::as_select())
+        .first(conn)
         .await
+        .optional()
+}
+
+pub async fn upsert_plan(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &PlanChanges<'_>,
+) -> QueryResult<PlanRow> {
+    diesel::insert_into(payment_plans::table)
+        .values((payment_plans::id.eq(id), changes))
+        .on_conflict(payment_plans::id)
+        .do_update()
+        .set(changes)
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_plan_active(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    active: bool,
+) -> QueryResult<Option<PlanRow>> {
+    diesel::update(payment_plans::table.find(id))
+        .set(payment_plans::is_active.eq(active))
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -525,8 +599,9 @@ pub async fn upsert_price(conn: &mut AsyncPgConnection, row: &PriceRow) -> Query
 }
 
 /// Users whose stored balance disagrees with their ledger, or is negative; payments with the
-/// wrong number of purchase entries; referral and invite rewards paid other than once
-/// (`growth::model::reward_violations`). Should be none.
+/// wrong number of purchase entries; subscription periods without exactly their one grant;
+/// referral and invite rewards paid other than once (`growth::model::reward_violations`).
+/// Should be none.
 pub async fn ledger_violations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<String>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -541,8 +616,16 @@ pub async fn ledger_violations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<
          UNION ALL \
          SELECT 'payment ' || p.id || ' is ' || p.status || ' with ' || count(t.id) || ' purchase rows' \
          FROM payments p LEFT JOIN credit_transactions t ON t.payment_id = p.id AND t.kind = 'purchase' \
-         GROUP BY p.id, p.status \
-         HAVING (p.status = 'completed' AND count(t.id) <> 1) OR (p.status <> 'completed' AND p.status <> 'refunded' AND count(t.id) <> 0)",
+         GROUP BY p.id, p.status, p.package_id \
+         HAVING (p.package_id IS NOT NULL AND p.status = 'completed' AND count(t.id) <> 1) OR ((p.package_id IS NULL OR p.status <> 'completed') AND count(t.id) <> 0) \
+         UNION ALL \
+         SELECT 'period ' || p.subscription_id || '@' || p.period_start || ': ' || p.credits || ' credits, grant ' || coalesce(t.amount::text, 'missing') \
+         FROM subscription_periods p LEFT JOIN credit_transactions t ON t.id = p.transaction_id \
+         WHERE (p.credits > 0) <> (t.id IS NOT NULL) \
+            OR (t.id IS NOT NULL AND (t.amount <> p.credits OR t.user_id <> p.user_id OR t.kind <> 'subscription_grant')) \
+         UNION ALL \
+         SELECT 'grant ' || t.id || ' belongs to no paid period' FROM credit_transactions t \
+         WHERE t.kind = 'subscription_grant' AND NOT EXISTS (SELECT 1 FROM subscription_periods p WHERE p.transaction_id = t.id)",
     )
     .load(conn)
     .await?;

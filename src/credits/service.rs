@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{
     TransactionKind,
     model::{
-        self, AccountView, HistoryFilter, NewTransaction, PackageChanges, PackageRow, PlanRow,
-        PriceRow, TransactionRow,
+        self, AccountView, HistoryFilter, NewTransaction, PackageChanges, PackageRow, PlanChanges,
+        PlanRow, PriceRow, TransactionRow,
     },
 };
 use crate::{
@@ -538,6 +538,32 @@ pub async fn grant_purchase_in(
     written(conn, &t).await
 }
 
+/// Grants a subscription's credits for one paid period inside the caller's transaction (the
+/// caller records the period first: a period is granted once).
+pub async fn grant_subscription_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    credits: i64,
+    description: &str,
+) -> AppResult<TransactionRow> {
+    if credits <= 0 {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "a subscription grant must be positive, not {credits}"
+        )));
+    }
+    let balance = model::credit(conn, user, credits, true, 0)
+        .await?
+        .ok_or(AppError::NotFound("credit account"))?;
+    let t = entry(
+        user,
+        TransactionKind::SubscriptionGrant,
+        credits,
+        balance,
+        description,
+    );
+    written(conn, &t).await
+}
+
 /// An operation's price row, on the caller's connection (null when the operation is unknown).
 pub async fn price_in(
     conn: &mut AsyncPgConnection,
@@ -620,6 +646,152 @@ pub async fn upsert_package(
             "credit_package",
             row.id.to_string(),
             metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Admin: creates (`id` none) or changes a subscription plan, after checking every field. A
+/// price change applies to new subscribers only: running subscriptions keep the price they
+/// agreed to (stored on the subscription; Stripe prices are immutable and looked up by a key
+/// that includes the amount). Tier, monthly credits and limits apply to everyone on the plan.
+pub async fn upsert_plan(
+    state: &AppState,
+    admin: Uuid,
+    id: Option<Uuid>,
+    input: &PlanChanges<'_>,
+) -> AppResult<PlanRow> {
+    let name = input.name.trim();
+    let valid_name = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid_name {
+        return Err(AppError::bad_input(
+            "input.name",
+            "1 to 64 lowercase letters, digits or underscores, e.g. pro_monthly",
+        ));
+    }
+    let display_name = input.display_name.trim();
+    if display_name.is_empty()
+        || display_name.chars().count() > 100
+        || display_name.chars().any(char::is_control)
+    {
+        return Err(AppError::bad_input(
+            "input.displayName",
+            "1 to 100 characters, without control characters",
+        ));
+    }
+    let description = optional_text("input.description", input.description, 1000)?;
+    within("input.priceMinor", input.price_minor, 0..=MAX_PRICE_MINOR)?;
+    within(
+        "input.monthlyCredits",
+        input.monthly_credits,
+        0..=MAX_CREDITS,
+    )?;
+    within("input.trialDays", i64::from(input.trial_days), 0..=365)?;
+    if input
+        .monthly_generation_limit
+        .is_some_and(|l| !(0..=1_000_000).contains(&l))
+    {
+        return Err(AppError::bad_input(
+            "input.monthlyGenerationLimit",
+            "between 0 and 1000000, or null for none",
+        ));
+    }
+    if !matches!(input.interval, "month" | "year") {
+        return Err(AppError::bad_input("input.interval", "`month` or `year`"));
+    }
+    let currency = input.currency.trim().to_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(AppError::bad_input(
+            "input.currency",
+            "an ISO 4217 code such as USD",
+        ));
+    }
+    if input.features.len() > 20
+        || input.features.iter().any(|f| {
+            f.trim().is_empty() || f.chars().count() > 100 || f.chars().any(char::is_control)
+        })
+    {
+        return Err(AppError::bad_input(
+            "input.features",
+            "at most 20 lines of 1 to 100 characters",
+        ));
+    }
+    if input.tier == SubscriptionTier::Free && input.price_minor > 0 {
+        return Err(AppError::bad_input(
+            "input.tier",
+            "a paid plan gives a tier above FREE",
+        ));
+    }
+    let changes = PlanChanges {
+        name,
+        display_name,
+        description,
+        currency: &currency,
+        features: input
+            .features
+            .iter()
+            .map(|f| f.trim().to_string())
+            .collect(),
+        ..*input
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        if let Some(id) = id
+            && model::plan(conn, id).await?.is_none()
+        {
+            return Err(AppError::NotFound("plan"));
+        }
+        let row = model::upsert_plan(conn, id.unwrap_or_else(Uuid::now_v7), &changes).await?;
+        let metadata = json!({
+            "created": id.is_none(), "name": row.name, "tier": row.tier.as_str(),
+            "price_minor": row.price_minor, "currency": row.currency, "interval": row.interval,
+            "monthly_credits": row.monthly_credits, "trial_days": row.trial_days,
+            "is_vendor_plan": row.is_vendor_plan, "is_active": row.is_active,
+        });
+        audit_admin(
+            conn,
+            admin,
+            "plans.saved",
+            "payment_plan",
+            row.id.to_string(),
+            metadata,
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Admin: takes a plan off sale (or back on). Running subscriptions keep it until they end;
+/// nobody can start or switch to an archived plan.
+pub async fn set_plan_archived(
+    state: &AppState,
+    admin: Uuid,
+    id: Uuid,
+    archived: bool,
+) -> AppResult<PlanRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        let row = model::set_plan_active(conn, id, !archived)
+            .await?
+            .ok_or(AppError::NotFound("plan"))?;
+        let action = if archived {
+            "plans.archived"
+        } else {
+            "plans.restored"
+        };
+        audit_admin(
+            conn,
+            admin,
+            action,
+            "payment_plan",
+            row.id.to_string(),
+            json!({ "name": row.name }),
         )
         .await?;
         Ok(row)
@@ -764,10 +936,21 @@ pub async fn prices(state: &AppState) -> AppResult<Vec<PriceRow>> {
     Ok(model::prices(&mut conn).await?)
 }
 
-/// The active subscription plans.
-pub async fn plans(state: &AppState) -> AppResult<Vec<PlanRow>> {
+/// The subscription plans on sale, or every one with the archived (for admins).
+pub async fn plans(state: &AppState, include_archived: bool) -> AppResult<Vec<PlanRow>> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(model::plans(&mut conn).await?)
+    Ok(model::plans(&mut conn, include_archived).await?)
+}
+
+/// A plan (archived too).
+pub async fn plan(state: &AppState, id: Uuid) -> AppResult<Option<PlanRow>> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(model::plan(&mut conn, id).await?)
+}
+
+/// A plan (archived too), on the caller's connection.
+pub async fn plan_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<PlanRow>> {
+    Ok(model::plan(conn, id).await?)
 }
 
 /// Whether `tier` may use an operation gated at `minimum`.

@@ -416,6 +416,8 @@ diesel::table! {
         sort_order -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        trial_days -> Int4,
+        is_vendor_plan -> Bool,
     }
 }
 
@@ -494,6 +496,33 @@ diesel::table! {
         cancelled_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        source -> Text,
+        current_period_start -> Nullable<Timestamptz>,
+        cancel_at_period_end -> Bool,
+        pending_plan_id -> Nullable<Uuid>,
+        price_minor -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        billing_interval -> Nullable<Text>,
+        trial_ends_at -> Nullable<Timestamptz>,
+        payment_id -> Nullable<Uuid>,
+        gateway_item_ref -> Nullable<Text>,
+        usage_window_start -> Nullable<Timestamptz>,
+        usage_count -> Int4,
+        last_event_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    subscription_periods (subscription_id, period_start) {
+        subscription_id -> Uuid,
+        period_start -> Timestamptz,
+        period_end -> Timestamptz,
+        user_id -> Uuid,
+        plan_id -> Uuid,
+        credits -> Int8,
+        transaction_id -> Nullable<Uuid>,
+        invoice_ref -> Nullable<Text>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -587,6 +616,7 @@ diesel::joinable!(payments -> payment_plans (plan_id));
 diesel::joinable!(payments -> users (user_id));
 diesel::joinable!(referrals -> payment_plans (plan_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(subscription_periods -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> payment_plans (plan_id));
 diesel::joinable!(subscriptions -> users (user_id));
 diesel::joinable!(vendor_profiles -> users (user_id));
@@ -623,6 +653,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     referrals,
     sessions,
+    subscription_periods,
     subscriptions,
     tier_allowances,
     users,

@@ -17,7 +17,7 @@ use crate::{
     credits::{self, service::Charge},
     db::{self, Fragment},
     error::{AppError, AppResult},
-    gallery, idempotency, ratelimit,
+    gallery, idempotency, payments, ratelimit,
 };
 
 /// Validated generation parameters.
@@ -215,6 +215,7 @@ pub async fn generate(
                 )
                 .await?;
             }
+            payments::subscriptions::count_generation_in(conn, viewer.id).await?;
             let job = model::insert(
                 conn,
                 &NewJob {

@@ -12,7 +12,12 @@ use serde_json::Value;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::Gateway;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Gateway, SubscriptionStatus,
+    subscriptions::{GatewayChange, GatewayEvent},
+};
 use crate::config::StripeConfig;
 
 /// How old a signed webhook may be.
@@ -26,6 +31,39 @@ pub struct CheckoutRequest<'a> {
     pub description: &'a str,
     /// Where the buyer's browser returns to (the app's page).
     pub return_url: &'a str,
+}
+
+/// A plan's price as a gateway sells it.
+#[derive(Clone, Copy)]
+pub struct PlanPrice<'a> {
+    pub plan_id: Uuid,
+    pub name: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    /// `month` or `year`.
+    pub interval: &'a str,
+}
+
+/// What a subscription checkout is created for.
+pub struct SubscriptionCheckoutRequest<'a> {
+    pub payment_id: Uuid,
+    pub user_id: Uuid,
+    pub price: PlanPrice<'a>,
+    /// Days free before the first charge (0: none).
+    pub trial_days: i32,
+    pub return_url: &'a str,
+}
+
+/// A change of a running subscription at its gateway.
+pub enum SubscriptionUpdate<'a> {
+    /// End at the period's end (true) or keep renewing (false).
+    CancelAtPeriodEnd(bool),
+    /// Move to another price: prorated now (an upgrade) or from the next period on.
+    ChangePrice {
+        item_ref: Option<&'a str>,
+        price: PlanPrice<'a>,
+        prorate: bool,
+    },
 }
 
 /// A created checkout.
@@ -55,6 +93,10 @@ pub struct WebhookEvent {
     pub gateway_ref: Option<String>,
     pub amount_minor: Option<i64>,
     pub currency: Option<String>,
+    /// The gateway's subscription a completed subscription checkout started.
+    pub subscription_ref: Option<String>,
+    /// What the event says about a subscription.
+    pub subscription: Option<GatewayEvent>,
     pub payload: Value,
 }
 
@@ -66,8 +108,28 @@ pub trait PaymentGateway: Send + Sync + 'static {
         &'a self,
         req: CheckoutRequest<'a>,
     ) -> BoxFuture<'a, Result<Checkout, String>>;
+    /// Creates the checkout that starts a subscription.
+    fn create_subscription_checkout<'a>(
+        &'a self,
+        req: SubscriptionCheckoutRequest<'a>,
+    ) -> BoxFuture<'a, Result<Checkout, String>>;
+    /// Changes a running subscription at the gateway (its events follow).
+    fn update_subscription<'a>(
+        &'a self,
+        gateway_ref: &'a str,
+        update: SubscriptionUpdate<'a>,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// Verifies a webhook on its raw body and reads it.
     fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, String>;
+}
+
+/// A timestamp from unix seconds.
+fn unix(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_i64().and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
+fn uuid_at(v: &Value) -> Option<Uuid> {
+    v.as_str().and_then(|s| Uuid::parse_str(s).ok())
 }
 
 /// Signs `body` at time `t` (what a gateway sends; the sandbox page uses it).
@@ -188,6 +250,13 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// "paymentId": "<Payment.id>", "amountMinor": <int>, "currency": "<code>"}` and the header
 /// `Easel-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` keyed with
 /// `EASEL_SANDBOX_WEBHOOK_SECRET`.
+///
+/// Subscriptions: a plan's checkout is approved like a package's (`payment.succeeded`); the
+/// sandbox names the subscription `sbx_sub_<payment id without dashes>`. Renewals and
+/// failures, which a real gateway sends on its own schedule, are sent when an admin asks
+/// (`sandboxAdvanceSubscription`): `{"id", "type": "subscription.renewed", "subscriptionRef",
+/// "periodStart", "periodEnd" (RFC 3339), "created" (unix seconds)}`,
+/// `"subscription.payment_failed"` and `"subscription.ended"` (with `subscriptionRef`).
 pub struct Sandbox {
     pub public_url: String,
     pub secret: SecretString,
@@ -214,6 +283,28 @@ impl PaymentGateway for Sandbox {
                 gateway_ref: None,
             })
         })
+    }
+
+    fn create_subscription_checkout<'a>(
+        &'a self,
+        req: SubscriptionCheckoutRequest<'a>,
+    ) -> BoxFuture<'a, Result<Checkout, String>> {
+        self.create_checkout(CheckoutRequest {
+            payment_id: req.payment_id,
+            amount_minor: req.price.amount_minor,
+            currency: req.price.currency,
+            description: req.price.name,
+            return_url: req.return_url,
+        })
+    }
+
+    /// The sandbox keeps no state of its own: Easel's record is the subscription.
+    fn update_subscription<'a>(
+        &'a self,
+        _gateway_ref: &'a str,
+        _update: SubscriptionUpdate<'a>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, String> {
@@ -243,6 +334,38 @@ impl PaymentGateway for Sandbox {
         if outcome != Outcome::Ignored && payment_id.is_none() {
             return Err("missing or invalid `paymentId`".into());
         }
+        let time = |key: &str| {
+            payload[key]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let change = match payload["type"].as_str() {
+            Some("subscription.renewed") => Some(GatewayChange::PeriodPaid {
+                period_start: time("periodStart").ok_or("missing or invalid `periodStart`")?,
+                period_end: time("periodEnd").ok_or("missing or invalid `periodEnd`")?,
+                invoice_ref: None,
+                proration: false,
+            }),
+            Some("subscription.payment_failed") => Some(GatewayChange::PaymentFailed),
+            Some("subscription.ended") => Some(GatewayChange::Ended),
+            _ => None,
+        };
+        let subscription = match change {
+            Some(change) => Some(GatewayEvent {
+                gateway_ref: payload["subscriptionRef"]
+                    .as_str()
+                    .filter(|r| !r.is_empty() && r.len() <= 255)
+                    .ok_or("missing `subscriptionRef`")?
+                    .to_string(),
+                change,
+                user: None,
+                plan: None,
+                payment: None,
+                created: unix(&payload["created"]),
+            }),
+            None => None,
+        };
         Ok(WebhookEvent {
             event_id,
             outcome,
@@ -250,6 +373,8 @@ impl PaymentGateway for Sandbox {
             gateway_ref: None,
             amount_minor: payload["amountMinor"].as_i64(),
             currency: payload["currency"].as_str().map(str::to_string),
+            subscription_ref: None,
+            subscription,
             payload,
         })
     }
@@ -275,6 +400,204 @@ impl Stripe {
             .expect("HTTP client");
         Stripe { client, config }
     }
+
+    /// Calls Stripe's API (form-encoded, the secret key as bearer) and reads its JSON answer;
+    /// an error status is reported with Stripe's message.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, String)],
+        idempotency_key: Option<String>,
+    ) -> Result<Value, String> {
+        let url = format!("{}{path}", self.config.api_url);
+        let mut req = self
+            .client
+            .request(method.clone(), url)
+            .bearer_auth(self.config.secret_key.expose_secret());
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req = if method == reqwest::Method::GET {
+            req.query(form)
+        } else {
+            req.form(form)
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("Stripe unreachable: {e}"))?;
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("Stripe answered {status} without JSON: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "Stripe answered {status}: {}",
+                body["error"]["message"].as_str().unwrap_or("no message")
+            ));
+        }
+        Ok(body)
+    }
+
+    /// The Stripe Price of a plan's price: looked up by its lookup key (which names the plan,
+    /// amount, currency and interval, so a changed plan price is a new Price and running
+    /// subscriptions keep theirs), created the first time.
+    async fn price_id(&self, price: PlanPrice<'_>) -> Result<String, String> {
+        let key = price_lookup_key(price);
+        let found = self
+            .call(
+                reqwest::Method::GET,
+                "/v1/prices",
+                &[
+                    ("lookup_keys[]", key.clone()),
+                    ("active", "true".into()),
+                    ("limit", "1".into()),
+                ],
+                None,
+            )
+            .await?;
+        if let Some(id) = found["data"][0]["id"].as_str() {
+            return Ok(id.to_string());
+        }
+        let created = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/prices",
+                &[
+                    ("currency", price.currency.to_lowercase()),
+                    ("unit_amount", price.amount_minor.to_string()),
+                    ("recurring[interval]", price.interval.to_string()),
+                    ("product_data[name]", price.name.to_string()),
+                    ("lookup_key", key.clone()),
+                    ("metadata[easel_plan]", price.plan_id.to_string()),
+                ],
+                Some(format!("easel-{key}")),
+            )
+            .await?;
+        created["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "Stripe's price has no id".into())
+    }
+}
+
+/// The checkout a created Checkout Session is.
+fn session_checkout(session: &Value) -> Result<Checkout, String> {
+    Ok(Checkout {
+        checkout_url: session["url"]
+            .as_str()
+            .ok_or("Stripe's session has no url")?
+            .to_string(),
+        gateway_ref: Some(
+            session["id"]
+                .as_str()
+                .ok_or("Stripe's session has no id")?
+                .to_string(),
+        ),
+    })
+}
+
+/// The lookup key of a plan's price at Stripe.
+pub fn price_lookup_key(price: PlanPrice<'_>) -> String {
+    format!(
+        "easel_plan_{}_{}_{}_{}",
+        price.plan_id.simple(),
+        price.amount_minor,
+        price.currency.to_lowercase(),
+        price.interval
+    )
+}
+
+/// The plan a Stripe Price belongs to, from its lookup key (or its metadata).
+fn plan_of_price(price: &Value) -> Option<Uuid> {
+    price["lookup_key"]
+        .as_str()
+        .and_then(|k| k.strip_prefix("easel_plan_"))
+        .and_then(|rest| rest.get(..32))
+        .and_then(|hex| Uuid::parse_str(hex).ok())
+        .or_else(|| uuid_at(&price["metadata"]["easel_plan"]))
+}
+
+/// Stripe's subscription statuses; `incomplete` and `paused` change nothing here.
+fn stripe_status(status: &str) -> Option<SubscriptionStatus> {
+    match status {
+        "trialing" => Some(SubscriptionStatus::Trial),
+        "active" => Some(SubscriptionStatus::Active),
+        "past_due" | "unpaid" => Some(SubscriptionStatus::PastDue),
+        "canceled" | "incomplete_expired" => Some(SubscriptionStatus::Expired),
+        _ => None,
+    }
+}
+
+/// Reads a Stripe event about a subscription or its invoices.
+fn stripe_subscription_event(
+    kind: &str,
+    object: &Value,
+    created: Option<DateTime<Utc>>,
+) -> Option<GatewayEvent> {
+    let (gateway_ref, metadata, change) = match kind {
+        "customer.subscription.created" | "customer.subscription.updated" => {
+            let item = &object["items"]["data"][0];
+            // Newer API versions keep the period on the item.
+            let period = |key: &str| unix(&object[key]).or_else(|| unix(&item[key]));
+            (
+                object["id"].as_str()?,
+                &object["metadata"],
+                GatewayChange::Updated {
+                    status: object["status"].as_str().and_then(stripe_status),
+                    period_start: period("current_period_start"),
+                    period_end: period("current_period_end"),
+                    cancel_at_period_end: object["cancel_at_period_end"].as_bool(),
+                    plan: plan_of_price(&item["price"]),
+                    item_ref: item["id"].as_str().map(str::to_string),
+                },
+            )
+        }
+        "customer.subscription.deleted" => (
+            object["id"].as_str()?,
+            &object["metadata"],
+            GatewayChange::Ended,
+        ),
+        "invoice.paid" | "invoice.payment_failed" => {
+            // Older API versions: `subscription` and `subscription_details`; newer ones:
+            // `parent.subscription_details`.
+            let details = if object["parent"]["subscription_details"].is_object() {
+                &object["parent"]["subscription_details"]
+            } else {
+                &object["subscription_details"]
+            };
+            let sub = object["subscription"]
+                .as_str()
+                .or_else(|| details["subscription"].as_str())?;
+            let change = if kind == "invoice.paid" {
+                let period = &object["lines"]["data"][0]["period"];
+                GatewayChange::PeriodPaid {
+                    period_start: unix(&period["start"])?,
+                    period_end: unix(&period["end"])?,
+                    invoice_ref: object["id"].as_str().map(str::to_string),
+                    proration: object["billing_reason"] == "subscription_update",
+                }
+            } else {
+                GatewayChange::PaymentFailed
+            };
+            (sub, &details["metadata"], change)
+        }
+        _ => return None,
+    };
+    let plan = match &change {
+        GatewayChange::Updated { plan, .. } => plan.or_else(|| uuid_at(&metadata["easel_plan"])),
+        _ => uuid_at(&metadata["easel_plan"]),
+    };
+    Some(GatewayEvent {
+        gateway_ref: gateway_ref.to_string(),
+        change,
+        user: uuid_at(&metadata["easel_user"]),
+        plan,
+        payment: uuid_at(&metadata["easel_payment"]),
+        created,
+    })
 }
 
 impl PaymentGateway for Stripe {
@@ -316,38 +639,113 @@ impl PaymentGateway for Stripe {
                     req.description.to_string(),
                 ),
             ];
-            let resp = self
-                .client
-                .post(format!("{}/v1/checkout/sessions", self.config.api_url))
-                .bearer_auth(self.config.secret_key.expose_secret())
-                .header("Idempotency-Key", format!("easel-checkout-{id}"))
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| format!("Stripe unreachable: {e}"))?;
-            let status = resp.status();
-            let body: Value = resp
-                .json()
-                .await
-                .map_err(|e| format!("Stripe answered {status} without JSON: {e}"))?;
-            if !status.is_success() {
-                return Err(format!(
-                    "Stripe answered {status}: {}",
-                    body["error"]["message"].as_str().unwrap_or("no message")
+            let body = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/checkout/sessions",
+                    &form,
+                    Some(format!("easel-checkout-{id}")),
+                )
+                .await?;
+            session_checkout(&body)
+        })
+    }
+
+    /// `mode=subscription` with the plan's Price; the subscription carries Easel's user, plan
+    /// and payment in its metadata (so its events can be matched in any order).
+    fn create_subscription_checkout<'a>(
+        &'a self,
+        req: SubscriptionCheckoutRequest<'a>,
+    ) -> BoxFuture<'a, Result<Checkout, String>> {
+        Box::pin(async move {
+            let price = self.price_id(req.price).await?;
+            let id = req.payment_id.to_string();
+            let sep = if req.return_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            let mut form = vec![
+                ("mode", "subscription".to_string()),
+                (
+                    "success_url",
+                    format!("{}{sep}payment={id}&status=success", req.return_url),
+                ),
+                (
+                    "cancel_url",
+                    format!("{}{sep}payment={id}&status=cancelled", req.return_url),
+                ),
+                ("client_reference_id", id.clone()),
+                ("metadata[payment_id]", id.clone()),
+                ("line_items[0][price]", price),
+                ("line_items[0][quantity]", "1".into()),
+                (
+                    "subscription_data[metadata][easel_user]",
+                    req.user_id.to_string(),
+                ),
+                (
+                    "subscription_data[metadata][easel_plan]",
+                    req.price.plan_id.to_string(),
+                ),
+                ("subscription_data[metadata][easel_payment]", id.clone()),
+            ];
+            if req.trial_days > 0 {
+                form.push((
+                    "subscription_data[trial_period_days]",
+                    req.trial_days.to_string(),
                 ));
             }
-            let url = body["url"]
-                .as_str()
-                .ok_or("Stripe's session has no url")?
-                .to_string();
-            let session = body["id"]
-                .as_str()
-                .ok_or("Stripe's session has no id")?
-                .to_string();
-            Ok(Checkout {
-                checkout_url: url,
-                gateway_ref: Some(session),
-            })
+            let body = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/checkout/sessions",
+                    &form,
+                    Some(format!("easel-checkout-{id}")),
+                )
+                .await?;
+            session_checkout(&body)
+        })
+    }
+
+    /// `POST /v1/subscriptions/<id>`: `cancel_at_period_end`, or the item's new price with
+    /// `proration_behavior=always_invoice` (an upgrade, charged now) or `none` (a downgrade:
+    /// the next period is billed at the new price).
+    fn update_subscription<'a>(
+        &'a self,
+        gateway_ref: &'a str,
+        update: SubscriptionUpdate<'a>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let form = match update {
+                SubscriptionUpdate::CancelAtPeriodEnd(cancel) => {
+                    vec![("cancel_at_period_end", cancel.to_string())]
+                }
+                SubscriptionUpdate::ChangePrice {
+                    item_ref,
+                    price,
+                    prorate,
+                } => {
+                    let item = item_ref
+                        .ok_or("the subscription's item is not known yet; retry shortly")?;
+                    vec![
+                        ("items[0][id]", item.to_string()),
+                        ("items[0][price]", self.price_id(price).await?),
+                        (
+                            "proration_behavior",
+                            if prorate { "always_invoice" } else { "none" }.to_string(),
+                        ),
+                        ("metadata[easel_plan]", price.plan_id.to_string()),
+                    ]
+                }
+            };
+            self.call(
+                reqwest::Method::POST,
+                &format!("/v1/subscriptions/{gateway_ref}"),
+                &form,
+                None,
+            )
+            .await
+            .map(drop)
         })
     }
 
@@ -364,8 +762,16 @@ impl PaymentGateway for Stripe {
         let payload = webhook_json(body)?;
         let event_id = payload["id"].as_str().ok_or("missing `id`")?.to_string();
         let object = &payload["data"]["object"];
+        let kind = payload["type"].as_str().unwrap_or_default();
         let outcome = match payload["type"].as_str() {
             Some("checkout.session.completed") if object["payment_status"] == "paid" => {
+                Outcome::Succeeded
+            }
+            // A subscription that starts with a trial: nothing is charged yet.
+            Some("checkout.session.completed")
+                if object["mode"] == "subscription"
+                    && object["payment_status"] == "no_payment_required" =>
+            {
                 Outcome::Succeeded
             }
             Some("checkout.session.async_payment_succeeded") => Outcome::Succeeded,
@@ -376,14 +782,23 @@ impl PaymentGateway for Stripe {
         let payment_id = object["metadata"]["payment_id"]
             .as_str()
             .or_else(|| object["client_reference_id"].as_str())
-            .and_then(|s| Uuid::parse_str(s).ok());
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .filter(|_| kind.starts_with("checkout.session."));
         Ok(WebhookEvent {
             event_id,
             outcome,
             payment_id,
-            gateway_ref: object["id"].as_str().map(str::to_string),
+            gateway_ref: object["id"]
+                .as_str()
+                .filter(|_| kind.starts_with("checkout.session."))
+                .map(str::to_string),
             amount_minor: object["amount_total"].as_i64(),
             currency: object["currency"].as_str().map(str::to_string),
+            subscription_ref: object["subscription"]
+                .as_str()
+                .filter(|_| kind.starts_with("checkout.session."))
+                .map(str::to_string),
+            subscription: stripe_subscription_event(kind, object, unix(&payload["created"])),
             payload,
         })
     }

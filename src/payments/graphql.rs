@@ -4,10 +4,18 @@ use async_graphql::{Context, ID, InputObject, Object, connection::Connection};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Gateway, PaymentStatus, model::PaymentRow, service};
+use super::{
+    Gateway, PaymentStatus,
+    model::PaymentRow,
+    service::{self, SandboxRenewal},
+    subscriptions::{Request, graphql::PlanSubscription},
+};
 use crate::graphql::parse_id;
 use crate::{
-    accounts::guards::{Authenticated, require_user},
+    accounts::{
+        Role,
+        guards::{Authenticated, HasRole, require_user},
+    },
     graphql::{
         ContextExt,
         pagination::{Page, connection},
@@ -67,6 +75,12 @@ impl Payment {
         self.0.package_id.map(|id| ID(id.to_string()))
     }
 
+    /// The plan subscribed to (`subscribeToPlan`); the subscription starts when the payment
+    /// completes (see `me { subscription }`).
+    async fn plan_id(&self) -> Option<ID> {
+        self.0.plan_id.map(|id| ID(id.to_string()))
+    }
+
     /// When `purchaseCredits` created it.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
@@ -95,6 +109,31 @@ pub struct PurchaseCreditsInput {
     return_url: Option<String>,
     /// Retrying with the same key returns the same payment.
     idempotency_key: Option<String>,
+}
+
+/// Input of `subscribeToPlan`.
+#[derive(InputObject)]
+pub struct SubscribeToPlanInput {
+    /// A paid plan on sale, from `paymentPlans`.
+    plan_id: ID,
+    /// Where to pay; `SANDBOX` only where the server enables it.
+    gateway: Gateway,
+    /// The app page the gateway sends the buyer back to (`?payment=<id>&status=...` is added).
+    /// Required except with `SANDBOX`.
+    return_url: Option<String>,
+    /// Retrying with the same key returns the same payment.
+    idempotency_key: Option<String>,
+}
+
+/// Input of `giftSubscription`.
+#[derive(InputObject)]
+pub struct GiftSubscriptionInput {
+    /// Who gets the plan.
+    user_id: ID,
+    /// A paid plan on sale.
+    plan_id: ID,
+    /// How many days, 1 to 3650 (added to a given plan the user already has).
+    days: i32,
 }
 
 /// Payment queries.
@@ -168,5 +207,105 @@ impl PaymentsMutation {
         )
         .await?;
         Ok(Payment(payment))
+    }
+
+    /// Starts a subscription to a plan: a pending payment with the gateway's `checkoutUrl`
+    /// (like `purchaseCredits`). The amount is the plan's price, or 0 when the plan has
+    /// `trialDays` and the viewer never had a trial (the trial then starts at the checkout).
+    /// When the gateway reports the checkout paid, `me { subscription }` is live and
+    /// `subscriptionTier` is the plan's. `CONFLICT` when the viewer already pays for a plan
+    /// (use `changeSubscriptionPlan`); `BAD_USER_INPUT` for an unknown, archived or free plan.
+    #[graphql(guard = "Authenticated")]
+    async fn subscribe_to_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
+        input: SubscribeToPlanInput,
+    ) -> async_graphql::Result<Payment> {
+        let viewer = require_user(ctx)?;
+        let plan = parse_id(&input.plan_id, "input.planId")?;
+        let payment = service::subscribe(
+            ctx.state()?,
+            viewer.id,
+            plan,
+            input.gateway,
+            input.return_url.as_deref(),
+            input.idempotency_key.as_deref(),
+        )
+        .await?;
+        Ok(Payment(payment))
+    }
+
+    /// Ends the viewer's paid subscription at the end of the current period (no refund; the
+    /// plan stays on until then). `NOT_FOUND` without a live subscription, `CONFLICT` when
+    /// it is already set to end.
+    #[graphql(guard = "Authenticated")]
+    async fn cancel_subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let viewer = require_user(ctx)?;
+        let row = service::change_subscription(ctx.state()?, viewer.id, Request::Cancel).await?;
+        Ok(PlanSubscription(row))
+    }
+
+    /// Undoes `cancelSubscription` before the period ends: the subscription renews again.
+    #[graphql(guard = "Authenticated")]
+    async fn resume_subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let viewer = require_user(ctx)?;
+        let row = service::change_subscription(ctx.state()?, viewer.id, Request::Resume).await?;
+        Ok(PlanSubscription(row))
+    }
+
+    /// Moves the viewer's paid subscription to another plan in the same currency. A dearer
+    /// plan (per month) applies now: tier at once, the difference charged prorated by the
+    /// gateway. A cheaper one waits for the period's end (`pendingPlan`), the tier with it.
+    /// Choosing the current plan again drops a pending downgrade.
+    #[graphql(guard = "Authenticated")]
+    async fn change_subscription_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A plan on sale, from `paymentPlans`.")] plan_id: ID,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let viewer = require_user(ctx)?;
+        let plan = parse_id(&plan_id, "input.planId")?;
+        let row = service::change_subscription(ctx.state()?, viewer.id, Request::ChangePlan(plan))
+            .await?;
+        Ok(PlanSubscription(row))
+    }
+
+    /// Admin: gives a user days of a plan without payment (audit-logged). Extends a given
+    /// plan the user already has; `CONFLICT` when the user pays for a plan.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn gift_subscription(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
+        input: GiftSubscriptionInput,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let admin = require_user(ctx)?;
+        let user = parse_id(&input.user_id, "input.userId")?;
+        let plan = parse_id(&input.plan_id, "input.planId")?;
+        let row =
+            service::gift_subscription(ctx.state()?, admin.id, user, plan, input.days).await?;
+        Ok(PlanSubscription(row))
+    }
+
+    /// Admin, sandbox gateway only: does to a sandbox subscription what a real gateway does
+    /// on its own schedule, through the same signed webhook: renew it (a new paid period and
+    /// its credits), fail the renewal charge, or end it. For testing apps end to end.
+    #[graphql(guard = "HasRole(Role::Admin)")]
+    async fn sandbox_advance_subscription(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The subscription (`PlanSubscription.id`).")] id: ID,
+        #[graphql(desc = "What happens at the gateway.")] outcome: SandboxRenewal,
+    ) -> async_graphql::Result<PlanSubscription> {
+        let id = parse_id(&id, "id")?;
+        let row = service::sandbox_advance(ctx.state()?, id, outcome).await?;
+        Ok(PlanSubscription(row))
     }
 }

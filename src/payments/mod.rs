@@ -37,3 +37,19 @@ db_enum! {
         Expired => "expired",
     }
 }
+
+db_enum! {
+    /// Where a subscription stands.
+    pub enum SubscriptionStatus {
+        /// A free trial: the plan's tier, no monthly credits, no charge yet.
+        Trial => "trial",
+        /// Paid (or gifted) for the current period.
+        Active => "active",
+        /// The gateway could not take a renewal and is retrying; the plan stays on meanwhile.
+        PastDue => "past_due",
+        /// Ended early (replaced by a paid plan, or cancelled at the gateway).
+        Cancelled => "cancelled",
+        /// Ended: its period ran out without a renewal.
+        Expired => "expired",
+    }
+}

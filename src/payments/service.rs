@@ -12,13 +12,18 @@ use uuid::Uuid;
 pub use super::model::{PaymentRow, payment_json};
 use super::{
     Gateway, PaymentStatus,
-    gateways::{self, CheckoutRequest, Outcome, PaymentGateway, Sandbox, Stripe, WebhookEvent},
+    gateways::{
+        self, CheckoutRequest, Outcome, PaymentGateway, PlanPrice, Sandbox, Stripe,
+        SubscriptionCheckoutRequest, SubscriptionUpdate, WebhookEvent,
+    },
     model::{self, NewPayment},
+    subscriptions::{self, Request, SubscriptionRow},
 };
 use crate::{
     AppState,
     config::{Config, Environment},
-    credits, db,
+    credits::{self, model::PlanRow},
+    db,
     error::{AppError, AppResult},
     growth, idempotency,
 };
@@ -74,6 +79,36 @@ pub async fn purchase(
     key: Option<&str>,
 ) -> AppResult<PaymentRow> {
     let key = idempotency::validate_key(key)?;
+    let (gw, return_url) = checkout_target(state, gateway, return_url)?;
+    let fingerprint = idempotency::fingerprint(&json!({
+        "purchase": { "package": package_id, "gateway": gateway.as_str(), "returnUrl": return_url }
+    }));
+    let mut conn = db::conn(&state.pool).await?;
+    let purchase = NewPurchase {
+        user,
+        package_id,
+        gateway,
+        gw,
+        return_url: &return_url,
+        key,
+        fingerprint: &fingerprint,
+    };
+    idempotency::run(
+        &mut conn,
+        key,
+        &fingerprint,
+        async move |conn: &mut AsyncPgConnection, key: &str| model::by_key(conn, user, key).await,
+        async |conn| start_purchase(state, conn, &purchase).await,
+    )
+    .await
+}
+
+/// The enabled gateway and the checked return URL of a checkout.
+fn checkout_target<'s>(
+    state: &'s AppState,
+    gateway: Gateway,
+    return_url: Option<&str>,
+) -> AppResult<(&'s dyn PaymentGateway, String)> {
     let gw = state.gateways.get(gateway).ok_or_else(|| {
         AppError::bad_input(
             "input.gateway",
@@ -105,27 +140,7 @@ pub async fn purchase(
             ));
         }
     };
-    let fingerprint = idempotency::fingerprint(&json!({
-        "purchase": { "package": package_id, "gateway": gateway.as_str(), "returnUrl": return_url }
-    }));
-    let mut conn = db::conn(&state.pool).await?;
-    let purchase = NewPurchase {
-        user,
-        package_id,
-        gateway,
-        gw,
-        return_url: &return_url,
-        key,
-        fingerprint: &fingerprint,
-    };
-    idempotency::run(
-        &mut conn,
-        key,
-        &fingerprint,
-        async move |conn: &mut AsyncPgConnection, key: &str| model::by_key(conn, user, key).await,
-        async |conn| start_purchase(state, conn, &purchase).await,
-    )
-    .await
+    Ok((gw, return_url))
 }
 
 /// A purchase whose input was checked.
@@ -165,6 +180,7 @@ async fn start_purchase(
             id: Uuid::now_v7(),
             user_id: p.user,
             package_id: Some(package.id),
+            plan_id: None,
             gateway: p.gateway,
             amount_minor: package.price_minor,
             currency: &package.currency,
@@ -186,6 +202,16 @@ async fn start_purchase(
             return_url: p.return_url,
         })
         .await;
+    finish_checkout(conn, &payment, checkout).await
+}
+
+/// Stores the gateway's checkout on its pending payment, or fails the payment when the
+/// gateway could not make one (`INTERNAL`; a retry with a new key tries again).
+async fn finish_checkout(
+    conn: &mut AsyncPgConnection,
+    payment: &PaymentRow,
+    checkout: Result<gateways::Checkout, String>,
+) -> AppResult<PaymentRow> {
     match checkout {
         Ok(c) => {
             Ok(
@@ -204,9 +230,107 @@ async fn start_purchase(
             .await?;
             Err(AppError::internal(anyhow::anyhow!(
                 "creating a {} checkout: {e}",
-                p.gateway.as_str()
+                payment.gateway.as_str()
             )))
         }
+    }
+}
+
+/// Starts a subscription to a plan: a pending payment of the first period's price (0 when
+/// the plan starts with a trial the user has not had) and the gateway's checkout. The
+/// subscription starts when the gateway reports the checkout paid.
+pub async fn subscribe(
+    state: &AppState,
+    user: Uuid,
+    plan_id: Uuid,
+    gateway: Gateway,
+    return_url: Option<&str>,
+    key: Option<&str>,
+) -> AppResult<PaymentRow> {
+    let key = idempotency::validate_key(key)?;
+    let (gw, return_url) = checkout_target(state, gateway, return_url)?;
+    let fingerprint = idempotency::fingerprint(&json!({
+        "subscribe": { "plan": plan_id, "gateway": gateway.as_str(), "returnUrl": return_url }
+    }));
+    let mut conn = db::conn(&state.pool).await?;
+    idempotency::run(
+        &mut conn,
+        key,
+        &fingerprint,
+        async move |conn: &mut AsyncPgConnection, key: &str| model::by_key(conn, user, key).await,
+        async |conn| {
+            let plan = credits::service::plan_in(conn, plan_id)
+                .await?
+                .filter(|p| p.is_active)
+                .ok_or_else(|| AppError::bad_input("input.planId", "no such plan on sale"))?;
+            if plan.price_minor == 0 || plan.tier == crate::accounts::SubscriptionTier::Free {
+                return Err(AppError::bad_input(
+                    "input.planId",
+                    "this plan is free: it needs no subscription",
+                ));
+            }
+            if subscriptions::live_in(conn, user)
+                .await?
+                .is_some_and(|s| s.gateway.is_some())
+            {
+                return Err(AppError::Conflict(
+                    "you already subscribe to a plan: change it with changeSubscriptionPlan".into(),
+                ));
+            }
+            let trial_days =
+                if plan.trial_days > 0 && subscriptions::trial_available_in(conn, user).await? {
+                    plan.trial_days
+                } else {
+                    0
+                };
+            let expires_at = Utc::now()
+                + chrono::Duration::from_std(state.config.payment_expiry)
+                    .map_err(AppError::internal)?;
+            let payment = model::insert(
+                conn,
+                &NewPayment {
+                    id: Uuid::now_v7(),
+                    user_id: user,
+                    package_id: None,
+                    plan_id: Some(plan.id),
+                    gateway,
+                    amount_minor: if trial_days > 0 { 0 } else { plan.price_minor },
+                    currency: &plan.currency,
+                    status: PaymentStatus::Pending,
+                    gateway_data: json!({
+                        "plan": plan.display_name, "credits": 0, "trial_days": trial_days,
+                        "price_minor": plan.price_minor, "interval": plan.interval,
+                        "return_url": return_url,
+                    }),
+                    idempotency_key: key,
+                    request_hash: Some(&fingerprint),
+                    expires_at,
+                },
+            )
+            .await?;
+            let checkout = gw
+                .create_subscription_checkout(SubscriptionCheckoutRequest {
+                    payment_id: payment.id,
+                    user_id: user,
+                    price: plan_price(&plan),
+                    trial_days,
+                    return_url: &return_url,
+                })
+                .await;
+            finish_checkout(conn, &payment, checkout).await
+        },
+    )
+    .await
+}
+
+/// A plan's current price, as gateways sell it.
+fn plan_price(plan: &PlanRow) -> PlanPrice<'_> {
+    PlanPrice {
+        plan_id: plan.id,
+        name: &plan.display_name,
+        amount_minor: plan.price_minor,
+        currency: &plan.currency,
+        interval: &plan.interval,
     }
 }
 
@@ -251,6 +375,11 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
         if !model::record_event(conn, gateway, &event.event_id, event.payment_id, &event.payload).await? {
             return Ok(()); // a replay: the first delivery did the work
         }
+        if let Some(change) = &event.subscription {
+            let applied = subscriptions::apply_gateway_event_in(conn, gateway, change).await?;
+            model::finish_event(conn, gateway, &event.event_id, None, applied.note).await?;
+            return Ok(());
+        }
         let payment = model::lock(conn, gateway, event.payment_id, event.gateway_ref.as_deref()).await?;
         let Some(payment) = payment else {
             model::finish_event(conn, gateway, &event.event_id, None, Some("unknown payment")).await?;
@@ -267,7 +396,14 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
             (Outcome::Succeeded, _) => {
                 let amount_ok = event.amount_minor == Some(payment.amount_minor);
                 let currency_ok = event.currency.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&payment.currency));
-                if amount_ok && currency_ok {
+                if !(amount_ok && currency_ok) {
+                    let mismatch = json!({ "mismatch": { "amount_minor": event.amount_minor, "currency": event.currency } });
+                    model::settle(conn, payment.id, PaymentStatus::Failed, 0, Some(mismatch)).await?;
+                    Some("amount or currency does not match the payment; failed")
+                } else if payment.plan_id.is_some() {
+                    model::settle(conn, payment.id, PaymentStatus::Completed, 0, None).await?;
+                    subscriptions::start_from_payment_in(conn, &payment, event.subscription_ref.as_deref()).await?
+                } else {
                     let credits = payment.gateway_data["credits"].as_i64().unwrap_or(0);
                     model::settle(conn, payment.id, PaymentStatus::Completed, credits, None).await?;
                     let what = payment.gateway_data["package"].as_str().unwrap_or("credit package");
@@ -275,10 +411,6 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
                         .await?;
                     growth::service::on_payment_in(conn, state, payment.user_id).await?;
                     None
-                } else {
-                    let mismatch = json!({ "mismatch": { "amount_minor": event.amount_minor, "currency": event.currency } });
-                    model::settle(conn, payment.id, PaymentStatus::Failed, 0, Some(mismatch)).await?;
-                    Some("amount or currency does not match the payment; failed")
                 }
             }
             (Outcome::Failed, _) => {
@@ -294,6 +426,176 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
         Ok(())
     })
     .await
+}
+
+/// A subscriber's change of their paid subscription: told to the gateway first (which must
+/// accept it), then recorded. The gateway's events that follow agree with the record.
+pub async fn change_subscription(
+    state: &AppState,
+    user: Uuid,
+    request: Request,
+) -> AppResult<SubscriptionRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let planned = subscriptions::plan_request(&mut conn, user, &request).await?;
+    let sub = &planned.sub;
+    let gateway = sub.gateway.ok_or(AppError::NotFound("subscription"))?;
+    let gw = state.gateways.get(gateway).ok_or_else(|| {
+        AppError::Conflict(format!(
+            "the {} gateway is not enabled here; try again later",
+            gateway.as_str()
+        ))
+    })?;
+    let gateway_ref = sub
+        .gateway_ref
+        .as_deref()
+        .ok_or(AppError::NotFound("subscription"))?;
+    let update = match (&request, &planned.change_to) {
+        (Request::Cancel, _) => Some(SubscriptionUpdate::CancelAtPeriodEnd(true)),
+        (Request::Resume, _) => Some(SubscriptionUpdate::CancelAtPeriodEnd(false)),
+        (Request::ChangePlan(_), Some((plan, upgrade))) => Some(SubscriptionUpdate::ChangePrice {
+            item_ref: sub.gateway_item_ref.as_deref(),
+            price: plan_price(plan),
+            prorate: *upgrade,
+        }),
+        (Request::ChangePlan(_), None) => None,
+    };
+    if let Some(update) = update {
+        gw.update_subscription(gateway_ref, update)
+            .await
+            .map_err(|e| {
+                AppError::internal(anyhow::anyhow!(
+                    "{} subscription update: {e}",
+                    gateway.as_str()
+                ))
+            })?;
+    }
+    conn.transaction(async |conn| subscriptions::record_request_in(conn, &planned, &request).await)
+        .await
+}
+
+/// Admin: gives a user `days` days of a plan (audit-logged); see
+/// [`subscriptions::grant_days_in`].
+pub async fn gift_subscription(
+    state: &AppState,
+    admin: Uuid,
+    user: Uuid,
+    plan: Uuid,
+    days: i32,
+) -> AppResult<SubscriptionRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        let row = subscriptions::grant_days_in(conn, user, plan, days, "gift").await?;
+        crate::audit::record(
+            conn,
+            crate::audit::AuditEntry {
+                actor_id: Some(admin),
+                actor_type: "admin",
+                action: "subscriptions.gifted",
+                resource: Some("user"),
+                resource_id: Some(user.to_string()),
+                ip: None,
+                metadata: json!({ "plan": plan, "days": days, "subscription": row.id }),
+            },
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}
+
+/// What the sandbox's stand-in for a gateway's renewal does to a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[graphql(name = "SandboxRenewalOutcome")]
+pub enum SandboxRenewal {
+    /// The next period is paid (its credits are granted).
+    Renew,
+    /// The renewal charge fails: `PAST_DUE`.
+    Fail,
+    /// The gateway ends the subscription: `EXPIRED`, the tier falls back to FREE.
+    End,
+}
+
+/// Admin, sandbox only: sends the signed webhook a real gateway would send at a sandbox
+/// subscription's renewal (paid, failed) or end, to this server's own webhook endpoint, then
+/// answers the subscription as it now stands.
+pub async fn sandbox_advance(
+    state: &AppState,
+    subscription: Uuid,
+    outcome: SandboxRenewal,
+) -> AppResult<SubscriptionRow> {
+    let mut conn = db::conn(&state.pool).await?;
+    let sub = subscriptions::by_id_in(&mut conn, subscription)
+        .await?
+        .filter(|s| s.gateway == Some(Gateway::Sandbox) && state.gateways.sandbox_enabled())
+        .ok_or(AppError::NotFound("subscription"))?;
+    let (kind, start, end) = match outcome {
+        SandboxRenewal::Renew => {
+            let months = if sub.billing_interval.as_deref() == Some("year") {
+                12
+            } else {
+                1
+            };
+            let start = sub.current_period_end;
+            (
+                "subscription.renewed",
+                Some(start),
+                Some(subscriptions::add_months(start, months)),
+            )
+        }
+        SandboxRenewal::Fail => ("subscription.payment_failed", None, None),
+        SandboxRenewal::End => ("subscription.ended", None, None),
+    };
+    let body = json!({
+        "id": format!("evt_{}", Uuid::now_v7().simple()),
+        "type": kind,
+        "subscriptionRef": sub.gateway_ref,
+        "periodStart": start.map(|t| t.to_rfc3339()),
+        "periodEnd": end.map(|t| t.to_rfc3339()),
+        "created": Utc::now().timestamp(),
+    });
+    send_sandbox_webhook(state, body.to_string()).await?;
+    subscriptions::by_id_in(&mut conn, subscription)
+        .await?
+        .ok_or(AppError::NotFound("subscription"))
+}
+
+/// Sends a signed sandbox webhook to this server's own endpoint, as the gateway would.
+async fn send_sandbox_webhook(state: &AppState, body: String) -> AppResult<()> {
+    let signature = gateways::sign(
+        state
+            .config
+            .sandbox_webhook_secret
+            .expose_secret()
+            .as_bytes(),
+        Utc::now().timestamp(),
+        body.as_bytes(),
+    );
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/webhooks/payments/sandbox",
+            state.config.public_url
+        ))
+        .header(gateways::SANDBOX_SIGNATURE_HEADER, signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("sandbox webhook delivery: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "sandbox webhook answered {}",
+            resp.status()
+        )));
+    }
+    Ok(())
+}
+
+/// Ends subscriptions whose time is up (run periodically, with the payment expiry).
+pub async fn end_overdue_subscriptions(state: &AppState) -> AppResult<usize> {
+    let mut conn = db::conn(&state.pool).await?;
+    let grace =
+        chrono::Duration::from_std(state.config.subscription_grace).map_err(AppError::internal)?;
+    subscriptions::end_overdue(&mut conn, grace).await
 }
 
 /// The sandbox's Approve/Decline: sends the signed webhook a real gateway would send, over
@@ -323,32 +625,7 @@ pub async fn sandbox_decide(
         "currency": payment.currency,
     })
     .to_string();
-    let signature = gateways::sign(
-        state
-            .config
-            .sandbox_webhook_secret
-            .expose_secret()
-            .as_bytes(),
-        Utc::now().timestamp(),
-        body.as_bytes(),
-    );
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/webhooks/payments/sandbox",
-            state.config.public_url
-        ))
-        .header(gateways::SANDBOX_SIGNATURE_HEADER, signature)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| AppError::internal(anyhow::anyhow!("sandbox webhook delivery: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(AppError::internal(anyhow::anyhow!(
-            "sandbox webhook answered {}",
-            resp.status()
-        )));
-    }
+    send_sandbox_webhook(state, body).await?;
     let mut conn = db::conn(&state.pool).await?;
     model::by_id(&mut conn, payment_id)
         .await?

@@ -26,7 +26,8 @@ pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
 pub use profile::verify_vendor_in;
 pub use profile::{
-    ProfileInput, become_vendor, update_profile, user_by_id, user_by_id_in, user_by_username,
+    ProfileInput, become_vendor, set_tier_in, update_profile, user_by_id, user_by_id_in,
+    user_by_username,
 };
 pub use sessions::{authenticate, refresh_session, sign_out};
 

@@ -116,6 +116,17 @@ pub async fn user_by_id_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<
     Ok(model::user_by_id(conn, id).await?)
 }
 
+/// Sets a user's subscription tier inside the caller's transaction (payments calls this
+/// whenever a subscription starts, changes plan or ends).
+pub async fn set_tier_in(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tier: crate::accounts::SubscriptionTier,
+) -> AppResult<()> {
+    model::set_tier(conn, id, tier).await?;
+    Ok(())
+}
+
 /// Makes the viewer a vendor with a vendor profile (admins keep their role).
 pub async fn become_vendor(
     state: &AppState,

@@ -124,7 +124,7 @@ pub async fn add_images_to_album(
         if new.is_empty() {
             return lists::reload(conn, id).await;
         }
-        if !admin && !subscriptions::has_active_plan(conn, owner).await? {
+        if !admin && !subscriptions::has_vendor_plan(conn, owner).await? {
             let n = i32::try_from(new.len()).unwrap_or(i32::MAX);
             if let Quota::Short { remaining } = vendors::take_free_gallery(conn, owner, n).await? {
                 return Err(AppError::Forbidden(format!(
