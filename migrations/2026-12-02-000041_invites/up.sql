@@ -34,7 +34,7 @@ ALTER TABLE invite_tokens
     ADD CONSTRAINT invite_tokens_max_uses_check CHECK (max_uses BETWEEN 1 AND 1000000),
     ADD CONSTRAINT invite_tokens_use_count_check CHECK (use_count BETWEEN 0 AND max_uses),
     ADD CONSTRAINT invite_tokens_credits_check CHECK (credits BETWEEN 0 AND 1000000000),
-    ADD CONSTRAINT invite_tokens_plan_days_check CHECK (plan_days BETWEEN 0 AND 3660
+    ADD CONSTRAINT invite_tokens_plan_days_check CHECK (plan_days BETWEEN 0 AND 3650
         AND (plan_days = 0) = (plan_id IS NULL)),
     ADD CONSTRAINT invite_tokens_role_check CHECK (role IS NULL OR role = 'vendor'),
     ADD CONSTRAINT invite_tokens_note_check CHECK (note IS NULL OR char_length(note) <= 500);

@@ -133,7 +133,7 @@ pub struct CreateInviteTokenInput {
     credits: Option<i64>,
     /// A plan on sale whose days each redeemer gets (with `planDays`).
     plan_id: Option<ID>,
-    /// Days of `planId`, 1 to 3660.
+    /// Days of `planId`, 1 to 3650.
     plan_days: Option<i32>,
     /// `VENDOR` makes each redeemer a verified vendor (they need a vendor profile from
     /// `becomeVendor` first). No other role can be given.
@@ -252,8 +252,9 @@ impl GrowthMutation {
 
     /// Redeems an invite token for the viewer: its credits, plan days and role, at once and
     /// once per user. A token that cannot be used answers `BAD_USER_INPUT` on `token` with
-    /// `extensions.reason`: `UNKNOWN`, `EXPIRED`, `EXHAUSTED`, `REVOKED`, `ALREADY_REDEEMED`
-    /// or `VENDOR_PROFILE_REQUIRED` (nothing is used up then).
+    /// `extensions.reason`: `UNKNOWN`, `EXPIRED`, `EXHAUSTED`, `REVOKED`, `ALREADY_REDEEMED`,
+    /// `VENDOR_PROFILE_REQUIRED` or `PLAN_UNAVAILABLE`; a token with plan days answers
+    /// `CONFLICT` to a user who pays for a plan. Nothing is used up then.
     #[graphql(guard = "Authenticated")]
     async fn redeem_invite(
         &self,

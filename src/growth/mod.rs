@@ -24,6 +24,8 @@ pub enum InviteFailure {
     AlreadyRedeemed,
     /// A VENDOR token needs a vendor profile first (`becomeVendor`).
     VendorProfileRequired,
+    /// The plan whose days it gives is no longer on sale.
+    PlanUnavailable,
 }
 
 impl InviteFailure {
@@ -36,6 +38,7 @@ impl InviteFailure {
             InviteFailure::Revoked => "REVOKED",
             InviteFailure::AlreadyRedeemed => "ALREADY_REDEEMED",
             InviteFailure::VendorProfileRequired => "VENDOR_PROFILE_REQUIRED",
+            InviteFailure::PlanUnavailable => "PLAN_UNAVAILABLE",
         }
     }
 
@@ -50,6 +53,7 @@ impl InviteFailure {
             InviteFailure::VendorProfileRequired => {
                 "this invite makes a verified vendor: create your vendor profile with becomeVendor first"
             }
+            InviteFailure::PlanUnavailable => "the plan this invite gives is no longer on sale",
         }
     }
 }

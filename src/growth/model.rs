@@ -169,21 +169,22 @@ pub async fn referral_stats(
     .await
 }
 
-/// The id of the plan named `name` (any state: the subscriptions service refuses archived
-/// plans itself).
+/// The id of the paid plan on sale named `name` (what plan days can be given of).
 pub async fn plan_id_by_name(
     conn: &mut AsyncPgConnection,
     name: &str,
 ) -> QueryResult<Option<Uuid>> {
     payment_plans::table
         .filter(payment_plans::name.eq(name))
+        .filter(payment_plans::is_active.eq(true))
+        .filter(payment_plans::tier.ne("FREE"))
         .select(payment_plans::id)
         .first(conn)
         .await
         .optional()
 }
 
-/// The name of plan `id` if it exists and is on sale.
+/// The name of plan `id` if it is a paid plan on sale (what plan days can be given of).
 pub async fn active_plan_name(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -191,6 +192,7 @@ pub async fn active_plan_name(
     payment_plans::table
         .find(id)
         .filter(payment_plans::is_active.eq(true))
+        .filter(payment_plans::tier.ne("FREE"))
         .select(payment_plans::name)
         .first(conn)
         .await

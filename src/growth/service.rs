@@ -41,6 +41,7 @@ use crate::{
     credits::{self, TransactionKind},
     db,
     error::{AppError, AppResult},
+    payments::subscriptions,
 };
 
 // ---- referrals -----------------------------------------------------------------------------
@@ -234,7 +235,8 @@ async fn grant_days_or_skip(
     }
 }
 
-/// Days of `plan` for `user` (through the subscriptions service).
+/// Days of `plan` for `user`, through the subscriptions service (`CONFLICT` when the user
+/// pays for a plan; `BAD_USER_INPUT` when the plan is not a paid plan on sale).
 async fn grant_days_in(
     conn: &mut AsyncPgConnection,
     user: Uuid,
@@ -242,10 +244,9 @@ async fn grant_days_in(
     days: i32,
     source: &str,
 ) -> AppResult<()> {
-    let _ = (conn, user, plan, days, source);
-    Err(AppError::internal(anyhow::anyhow!(
-        "plan days are not available yet (payments::subscriptions::grant_days_in)"
-    )))
+    subscriptions::grant_days_in(conn, user, plan, days, source)
+        .await
+        .map(|_| ())
 }
 
 /// `referrer`'s referrals, newest first.
@@ -273,8 +274,8 @@ const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 const TOKEN_CHARS: usize = 24;
 /// The most uses one token may have.
 pub const MAX_INVITE_USES: i32 = 1_000_000;
-/// The most plan days one token may carry.
-pub const MAX_INVITE_PLAN_DAYS: i32 = 3660;
+/// The most plan days one token may carry (what the subscriptions service gives at once).
+pub const MAX_INVITE_PLAN_DAYS: i32 = subscriptions::MAX_GIFT_DAYS;
 
 fn new_token() -> String {
     let mut rng = rand::rng();
@@ -410,7 +411,10 @@ pub async fn create_invite(
             if let Some(plan) = spec.plan_id
                 && model::active_plan_name(conn, plan).await?.is_none()
             {
-                return Err(AppError::bad_input("input.planId", "no such plan on sale"));
+                return Err(AppError::bad_input(
+                    "input.planId",
+                    "no such paid plan on sale",
+                ));
             }
             let row = model::insert_invite(
                 conn,
@@ -518,7 +522,12 @@ pub async fn redeem_invite(state: &AppState, user: Uuid, token: &str) -> AppResu
         if let (Some(plan), days) = (invite.plan_id, invite.plan_days)
             && days > 0
         {
-            grant_days_in(conn, user, plan, days, "invite").await?;
+            grant_days_in(conn, user, plan, days, "invite")
+                .await
+                .map_err(|e| match e {
+                    AppError::BadUserInput { .. } => refused(InviteFailure::PlanUnavailable),
+                    other => other,
+                })?;
         }
         if invite.credits > 0 {
             let description = match invite.note.as_deref() {

@@ -348,7 +348,7 @@ async fn rewards_can_come_at_sign_up_or_not_at_all() {
 // ---- invite tokens ---------------------------------------------------------------------------
 
 const CREATE: &str = "mutation($i: CreateInviteTokenInput!) { createInviteToken(input: $i) { token invite { id status maxUses useCount credits planDays role note expiresAt createdBy } } }";
-const REDEEM: &str = "mutation($t: String!) { redeemInvite(token: $t) { credits planDays role user { id role credits { balance } } } }";
+const REDEEM: &str = "mutation($t: String!) { redeemInvite(token: $t) { credits planId planDays role user { id role credits { balance } } } }";
 const LIST: &str = "query($f: Int, $a: String) { inviteTokens(first: $f, after: $a) { edges { node { id status useCount } } pageInfo { hasNextPage endCursor } } }";
 
 /// Creates an invite as `admin`; returns (token text, invite id).
@@ -712,6 +712,154 @@ async fn parallel_redemptions_by_one_user_count_once() {
         app.scalar("SELECT use_count::bigint AS n FROM invite_tokens")
             .await,
         1
+    );
+    app.assert_ledger_ok().await;
+}
+
+// ---- plan days -------------------------------------------------------------------------------
+
+const PRO: &str = "0191f000-0000-7000-8000-000000000103";
+const PREMIUM: &str = "0191f000-0000-7000-8000-000000000102";
+const FREE: &str = "0191f000-0000-7000-8000-000000000101";
+
+async fn tier(app: &TestApp, token: &str) -> String {
+    let (_, body) = app
+        .gql_as(token, "{ me { subscriptionTier } }", json!({}))
+        .await;
+    body["data"]["me"]["subscriptionTier"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Days of a plan from an invite start a given subscription; a paying user cannot get them,
+/// and a plan taken off sale is refused; nothing is used up by a refusal.
+#[tokio::test]
+async fn invites_give_plan_days() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token("+14155551450").await;
+    let (_, body) = app
+        .gql_as(
+            &admin,
+            CREATE,
+            json!({ "i": { "planId": FREE, "planDays": 7 } }),
+        )
+        .await;
+    assert_eq!(field(&body), "input.planId", "{body}");
+    let (text, _) = invite(
+        &app,
+        &admin,
+        json!({ "planId": PRO, "planDays": 14, "credits": 5, "maxUses": 3 }),
+    )
+    .await;
+    let (ann, ann_id) = user(&app, 1451).await;
+    let body = redeem(&app, &ann, &text).await;
+    let done = &body["data"]["redeemInvite"];
+    assert_eq!(
+        (
+            done["planId"].as_str(),
+            done["planDays"].as_i64(),
+            done["credits"].as_i64()
+        ),
+        (Some(PRO), Some(14), Some(5)),
+        "{body}"
+    );
+    assert_eq!(tier(&app, &ann).await, "PRO");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM subscriptions WHERE user_id = '{ann_id}' AND source = 'invite' \
+             AND current_period_end BETWEEN now() + interval '13 days' AND now() + interval '15 days'"
+        ))
+        .await,
+        1
+    );
+
+    // Someone who pays for a plan: CONFLICT, and the token keeps its use.
+    let (ben, ben_id) = user(&app, 1452).await;
+    let (other, _) = invite(&app, &admin, json!({ "planId": PRO, "planDays": 3 })).await;
+    assert!(redeem(&app, &ben, &other).await["errors"].is_null());
+    app.exec(&format!(
+        "UPDATE subscriptions SET gateway = 'sandbox', source = 'checkout' WHERE user_id = '{ben_id}'"
+    ))
+    .await;
+    let body = redeem(&app, &ben, &text).await;
+    assert_eq!(code(&body), "CONFLICT", "{body}");
+    let (_, body) = app.gql_as(&admin, LIST, json!({})).await;
+    let counts: Vec<_> = body["data"]["inviteTokens"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["useCount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![1, 1], "{body}");
+
+    // A plan taken off sale after the token was made.
+    let (premium, _) = invite(&app, &admin, json!({ "planId": PREMIUM, "planDays": 3 })).await;
+    app.exec(&format!(
+        "UPDATE payment_plans SET is_active = false WHERE id = '{PREMIUM}'"
+    ))
+    .await;
+    let (cat, _) = user(&app, 1453).await;
+    let body = redeem(&app, &cat, &premium).await;
+    assert_eq!(
+        (code(&body), field(&body), reason(&body)),
+        ("BAD_USER_INPUT", "token", "PLAN_UNAVAILABLE"),
+        "{body}"
+    );
+    assert_eq!(tier(&app, &cat).await, "FREE");
+    app.assert_ledger_ok().await;
+}
+
+/// A plan-days referral reward: both users get the days once; a side that pays for a plan
+/// is skipped without failing the payment.
+#[tokio::test]
+async fn referral_rewards_can_be_plan_days() {
+    let app = TestApp::spawn_with(|c| {
+        c.referral.reward = ReferralReward::PlanDays {
+            plan: "pro".into(),
+            days: 7,
+        };
+    })
+    .await;
+    let (alice, alice_id) = user(&app, 1461).await;
+    let (bob, bob_id) = referred_user(&app, 1462, &my_code(&app, &alice).await).await;
+    let (carl, _) = referred_user(&app, 1463, &my_code(&app, &alice).await).await;
+    let first = pending_payment(&app, &bob).await;
+    assert_eq!(approve(&app, &first).await, 200);
+    assert_eq!(tier(&app, &alice).await, "PRO");
+    assert_eq!(tier(&app, &bob).await, "PRO");
+    assert_eq!(referral_rows(&app).await, 0, "days, not credits");
+    let second = pending_payment(&app, &bob).await;
+    assert_eq!(approve(&app, &second).await, 200);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM subscriptions WHERE user_id IN ('{alice_id}', '{bob_id}') \
+             AND source = 'referral' AND current_period_end < now() + interval '8 days'"
+        ))
+        .await,
+        2,
+        "7 days each, once"
+    );
+    // Alice now pays for her plan: Carl's first payment gives Carl days and skips her.
+    app.exec(&format!(
+        "UPDATE subscriptions SET gateway = 'sandbox', source = 'checkout' WHERE user_id = '{alice_id}'"
+    ))
+    .await;
+    let carls = pending_payment(&app, &carl).await;
+    assert_eq!(approve(&app, &carls).await, 200);
+    assert_eq!(tier(&app, &carl).await, "PRO");
+    assert_eq!(
+        app.scalar(
+            "SELECT count(*) AS n FROM referrals WHERE redeemed_at IS NOT NULL AND plan_days = 7"
+        )
+        .await,
+        2
+    );
+    let (_, body) = app.gql_as(&alice, REFERRALS, json!({})).await;
+    assert_eq!(
+        body["data"]["me"]["referralStats"],
+        json!({ "invited": 2, "converted": 2, "creditsEarned": 0 }),
+        "{body}"
     );
     app.assert_ledger_ok().await;
 }
