@@ -87,6 +87,10 @@
 //! | `EASEL_UPLOAD_MAX_DECODED_BYTES` | `134217728` | most memory one image may decode to (width × height × bytes per pixel, read from the header before decoding); uploads and generation inputs over it are refused |
 //! | `EASEL_UPLOAD_MAX_CONCURRENT_DECODES` | `2` | uploads decoded at the same time in one process (the others wait their turn) |
 //! | `EASEL_UPLOAD_MAX_PER_HOUR` | `200` | uploads one user may attempt per hour (`RATE_LIMITED` beyond) |
+//! | `EASEL_REFERRAL_REWARD` | `credits` | what a referral earns: `credits` (to both users), `plan_days` (days of a plan, to both users) or `none` (referrals are recorded, nothing is granted) |
+//! | `EASEL_REFERRAL_REFERRER_CREDITS` / `EASEL_REFERRAL_REFERRED_CREDITS` | `50` / `25` | with `credits`: what the referrer and the new user get (0 to 1000000000; 0 grants nothing to that side) |
+//! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
+//! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -210,6 +214,27 @@ pub struct Config {
     pub upload_max_decoded_bytes: u64,
     pub upload_max_concurrent_decodes: usize,
     pub upload_max_per_hour: i64,
+    /// How referrals are rewarded (`EASEL_REFERRAL_*`).
+    pub referral: ReferralConfig,
+}
+
+/// How a referral is rewarded, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralConfig {
+    pub reward: ReferralReward,
+    /// Reward at sign-up instead of at the referred user's first payment.
+    pub reward_at_signup: bool,
+}
+
+/// What a referral earns the referrer and the referred user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferralReward {
+    /// Nothing: referrals are only recorded.
+    None,
+    /// Credits to each side (`REFERRAL` ledger entries; 0 grants nothing to that side).
+    Credits { referrer: i64, referred: i64 },
+    /// Days of a plan (by its `name`) to both users.
+    PlanDays { plan: String, days: i32 },
 }
 
 /// Which image provider renders jobs.
@@ -474,6 +499,7 @@ impl Config {
             upload_max_decoded_bytes: parse(&get, "EASEL_UPLOAD_MAX_DECODED_BYTES", "134217728")?,
             upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
             upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
+            referral: referral_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -611,6 +637,51 @@ fn media_store(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<MediaSto
         }
         Some(other) => bail!("EASEL_MEDIA_STORE must be `local` or `s3`, not `{other}`"),
     }
+}
+
+fn referral_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<ReferralConfig> {
+    let reward = match get("EASEL_REFERRAL_REWARD").as_deref().map(str::trim) {
+        None | Some("credits") => {
+            let referrer: i64 = parse(get, "EASEL_REFERRAL_REFERRER_CREDITS", "50")?;
+            let referred: i64 = parse(get, "EASEL_REFERRAL_REFERRED_CREDITS", "25")?;
+            for (name, v) in [
+                ("EASEL_REFERRAL_REFERRER_CREDITS", referrer),
+                ("EASEL_REFERRAL_REFERRED_CREDITS", referred),
+            ] {
+                if !(0..=1_000_000_000).contains(&v) {
+                    bail!("{name} must be between 0 and 1000000000");
+                }
+            }
+            ReferralReward::Credits { referrer, referred }
+        }
+        Some("plan_days") => {
+            let plan = get("EASEL_REFERRAL_PLAN")
+                .map(|p| p.trim().to_string())
+                .unwrap_or_else(|| "pro".into());
+            let days: i32 = parse(get, "EASEL_REFERRAL_PLAN_DAYS", "7")?;
+            if plan.is_empty() || !(1..=366).contains(&days) {
+                bail!(
+                    "EASEL_REFERRAL_PLAN must name a plan and EASEL_REFERRAL_PLAN_DAYS be 1 to 366"
+                );
+            }
+            ReferralReward::PlanDays { plan, days }
+        }
+        Some("none") => ReferralReward::None,
+        Some(other) => {
+            bail!("EASEL_REFERRAL_REWARD must be `credits`, `plan_days` or `none`, not `{other}`")
+        }
+    };
+    let reward_at_signup = match get("EASEL_REFERRAL_REWARD_ON").as_deref().map(str::trim) {
+        None | Some("first_payment") => false,
+        Some("signup") => true,
+        Some(other) => {
+            bail!("EASEL_REFERRAL_REWARD_ON must be `first_payment` or `signup`, not `{other}`")
+        }
+    };
+    Ok(ReferralConfig {
+        reward,
+        reward_at_signup,
+    })
 }
 
 fn parse<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> anyhow::Result<T>
@@ -847,6 +918,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EASEL_SIGNUP_BONUS_GIFTABLE"), "{err}");
+    }
+
+    #[test]
+    fn referral_rewards_are_configurable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.referral,
+            ReferralConfig {
+                reward: ReferralReward::Credits {
+                    referrer: 50,
+                    referred: 25
+                },
+                reward_at_signup: false,
+            }
+        );
+        let c = config(&[
+            ("EASEL_REFERRAL_REWARD", "plan_days"),
+            ("EASEL_REFERRAL_PLAN", "premium"),
+            ("EASEL_REFERRAL_PLAN_DAYS", "14"),
+            ("EASEL_REFERRAL_REWARD_ON", "signup"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.referral.reward,
+            ReferralReward::PlanDays {
+                plan: "premium".into(),
+                days: 14
+            }
+        );
+        assert!(c.referral.reward_at_signup);
+        let none = config(&[("EASEL_REFERRAL_REWARD", "none")]).unwrap();
+        assert_eq!(none.referral.reward, ReferralReward::None);
+        for bad in [
+            ("EASEL_REFERRAL_REWARD", "cash"),
+            ("EASEL_REFERRAL_REWARD_ON", "later"),
+            ("EASEL_REFERRAL_REFERRER_CREDITS", "-1"),
+        ] {
+            let err = config(&[bad]).unwrap_err().to_string();
+            assert!(err.contains(bad.0), "{err}");
+        }
+        assert!(
+            config(&[
+                ("EASEL_REFERRAL_REWARD", "plan_days"),
+                ("EASEL_REFERRAL_PLAN_DAYS", "0")
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -39,8 +39,14 @@ pub enum AppError {
     Forbidden(String),
     /// The object does not exist, or the viewer may not see it.
     NotFound(&'static str),
-    /// An input value is wrong; `field` names it (e.g. `input.phone`).
-    BadUserInput { field: String, message: String },
+    /// An input value is wrong; `field` names it (e.g. `input.phone`). `reason`, when set,
+    /// is a machine-readable cause apps can switch on (`extensions.reason`, e.g. `EXPIRED`
+    /// for an invite token), so they need not parse the message.
+    BadUserInput {
+        field: String,
+        message: String,
+        reason: Option<&'static str>,
+    },
     /// A charge needs more credits than the account holds.
     InsufficientCredits { required: i64, available: i64 },
     /// Too many requests; retry after this many seconds.
@@ -90,6 +96,20 @@ impl AppError {
         AppError::BadUserInput {
             field: field.into(),
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// `BAD_USER_INPUT` on `field` with a machine-readable `reason` (`extensions.reason`).
+    pub fn bad_input_because(
+        field: impl Into<String>,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        AppError::BadUserInput {
+            field: field.into(),
+            message: message.into(),
+            reason: Some(reason),
         }
     }
 
@@ -162,7 +182,12 @@ impl AppError {
         async_graphql::Error::new(self.message()).extend_with(|_, ext| {
             ext.set("code", code);
             match &self {
-                AppError::BadUserInput { field, .. } => ext.set("field", field.as_str()),
+                AppError::BadUserInput { field, reason, .. } => {
+                    ext.set("field", field.as_str());
+                    if let Some(reason) = reason {
+                        ext.set("reason", *reason);
+                    }
+                }
                 AppError::InsufficientCredits {
                     required,
                     available,
@@ -298,6 +323,10 @@ mod tests {
     fn extra_fields_travel_with_their_codes() {
         let (_, e) = ext(AppError::bad_input("input.phone", "not a phone number"));
         assert_eq!(e.get("field"), Some(&Value::from("input.phone")));
+        assert_eq!(e.get("reason"), None);
+        let (_, e) = ext(AppError::bad_input_because("token", "EXPIRED", "expired"));
+        assert_eq!(e.get("field"), Some(&Value::from("token")));
+        assert_eq!(e.get("reason"), Some(&Value::from("EXPIRED")));
         let (_, e) = ext(AppError::RateLimited {
             retry_after_seconds: 42,
         });

@@ -2,7 +2,8 @@
 //!
 //! Layers, each using only those below it (the README's Architecture section has the map):
 //! the toolkit ([`error`], [`graphql`], [`viewer`], [`db`], [`events`], [`outbox`], ...); the
-//! capabilities ([`accounts`], [`credits`], [`payments`], [`gallery`], [`generation`]), each
+//! capabilities ([`accounts`], [`credits`], [`payments`], [`growth`], [`gallery`],
+//! [`generation`]), each
 //! with `model` (SQL), `service` (rules; what other capabilities call), `graphql` (API) and
 //! `loaders`; [`schema`]; [`http`]; [`server`]. [`AppState`] is the composition root.
 
@@ -18,6 +19,7 @@ pub mod events;
 pub mod gallery;
 pub mod generation;
 pub mod graphql;
+pub mod growth;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub ws_operations: Arc<http::limits::PerUser>,
     /// This process's Prometheus registry (`GET /metrics`).
     pub metrics: metrics::Metrics,
+    /// What happens in every sign-up transaction beyond the account itself (referrals).
+    pub sign_up_hook: Arc<dyn accounts::service::SignUpHook>,
 }
 
 impl AppState {
@@ -104,6 +108,7 @@ impl AppState {
             events: events::EventHub::new(),
             db_url: Arc::from(db_url),
             metrics: metrics::Metrics::new(),
+            sign_up_hook: Arc::new(growth::service::Referrals),
         })
     }
 

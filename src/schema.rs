@@ -21,6 +21,7 @@ use crate::{
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     graphql::{batched, documents, errors, limits, shape},
+    growth::graphql::{GrowthMutation, GrowthQuery},
     payments::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
@@ -36,6 +37,7 @@ pub struct QueryRoot(
     PaymentsQuery,
     GenerationQuery,
     GalleryQuery,
+    GrowthQuery,
 );
 
 /// The root mutation: one member per capability.
@@ -47,6 +49,7 @@ pub struct MutationRoot(
     PaymentsMutation,
     GenerationMutation,
     GalleryMutation,
+    GrowthMutation,
 );
 
 /// The root subscription: one member per capability.

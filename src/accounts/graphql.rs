@@ -189,6 +189,46 @@ impl User {
     async fn last_login_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
         self.private(ctx, self.0.last_login_at)
     }
+
+    /// The users who signed up with this user's `referralCode`, newest first (the user and
+    /// admins only; null for others).
+    async fn referrals(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
+        after: Option<String>,
+    ) -> async_graphql::Result<
+        Option<
+            async_graphql::connection::Connection<
+                async_graphql::connection::OpaqueCursor<(DateTime<Utc>, uuid::Uuid)>,
+                crate::growth::referrals::Referral,
+            >,
+        >,
+    > {
+        if !(self.1 || ctx.viewer().is_self_or_admin(self.0.id)) {
+            return Ok(None);
+        }
+        crate::growth::referrals::referrals_of(ctx, self.0.id, first, after)
+            .await
+            .map(Some)
+    }
+
+    /// How many users this user referred, how many of those were rewarded, and the credits
+    /// earned by them (the user and admins only).
+    async fn referral_stats(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<crate::growth::referrals::ReferralStats>> {
+        if !(self.1 || ctx.viewer().is_self_or_admin(self.0.id)) {
+            return Ok(None);
+        }
+        crate::growth::referrals::stats_of(ctx, self.0.id)
+            .await
+            .map(Some)
+    }
 }
 
 impl User {
@@ -298,7 +338,9 @@ pub struct VerifyOtpInput {
     phone: String,
     /// The 6-digit code.
     code: String,
-    /// A referral code, used only when this creates the account.
+    /// Another user's `referralCode` (any case), used only when this creates the account
+    /// (signing in to an existing account ignores it). An unknown code is `BAD_USER_INPUT`
+    /// on `input.referralCode`.
     referral_code: Option<String>,
 }
 
@@ -312,6 +354,9 @@ pub struct SignUpInput {
     /// 3 to 30 letters, digits or underscores, unique; it can be set later with
     /// `updateProfile`.
     username: Option<String>,
+    /// Another user's `referralCode` (any case): that user referred this one. An unknown
+    /// code is `BAD_USER_INPUT` on `input.referralCode` and creates nothing.
+    referral_code: Option<String>,
 }
 
 /// Input of `signIn`.
@@ -466,6 +511,7 @@ impl AccountsMutation {
             &input.email,
             &input.password,
             input.username.as_deref(),
+            input.referral_code.as_deref(),
         )
         .await?;
         Ok(auth.into())

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::{AccountStatus, ProfileVisibility, Role, SubscriptionTier};
-use crate::db::schema::{otp_codes, referrals, sessions, users, vendor_profiles};
+use crate::db::schema::{otp_codes, sessions, users, vendor_profiles};
 
 diesel::define_sql_function! {
     /// SQL `lower()`, for the case-insensitive email index.
@@ -194,6 +194,15 @@ pub async fn set_role(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> Que
         .await
 }
 
+/// Marks `user`'s vendor profile verified; false when the user has none.
+pub async fn verify_vendor_profile(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<bool> {
+    diesel::update(vendor_profiles::table.find(user))
+        .set(vendor_profiles::is_verified.eq(true))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
 /// Sets a user's subscription tier (what their live subscription gives).
 pub async fn set_tier(
     conn: &mut AsyncPgConnection,
@@ -277,25 +286,6 @@ pub async fn vendor_profiles_by_users(
         .select(VendorProfileRow::as_select())
         .load(conn)
         .await
-}
-
-// ---- referrals ------------------------------------------------------------------------
-
-pub async fn insert_referral(
-    conn: &mut AsyncPgConnection,
-    referrer: Uuid,
-    referred: Uuid,
-) -> QueryResult<()> {
-    diesel::insert_into(referrals::table)
-        .values((
-            referrals::id.eq(Uuid::now_v7()),
-            referrals::referrer_id.eq(referrer),
-            referrals::referred_id.eq(referred),
-            referrals::reward_type.eq("credits"),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
 }
 
 // ---- one-time codes -------------------------------------------------------------------

@@ -599,8 +599,9 @@ pub async fn upsert_price(conn: &mut AsyncPgConnection, row: &PriceRow) -> Query
 }
 
 /// Users whose stored balance disagrees with their ledger, or is negative; payments with the
-/// wrong number of purchase entries; subscription periods without exactly their one grant
-/// (should be none).
+/// wrong number of purchase entries; subscription periods without exactly their one grant;
+/// referral and invite rewards paid other than once (`growth::model::reward_violations`).
+/// Should be none.
 pub async fn ledger_violations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<String>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -628,5 +629,8 @@ pub async fn ledger_violations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<
     )
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| r.problem).collect())
+    let mut problems: Vec<String> = rows.into_iter().map(|r| r.problem).collect();
+    // Referral rewards and invite credits pay each referral side and redemption once.
+    problems.extend(crate::growth::model::reward_violations(conn).await?);
+    Ok(problems)
 }

@@ -405,6 +405,34 @@ pub async fn gift(
     .await
 }
 
+/// Grants `amount` (> 0) free credits inside the caller's transaction: one ledger row of
+/// `kind`, which must be `Referral` (a referral reward; `counterparty` is the other user of
+/// the referral) or `Bonus` (an invite's credits). Whoever calls it guarantees the grant
+/// happens once (growth: a conditional update on the referral or the invite, in the same
+/// transaction).
+pub async fn grant_free_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    kind: TransactionKind,
+    amount: i64,
+    description: &str,
+    counterparty: Option<Uuid>,
+) -> AppResult<TransactionRow> {
+    if !matches!(kind, TransactionKind::Referral | TransactionKind::Bonus)
+        || !(1..=MAX_CREDITS).contains(&amount)
+    {
+        return Err(AppError::internal(anyhow::anyhow!(
+            "a free grant is a referral or bonus of 1 to {MAX_CREDITS} credits, not {kind:?} {amount}"
+        )));
+    }
+    let balance = model::credit(conn, user, amount, false, 0)
+        .await?
+        .ok_or(AppError::NotFound("credit account"))?;
+    let mut t = entry(user, kind, amount, balance, description);
+    t.counterparty_id = counterparty;
+    written(conn, &t).await
+}
+
 /// Admin: adds or removes credits with a reason (audit-logged).
 pub async fn adjust(
     state: &AppState,

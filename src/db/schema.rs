@@ -282,6 +282,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    invite_redemptions (id) {
+        id -> Uuid,
+        invite_id -> Uuid,
+        user_id -> Uuid,
+        credits -> Int8,
+        transaction_id -> Nullable<Uuid>,
+        plan_id -> Nullable<Uuid>,
+        plan_days -> Int4,
+        role -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invite_tokens (token) {
         token -> Text,
         referrer_id -> Uuid,
@@ -290,6 +304,16 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         expires_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        id -> Uuid,
+        max_uses -> Int4,
+        use_count -> Int4,
+        credits -> Int8,
+        plan_id -> Nullable<Uuid>,
+        plan_days -> Int4,
+        role -> Nullable<Text>,
+        note -> Nullable<Text>,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_by -> Nullable<Uuid>,
     }
 }
 
@@ -436,6 +460,10 @@ diesel::table! {
         reward_type -> Text,
         redeemed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        referrer_transaction_id -> Nullable<Uuid>,
+        referred_transaction_id -> Nullable<Uuid>,
+        plan_id -> Nullable<Uuid>,
+        plan_days -> Nullable<Int4>,
     }
 }
 
@@ -575,6 +603,10 @@ diesel::joinable!(generation_jobs -> chat_threads (thread_id));
 diesel::joinable!(generation_jobs -> users (user_id));
 diesel::joinable!(images -> generation_jobs (job_id));
 diesel::joinable!(images -> users (owner_id));
+diesel::joinable!(invite_redemptions -> credit_transactions (transaction_id));
+diesel::joinable!(invite_redemptions -> payment_plans (plan_id));
+diesel::joinable!(invite_redemptions -> users (user_id));
+diesel::joinable!(invite_tokens -> payment_plans (plan_id));
 diesel::joinable!(job_events -> generation_jobs (job_id));
 diesel::joinable!(job_events -> users (user_id));
 diesel::joinable!(oauth_accounts -> users (user_id));
@@ -582,6 +614,7 @@ diesel::joinable!(payment_events -> payments (payment_id));
 diesel::joinable!(payments -> credit_packages (package_id));
 diesel::joinable!(payments -> payment_plans (plan_id));
 diesel::joinable!(payments -> users (user_id));
+diesel::joinable!(referrals -> payment_plans (plan_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(subscription_periods -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> payment_plans (plan_id));
@@ -607,6 +640,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     feedback,
     generation_jobs,
     images,
+    invite_redemptions,
     invite_tokens,
     job_events,
     oauth_accounts,

@@ -345,7 +345,7 @@ impl PaymentGateway for Sandbox {
                 period_start: time("periodStart").ok_or("missing or invalid `periodStart`")?,
                 period_end: time("periodEnd").ok_or("missing or invalid `periodEnd`")?,
                 invoice_ref: None,
-                proration: false,
+                no_new_period: false,
             }),
             Some("subscription.payment_failed") => Some(GatewayChange::PaymentFailed),
             Some("subscription.ended") => Some(GatewayChange::Ended),
@@ -578,7 +578,8 @@ fn stripe_subscription_event(
                     period_start: unix(&period["start"])?,
                     period_end: unix(&period["end"])?,
                     invoice_ref: object["id"].as_str().map(str::to_string),
-                    proration: object["billing_reason"] == "subscription_update",
+                    no_new_period: object["billing_reason"] == "subscription_update"
+                        || object["amount_paid"].as_i64() == Some(0),
                 }
             } else {
                 GatewayChange::PaymentFailed

@@ -25,7 +25,7 @@ use crate::{
     credits::{self, model::PlanRow},
     db,
     error::{AppError, AppResult},
-    idempotency,
+    growth, idempotency,
 };
 
 /// The enabled gateways.
@@ -377,6 +377,9 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
         }
         if let Some(change) = &event.subscription {
             let applied = subscriptions::apply_gateway_event_in(conn, gateway, change).await?;
+            if let Some(user) = applied.paid_by {
+                growth::service::on_payment_in(conn, state, user).await?;
+            }
             model::finish_event(conn, gateway, &event.event_id, None, applied.note).await?;
             return Ok(());
         }
@@ -402,13 +405,18 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
                     Some("amount or currency does not match the payment; failed")
                 } else if payment.plan_id.is_some() {
                     model::settle(conn, payment.id, PaymentStatus::Completed, 0, None).await?;
-                    subscriptions::start_from_payment_in(conn, &payment, event.subscription_ref.as_deref()).await?
+                    let note = subscriptions::start_from_payment_in(conn, &payment, event.subscription_ref.as_deref()).await?;
+                    if payment.amount_minor > 0 {
+                        growth::service::on_payment_in(conn, state, payment.user_id).await?;
+                    }
+                    note
                 } else {
                     let credits = payment.gateway_data["credits"].as_i64().unwrap_or(0);
                     model::settle(conn, payment.id, PaymentStatus::Completed, credits, None).await?;
                     let what = payment.gateway_data["package"].as_str().unwrap_or("credit package");
                     credits::service::grant_purchase_in(conn, payment.user_id, payment.id, credits, &format!("Purchase: {what}"))
                         .await?;
+                    growth::service::on_payment_in(conn, state, payment.user_id).await?;
                     None
                 }
             }

@@ -10,6 +10,7 @@ mod foundation;
 mod fuzz;
 mod gallery;
 mod generation;
+mod growth;
 mod js_clients;
 mod operability;
 mod outage;

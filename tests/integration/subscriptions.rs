@@ -1204,6 +1204,14 @@ async fn stripe_subscriptions_against_the_stub() {
         stripe_event(&app, "evt_inv_2", "invoice.paid", t0 + 11, proration).await,
         200
     );
+    // An invoice of nothing (a coupon, a trial's first) is no paid period either.
+    let zero = json!({ "id": "in_3", "object": "invoice", "billing_reason": "subscription_cycle", "amount_paid": 0,
+        "parent": { "subscription_details": { "subscription": "sub_1", "metadata": metadata } },
+        "lines": { "data": [ { "period": { "start": end, "end": end + 30 * 86_400 } } ] } });
+    assert_eq!(
+        stripe_event(&app, "evt_inv_3", "invoice.paid", t0 + 12, zero).await,
+        200
+    );
     assert_eq!(grants(&app, &uid).await, 1);
     let now = me(&app, &token).await;
     assert_eq!(now["subscription"]["plan"]["name"], "pro", "{now}");
@@ -1223,5 +1231,39 @@ async fn stripe_subscriptions_against_the_stub() {
     let now = me(&app, &token).await;
     assert_eq!(now["subscriptionTier"], "FREE", "{now}");
     assert!(now["subscription"].is_null());
+    app.assert_ledger_ok().await;
+}
+
+/// A referred user's first paid subscription period rewards the referral, once; a trial's
+/// checkout (nothing paid) does not.
+#[tokio::test]
+async fn a_first_paid_period_rewards_the_referral_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token("+14155551100").await;
+    let (referrer_token, _) = user(&app, 1101).await;
+    let code = crate::growth::my_code(&app, &referrer_token).await;
+    let (_, body) = app
+        .gql_as(
+            &admin,
+            PLAN,
+            json!({ "i": { "name": "tryme", "displayName": "Try me", "tier": "PREMIUM", "priceMinor": 500,
+                            "currency": "USD", "interval": "month", "trialDays": 3 } }),
+        )
+        .await;
+    let plan = body["data"]["upsertPaymentPlan"]["id"].clone();
+    let (token, _) = crate::growth::referred_user(&app, 1102, &code).await;
+    let payment = checkout(&app, &token, plan.as_str().unwrap()).await;
+    assert_eq!(payment["amountMinor"], 0);
+    approve(&app, &payment).await;
+    let rewards = "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'referral'";
+    assert_eq!(app.scalar(rewards).await, 0, "a trial pays nothing");
+    let sub = me(&app, &token).await["subscription"].clone();
+    assert_eq!(
+        advance(&app, &admin, &sub, "RENEW").await["status"],
+        "ACTIVE"
+    );
+    assert_eq!(app.scalar(rewards).await, 2, "one entry for each side");
+    advance(&app, &admin, &sub, "RENEW").await;
+    assert_eq!(app.scalar(rewards).await, 2, "once");
     app.assert_ledger_ok().await;
 }

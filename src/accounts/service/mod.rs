@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
 use ipnet::IpNet;
 use rand::Rng;
 use serde_json::json;
@@ -23,6 +24,7 @@ pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
+pub use profile::verify_vendor_in;
 pub use profile::{
     ProfileInput, become_vendor, set_tier_in, update_profile, user_by_id, user_by_id_in,
     user_by_username,
@@ -88,10 +90,47 @@ struct SignUp<'a> {
     method: &'a str,
 }
 
+/// What other capabilities do when an account is created, inside the sign-up transaction
+/// (growth records the referral and may reward it). The composition root installs it in
+/// [`AppState::sign_up_hook`], so accounts do not depend on the capabilities that react to
+/// sign-ups (they depend on accounts).
+pub trait SignUpHook: Send + Sync + 'static {
+    /// `user` was just created; `referred_by` is the active user whose referral code it gave.
+    fn signed_up<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        state: &'a AppState,
+        user: Uuid,
+        referred_by: Option<Uuid>,
+    ) -> BoxFuture<'a, AppResult<()>>;
+}
+
+/// The user whose referral code a sign-up gives (trimmed, any case), inside the sign-up
+/// transaction: none for an empty code, `BAD_USER_INPUT` on `field` for a code no active
+/// account holds. Every sign-up path that takes a code (`verifyOtp`, `signUp`) asks here.
+async fn referrer_in(
+    conn: &mut AsyncPgConnection,
+    code: Option<&str>,
+    field: &str,
+) -> AppResult<Option<Uuid>> {
+    let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let unknown = || AppError::bad_input(field, "unknown referral code");
+    if code.chars().count() > 32 {
+        return Err(unknown());
+    }
+    let referrer = model::user_by_referral_code(conn, &code.to_uppercase())
+        .await?
+        .filter(|u| u.account_status == AccountStatus::Active)
+        .ok_or_else(unknown)?;
+    Ok(Some(referrer.id))
+}
+
 /// Creates an account inside the caller's transaction; every sign-up path (`verify_otp` on
 /// first use, `sign_up`, `create_admin`) goes through here: the user row with a fresh referral
 /// code, its credit account with the sign-up bonus (through the credits service), the
-/// referral, and the `auth.sign_up` audit entry.
+/// [`SignUpHook`] (the referral), and the `auth.sign_up` audit entry.
 async fn create_user_in(
     conn: &mut AsyncPgConnection,
     state: &AppState,
@@ -116,9 +155,10 @@ async fn create_user_in(
     )
     .await?;
     credits::service::open_account_in(conn, user.id, state.config.signup_bonus).await?;
-    if let Some(referrer) = new.referred_by {
-        model::insert_referral(conn, referrer, user.id).await?;
-    }
+    state
+        .sign_up_hook
+        .signed_up(conn, state, user.id, new.referred_by)
+        .await?;
     audit_user(
         conn,
         &user,
@@ -175,14 +215,8 @@ async fn audit_user(
 /// Gives unique-violation conflicts the input field they concern.
 fn with_field(err: AppError, email_field: &str, username_field: &str) -> AppError {
     match err {
-        AppError::Conflict(m) if m.contains("email") => AppError::BadUserInput {
-            field: email_field.into(),
-            message: m,
-        },
-        AppError::Conflict(m) if m.contains("username") => AppError::BadUserInput {
-            field: username_field.into(),
-            message: m,
-        },
+        AppError::Conflict(m) if m.contains("email") => AppError::bad_input(email_field, m),
+        AppError::Conflict(m) if m.contains("username") => AppError::bad_input(username_field, m),
         other => other,
     }
 }

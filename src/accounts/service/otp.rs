@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 
-use super::{Auth, RequestMeta, SignUp, create_user_in, ensure_active, sessions::start_session};
+use super::{
+    Auth, RequestMeta, SignUp, create_user_in, ensure_active, referrer_in, sessions::start_session,
+};
 use crate::{
     AppState,
     accounts::{model, phone, tokens},
@@ -140,17 +142,13 @@ pub async fn verify_otp(
                     Ok((user, false))
                 }
                 None => {
-                    let referrer = match referral_code.map(str::trim).filter(|c| !c.is_empty()) {
-                        Some(c) => Some(model::user_by_referral_code(conn, c).await?.ok_or_else(
-                            || AppError::bad_input("input.referralCode", "unknown referral code"),
-                        )?),
-                        None => None,
-                    };
+                    let referred_by =
+                        referrer_in(conn, referral_code, "input.referralCode").await?;
                     let sign_up = SignUp {
                         phone: Some(&phone),
                         phone_verified: true,
                         signs_in: true,
-                        referred_by: referrer.map(|r| r.id),
+                        referred_by,
                         method: "otp",
                         ..SignUp::default()
                     };

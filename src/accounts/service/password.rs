@@ -4,7 +4,7 @@ use diesel_async::AsyncConnection;
 use serde_json::json;
 
 use super::{
-    Auth, RequestMeta, SignUp, create_user_in, ensure_active, sessions::start_session,
+    Auth, RequestMeta, SignUp, create_user_in, ensure_active, referrer_in, sessions::start_session,
     validate_email, validate_username, with_field,
 };
 use crate::{
@@ -19,13 +19,15 @@ use crate::{
 /// Creates an account with email and password and signs it in; at most
 /// `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` per client IP and hour (`RATE_LIMITED` beyond). The
 /// account's email is not verified (nothing verifies emails yet), so its sign-up bonus cannot
-/// be gifted (see `credits::service::gift`).
+/// be gifted (see `credits::service::gift`). A `referral_code` names the referrer (as in
+/// `verify_otp`; an unknown one is `BAD_USER_INPUT` on `input.referralCode`).
 pub async fn sign_up(
     state: &AppState,
     meta: &RequestMeta,
     email: &str,
     password_input: &str,
     username: Option<&str>,
+    referral_code: Option<&str>,
 ) -> AppResult<Auth> {
     let email = validate_email(email, "input.email")?;
     password::validate(password_input, "input.password")?;
@@ -42,16 +44,20 @@ pub async fn sign_up(
     )
     .await?;
     let hash = password::hash(password_input.to_string()).await?;
-    let sign_up = SignUp {
-        email: Some(&email),
-        username: username.as_deref(),
-        password_hash: Some(&hash),
-        signs_in: true,
-        method: "password",
-        ..SignUp::default()
-    };
     let user = conn
-        .transaction(async |conn| create_user_in(conn, state, meta, &sign_up).await)
+        .transaction(async |conn| {
+            let referred_by = referrer_in(conn, referral_code, "input.referralCode").await?;
+            let sign_up = SignUp {
+                email: Some(&email),
+                username: username.as_deref(),
+                password_hash: Some(&hash),
+                signs_in: true,
+                referred_by,
+                method: "password",
+                ..SignUp::default()
+            };
+            create_user_in(conn, state, meta, &sign_up).await
+        })
         .await
         .map_err(|e| with_field(e, "input.email", "input.username"))?;
     start_session(state, &mut conn, user, true, meta, "password").await

@@ -188,6 +188,36 @@ pub async fn become_vendor(
     .await
 }
 
+/// Makes `user` a verified vendor inside the caller's transaction (an admin's vendor
+/// invite): their vendor profile (made with `becomeVendor`) is marked verified and a `user`
+/// becomes a `vendor` (admins keep their role). `Ok(None)` when the user has no vendor
+/// profile: nothing changed.
+pub async fn verify_vendor_in(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> AppResult<Option<UserRow>> {
+    if !model::verify_vendor_profile(conn, user_id).await? {
+        return Ok(None);
+    }
+    let user = model::user_by_id(conn, user_id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let user = if user.role == Role::User {
+        model::set_role(conn, user_id, Role::Vendor).await?
+    } else {
+        user
+    };
+    audit_user(
+        conn,
+        &user,
+        "account.role_changed",
+        &RequestMeta::default(),
+        json!({ "role": user.role.as_str(), "vendor": true, "verified": true }),
+    )
+    .await?;
+    Ok(Some(user))
+}
+
 fn validate_url(url: &str, field: &str) -> AppResult<String> {
     let url = url.trim();
     let parsed =

@@ -303,8 +303,9 @@ pub enum GatewayChange {
         period_start: DateTime<Utc>,
         period_end: DateTime<Utc>,
         invoice_ref: Option<String>,
-        /// A proration invoice (a plan change inside a period): no new period.
-        proration: bool,
+        /// Not a new paid period: a proration invoice (a plan change inside a period), or an
+        /// invoice of nothing (a trial's first).
+        no_new_period: bool,
     },
     /// A renewal could not be charged (the gateway retries).
     PaymentFailed,
@@ -459,10 +460,10 @@ pub async fn apply_gateway_event_in(
             period_start,
             period_end,
             invoice_ref,
-            proration,
+            no_new_period,
         } => {
-            if *proration {
-                applied.note = Some("proration invoice: no new period");
+            if *no_new_period {
+                applied.note = Some("proration or zero invoice: no new period");
             } else if period_end <= period_start {
                 applied.note = Some("empty period");
             } else {

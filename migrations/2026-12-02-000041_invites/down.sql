@@ -1,0 +1,31 @@
+DROP TABLE invite_redemptions;
+
+DROP INDEX invite_tokens_created_at_idx;
+ALTER TABLE invite_tokens
+    DROP CONSTRAINT invite_tokens_note_check,
+    DROP CONSTRAINT invite_tokens_role_check,
+    DROP CONSTRAINT invite_tokens_plan_days_check,
+    DROP CONSTRAINT invite_tokens_credits_check,
+    DROP CONSTRAINT invite_tokens_use_count_check,
+    DROP CONSTRAINT invite_tokens_max_uses_check,
+    DROP CONSTRAINT invite_tokens_id_key,
+    DROP COLUMN revoked_by,
+    DROP COLUMN revoked_at,
+    DROP COLUMN note,
+    DROP COLUMN role,
+    DROP COLUMN plan_days,
+    DROP COLUMN plan_id,
+    DROP COLUMN credits,
+    DROP COLUMN use_count,
+    DROP COLUMN max_uses,
+    DROP COLUMN id;
+
+ALTER TABLE referrals
+    DROP CONSTRAINT referrals_reward_after_redeemed_check,
+    DROP CONSTRAINT referrals_plan_days_check,
+    DROP CONSTRAINT referrals_referred_transaction_id_key,
+    DROP CONSTRAINT referrals_referrer_transaction_id_key,
+    DROP COLUMN plan_days,
+    DROP COLUMN plan_id,
+    DROP COLUMN referred_transaction_id,
+    DROP COLUMN referrer_transaction_id;
