@@ -35,3 +35,27 @@ pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> Quer
         .await
         .map(|_| ())
 }
+
+/// Records an admin's change (inside the change's transaction).
+pub async fn admin(
+    conn: &mut AsyncPgConnection,
+    admin: Uuid,
+    action: &str,
+    resource: &str,
+    resource_id: String,
+    metadata: serde_json::Value,
+) -> QueryResult<()> {
+    record(
+        conn,
+        AuditEntry {
+            actor_id: Some(admin),
+            actor_type: "admin",
+            action,
+            resource: Some(resource),
+            resource_id: Some(resource_id),
+            ip: None,
+            metadata,
+        },
+    )
+    .await
+}

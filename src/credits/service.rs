@@ -19,7 +19,7 @@ use super::{
 use crate::{
     AppState,
     accounts::SubscriptionTier,
-    audit::{self, AuditEntry},
+    audit,
     db::{self, Fragment},
     error::{AppError, AppResult},
     events::{self, Event},
@@ -494,7 +494,7 @@ pub async fn adjust(
             t.request_hash = Some(&hash);
             let row = written(conn, &t).await?;
             let metadata = json!({ "amount": amount, "reason": reason, "transaction": row.id });
-            audit_admin(
+            audit::admin(
                 conn,
                 admin,
                 "credits.adjusted",
@@ -639,7 +639,7 @@ pub async fn upsert_package(
             "bonus_credits": row.bonus_credits, "price_minor": row.price_minor,
             "currency": row.currency, "is_active": row.is_active,
         });
-        audit_admin(
+        audit::admin(
             conn,
             admin,
             "credits.package_saved",
@@ -753,7 +753,7 @@ pub async fn upsert_plan(
             "monthly_credits": row.monthly_credits, "trial_days": row.trial_days,
             "is_vendor_plan": row.is_vendor_plan, "is_active": row.is_active,
         });
-        audit_admin(
+        audit::admin(
             conn,
             admin,
             "plans.saved",
@@ -785,7 +785,7 @@ pub async fn set_plan_archived(
         } else {
             "plans.restored"
         };
-        audit_admin(
+        audit::admin(
             conn,
             admin,
             action,
@@ -854,7 +854,7 @@ pub async fn set_price(state: &AppState, admin: Uuid, input: PriceRow) -> AppRes
             "daily_limit": row.daily_limit, "per_minute_limit": row.per_minute_limit,
             "minimum_tier": row.minimum_tier.map(|t| t.as_str()), "is_enabled": row.is_enabled,
         });
-        audit_admin(
+        audit::admin(
             conn,
             admin,
             "credits.price_set",
@@ -866,31 +866,6 @@ pub async fn set_price(state: &AppState, admin: Uuid, input: PriceRow) -> AppRes
         Ok(row)
     })
     .await
-}
-
-/// Records an admin's change in the audit log (inside the change's transaction).
-async fn audit_admin(
-    conn: &mut AsyncPgConnection,
-    admin: Uuid,
-    action: &str,
-    resource: &str,
-    resource_id: String,
-    metadata: serde_json::Value,
-) -> AppResult<()> {
-    audit::record(
-        conn,
-        AuditEntry {
-            actor_id: Some(admin),
-            actor_type: "admin",
-            action,
-            resource: Some(resource),
-            resource_id: Some(resource_id),
-            ip: None,
-            metadata,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 // ---- reads ----------------------------------------------------------------------------------

@@ -437,7 +437,15 @@ pub async fn create_invite(
                 "max_uses": max_uses, "credits": credits, "plan_id": spec.plan_id,
                 "plan_days": plan_days, "role": role, "note": note, "expires_at": spec.expires_at,
             });
-            audit_admin(conn, admin, "invite.created", row.id, metadata).await?;
+            audit::admin(
+                conn,
+                admin,
+                "invite.created",
+                "invite_token",
+                row.id.to_string(),
+                metadata,
+            )
+            .await?;
             Ok(row)
         })
         .await?;
@@ -452,7 +460,15 @@ pub async fn revoke_invite(state: &AppState, admin: Uuid, id: Uuid) -> AppResult
         let row = model::revoke_invite(conn, id, admin)
             .await?
             .ok_or(AppError::NotFound("invite token"))?;
-        audit_admin(conn, admin, "invite.revoked", row.id, json!({})).await?;
+        audit::admin(
+            conn,
+            admin,
+            "invite.revoked",
+            "invite_token",
+            row.id.to_string(),
+            json!({}),
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -598,29 +614,6 @@ async fn why_unusable(
     } else {
         InviteFailure::Exhausted
     })
-}
-
-async fn audit_admin(
-    conn: &mut AsyncPgConnection,
-    admin: Uuid,
-    action: &str,
-    invite: Uuid,
-    metadata: serde_json::Value,
-) -> AppResult<()> {
-    audit::record(
-        conn,
-        AuditEntry {
-            actor_id: Some(admin),
-            actor_type: "admin",
-            action,
-            resource: Some("invite_token"),
-            resource_id: Some(invite.to_string()),
-            ip: None,
-            metadata,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -492,17 +492,13 @@ pub async fn gift_subscription(
     let mut conn = db::conn(&state.pool).await?;
     conn.transaction(async |conn| {
         let row = subscriptions::grant_days_in(conn, user, plan, days, "gift").await?;
-        crate::audit::record(
+        crate::audit::admin(
             conn,
-            crate::audit::AuditEntry {
-                actor_id: Some(admin),
-                actor_type: "admin",
-                action: "subscriptions.gifted",
-                resource: Some("user"),
-                resource_id: Some(user.to_string()),
-                ip: None,
-                metadata: json!({ "plan": plan, "days": days, "subscription": row.id }),
-            },
+            admin,
+            "subscriptions.gifted",
+            "user",
+            user.to_string(),
+            json!({ "plan": plan, "days": days, "subscription": row.id }),
         )
         .await?;
         Ok(row)

@@ -558,7 +558,7 @@ fn sandbox_event(
     (body, sig)
 }
 
-async fn deliver(app: &TestApp, body: &str, sig: &str) -> u16 {
+pub(crate) async fn deliver(app: &TestApp, body: &str, sig: &str) -> u16 {
     app.client
         .post(app.url("/webhooks/payments/sandbox"))
         .header("easel-signature", sig)

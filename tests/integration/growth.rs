@@ -1,8 +1,8 @@
 //! Issue #13: referrals (codes at every sign-up, one reward per referral, at the first
 //! payment or at sign-up) and admin invite tokens (once per user, never past `maxUses`).
 
-use easel::{config::ReferralReward, payments::gateways};
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use easel::{config::ReferralReward, payments::gateways};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::credits::deliver;
 use crate::support::{TestApp, code, field, user};
 
 const FREE: &str = "0191f000-0000-7000-8000-000000000101";
@@ -286,19 +287,6 @@ fn renewal(sub_ref: &str, id: &str, start: DateTime<Utc>) -> (String, String) {
         body.as_bytes(),
     );
     (body, sig)
-}
-
-async fn deliver(app: &TestApp, body: &str, sig: &str) -> u16 {
-    app.client
-        .post(app.url("/webhooks/payments/sandbox"))
-        .header("easel-signature", sig)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Ten parallel deliveries of one renewal, and ten different events for the same period:
