@@ -346,6 +346,7 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
         + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
     let job = conn
         .transaction(async |conn| {
+            payments::subscriptions::count_generation_in(conn, job.user_id).await?;
             let description = format!("Generation (retry): {}", job.kind.as_str());
             let charge = credits::service::charge_in(
                 conn,
@@ -386,6 +387,7 @@ pub async fn settle_refund(
     job: &JobRow,
     description: &str,
 ) -> AppResult<()> {
+    payments::subscriptions::uncount_generation_in(conn, job.user_id, job.queued_at).await?;
     if let Some(charge) = job.charge_transaction_id {
         credits::service::refund_in(conn, charge, description).await?;
     }

@@ -558,7 +558,11 @@ const GENERATE: &str = "mutation { generate(input: { kind: LOGO, prompt: \"acme\
 /// queued or charged; parallel requests never exceed it.
 #[tokio::test]
 async fn the_monthly_generation_limit_holds_under_concurrency() {
-    let app = TestApp::spawn_with(|c| c.db_pool_size = 20).await;
+    let app = TestApp::spawn_with(|c| {
+        c.db_pool_size = 20;
+        c.workers = 0; // the jobs stay queued, so one can be cancelled
+    })
+    .await;
     let admin = app.admin_token("+14155550960").await;
     let (_, body) = app
         .gql_as(
@@ -613,12 +617,46 @@ async fn the_monthly_generation_limit_holds_under_concurrency() {
             "SELECT count(*) AS n FROM credit_transactions WHERE kind = 'usage' AND user_id = '{uid}'"
         ))
         .await,
-        3
+        3,
+        "nothing charged for the refused ones"
     );
     assert_eq!(
         me(&app, &token).await["subscription"]["generationsThisMonth"],
         3
     );
+    // A cancelled job gives its generation back (with its credits).
+    let job = answers
+        .iter()
+        .find_map(|(_, b)| b["data"]["generate"]["id"].as_str())
+        .unwrap();
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($id: ID!) { cancelGenerationJob(id: $id) { status } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["cancelGenerationJob"]["status"], "CANCELLED",
+        "{body}"
+    );
+    assert_eq!(
+        me(&app, &token).await["subscription"]["generationsThisMonth"],
+        2
+    );
+    let (_, body) = app.gql_as(&token, GENERATE, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = app.gql_as(&token, GENERATE, json!({})).await;
+    assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    // Retrying the cancelled job is a generation too.
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($id: ID!) { retryGenerationJob(id: $id) { status } }",
+            json!({ "id": job }),
+        )
+        .await;
+    assert_eq!(code(&body), "RATE_LIMITED", "{body}");
     // A new month opens the window again.
     app.exec(&format!(
         "UPDATE subscriptions SET usage_window_start = usage_window_start - interval '32 days' WHERE user_id = '{uid}'"

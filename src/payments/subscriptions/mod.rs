@@ -575,6 +575,32 @@ pub async fn count_generation_in(conn: &mut AsyncPgConnection, user: Uuid) -> Ap
     Ok(())
 }
 
+/// Gives back the generation a failed or cancelled job took from the monthly limit, when it
+/// was counted in the current month (`counted_at`: when it was queued). Call before the job's
+/// refund in the transaction that ends it (the subscription lock before the credit account's,
+/// the order `generate` takes them in).
+pub async fn uncount_generation_in(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    counted_at: DateTime<Utc>,
+) -> AppResult<()> {
+    model::lock_user(conn, user).await?;
+    let Some(sub) = model::live(conn, user).await? else {
+        return Ok(());
+    };
+    let counted_now = sub
+        .usage_window_start
+        .is_some_and(|start| start <= counted_at && counted_at < add_months(start, 1));
+    if counted_now && sub.usage_count > 0 {
+        let changes = Changes {
+            usage_count: Some(sub.usage_count - 1),
+            ..Changes::default()
+        };
+        model::update(conn, sub.id, &changes).await?;
+    }
+    Ok(())
+}
+
 /// Ends live subscriptions whose time is up (run periodically): given ones and those set to
 /// cancel at their period's end when it comes, gateway ones `grace` after a period end the
 /// gateway never renewed. Each user's tier falls back with it. Answers how many ended.
