@@ -459,6 +459,20 @@ pub async fn change_subscription(
     let update = match (&request, &planned.change_to) {
         (Request::Cancel, _) => Some(SubscriptionUpdate::CancelAtPeriodEnd(true)),
         (Request::Resume, _) => Some(SubscriptionUpdate::CancelAtPeriodEnd(false)),
+        // Back to the current plan (dropping a downgrade): back to the price the subscriber
+        // has, whatever the plan's price is now, without proration.
+        (Request::ChangePlan(_), Some((plan, _))) if plan.id == sub.plan_id => {
+            Some(SubscriptionUpdate::ChangePrice {
+                item_ref: sub.gateway_item_ref.as_deref(),
+                price: PlanPrice {
+                    amount_minor: sub.price_minor.unwrap_or(plan.price_minor),
+                    currency: sub.currency.as_deref().unwrap_or(&plan.currency),
+                    interval: sub.billing_interval.as_deref().unwrap_or(&plan.interval),
+                    ..plan_price(plan)
+                },
+                prorate: false,
+            })
+        }
         (Request::ChangePlan(_), Some((plan, upgrade))) => Some(SubscriptionUpdate::ChangePrice {
             item_ref: sub.gateway_item_ref.as_deref(),
             price: plan_price(plan),

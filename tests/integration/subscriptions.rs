@@ -417,6 +417,14 @@ async fn plan_changes_upgrade_now_and_downgrade_at_period_end() {
         "PRO",
         "paid for until the period ends"
     );
+    // Choosing the current plan again drops the downgrade; then downgrade again.
+    let (_, body) = app.gql_as(&token, CHANGE, json!({ "p": PRO })).await;
+    assert_eq!(
+        body["data"]["changeSubscriptionPlan"],
+        json!({ "plan": { "name": "pro" }, "pendingPlan": null, "priceMinor": 2999 }),
+        "{body}"
+    );
+    app.gql_as(&token, CHANGE, json!({ "p": PREMIUM })).await;
     let balance = me(&app, &token).await["credits"]["balance"]
         .as_i64()
         .unwrap();
@@ -1095,6 +1103,11 @@ async fn stripe_subscriptions_against_the_stub() {
         now["subscriptionTier"], "PREMIUM",
         "an invoice first creates the subscription: {now}"
     );
+    assert_eq!(
+        time(&now["subscription"]["currentPeriodEnd"]).timestamp(),
+        end,
+        "the invoice's period"
+    );
     assert_eq!(grants(&app, &uid).await, 1);
     let subscription = |status: &str, price: &str, cancel: bool| {
         json!({ "id": "sub_1", "object": "subscription", "status": status, "cancel_at_period_end": cancel, "metadata": metadata,
@@ -1211,6 +1224,32 @@ async fn stripe_subscriptions_against_the_stub() {
         );
     }
     assert_eq!(me(&app, &token).await["subscriptionTier"], "PRO");
+    // A downgrade is billed from the next period, without proration; choosing the current
+    // plan again goes back to the subscriber's price.
+    const CHANGE: &str =
+        "mutation($p: ID!) { changeSubscriptionPlan(planId: $p) { pendingPlan { name } } }";
+    let (_, body) = app.gql_as(&token, CHANGE, json!({ "p": PREMIUM })).await;
+    assert_eq!(
+        body["data"]["changeSubscriptionPlan"]["pendingPlan"]["name"], "premium",
+        "{body}"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        let (_, form) = seen.last().unwrap();
+        assert_eq!(form["items[0][price]"], "price_1");
+        assert_eq!(form["proration_behavior"], "none");
+    }
+    let (_, body) = app.gql_as(&token, CHANGE, json!({ "p": PRO })).await;
+    assert!(
+        body["data"]["changeSubscriptionPlan"]["pendingPlan"].is_null(),
+        "{body}"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        let (_, form) = seen.last().unwrap();
+        assert_eq!(form["items[0][price]"], "price_2");
+        assert_eq!(form["proration_behavior"], "none");
+    }
     // Stripe's update and its proration invoice agree and grant nothing new.
     assert_eq!(
         stripe_event(

@@ -386,7 +386,21 @@ pub async fn apply_gateway_event_in(
                     ..Applied::default()
                 });
             }
+            // The event's own period when it tells one (what follows applies it again).
             let now = Utc::now();
+            let (start, end) = match &ev.change {
+                GatewayChange::PeriodPaid {
+                    period_start,
+                    period_end,
+                    ..
+                } => (*period_start, *period_end),
+                GatewayChange::Updated {
+                    period_start: Some(start),
+                    period_end: Some(end),
+                    ..
+                } => (*start, *end),
+                _ => (now, add_months(now, plan.months())),
+            };
             model::insert(
                 conn,
                 &NewSubscription {
@@ -395,8 +409,8 @@ pub async fn apply_gateway_event_in(
                     plan_id,
                     status: SubscriptionStatus::Active,
                     source: "checkout",
-                    current_period_start: now,
-                    current_period_end: add_months(now, plan.months()),
+                    current_period_start: start,
+                    current_period_end: end,
                     gateway: Some(gateway),
                     gateway_ref: Some(&ev.gateway_ref),
                     price_minor: Some(plan.price_minor),
@@ -404,7 +418,7 @@ pub async fn apply_gateway_event_in(
                     billing_interval: Some(&plan.interval),
                     trial_ends_at: None,
                     payment_id: ev.payment,
-                    usage_window_start: now,
+                    usage_window_start: start.min(now),
                 },
             )
             .await?
@@ -742,6 +756,11 @@ pub async fn record_request_in(
         },
         (Request::Resume, _) => Changes {
             cancel_at_period_end: Some(false),
+            ..Changes::default()
+        },
+        // Back to the current plan: the pending downgrade is dropped, the price stays.
+        (Request::ChangePlan(_), Some((target, _))) if target.id == sub.plan_id => Changes {
+            pending_plan_id: Some(None),
             ..Changes::default()
         },
         (Request::ChangePlan(_), Some((target, true))) => Changes {
