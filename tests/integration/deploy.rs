@@ -451,8 +451,14 @@ fn deploy_kubernetes_workloads_are_wired() {
 
     // Probes: liveness /healthz, readiness /readyz, on the port the server listens on.
     let c = container(api);
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(
+        c["livenessProbe"]["httpGet"]["path"], "/healthz",
+        "liveness: /healthz"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "readiness: /readyz"
+    );
     assert_eq!(c["ports"][0]["containerPort"], 8080);
     assert_eq!(c["ports"][0]["name"], "http");
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
