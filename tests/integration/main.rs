@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod architecture;
 mod credits;
+mod deploy;
 mod foundation;
 mod fuzz;
 mod gallery;
