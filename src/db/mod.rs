@@ -119,13 +119,24 @@ pub async fn conn(pool: &DbPool) -> AppResult<DbConn> {
     Ok(Box::pin(pool.get()).await?)
 }
 
-/// Applies pending migrations; returns the versions applied now.
+/// The advisory lock migrations run under (any 64-bit key no other code uses).
+const MIGRATION_LOCK: i64 = 0x6561_7365_6c5f_6d69;
+
+/// Applies pending migrations; returns the versions applied now. Processes that start together
+/// (API replicas, workers and a migration job during a rollout) take turns on an advisory lock:
+/// the first applies what is pending, the others find nothing left to do.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     with_sync_connection(url, |conn| {
+        let lock = diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"));
+        diesel::RunQueryDsl::execute(lock, conn).context("waiting for the migration lock")?;
         let done = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        Ok(done.iter().map(|v| v.to_string()).collect())
+            .map_err(|e| anyhow::anyhow!(e))
+            .map(|done| done.iter().map(|v| v.to_string()).collect());
+        // Released with the session too (the connection closes after this).
+        let unlock = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+        let _ = diesel::RunQueryDsl::execute(unlock, conn);
+        done
     })
     .await
 }
