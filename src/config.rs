@@ -3,6 +3,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `DATABASE_URL` | unset | PostgreSQL URL; unset = the embedded cluster under `EASEL_DATA_DIR` |
+//! | `DATABASE_READ_URL` | unset | a streaming replica of `DATABASE_URL` for reads that may lag (feeds, galleries, histories); unset = every read from the primary |
+//! | `EASEL_READ_YOUR_WRITES_SECS` | `10` | after a viewer's mutation, their reads go to the primary this long (with `DATABASE_READ_URL`) |
 //! | `EASEL_ENV` | `development` | `development` or `production` |
 //! | `EASEL_DATA_DIR` | `./data` | embedded database (`postgres/`) and local media |
 //! | `EASEL_BIND` | `127.0.0.1:8080` | address the HTTP server listens on |
@@ -140,6 +142,10 @@ pub enum SmsSender {
 pub struct Config {
     pub env: Environment,
     pub database_url: Option<SecretString>,
+    /// A streaming replica for reads that may lag (feeds, galleries, histories).
+    pub database_read_url: Option<SecretString>,
+    /// How long a viewer's reads go to the primary after their own mutation.
+    pub read_your_writes: Duration,
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
     pub pg_bin_dir: Option<PathBuf>,
@@ -328,6 +334,12 @@ impl Config {
         let config = Config {
             env,
             database_url: get("DATABASE_URL").map(SecretString::from),
+            database_read_url: get("DATABASE_READ_URL")
+                .filter(|u| !u.trim().is_empty())
+                .map(SecretString::from),
+            read_your_writes: Duration::from_secs(
+                parse::<u64>(&get, "EASEL_READ_YOUR_WRITES_SECS", "10")?.min(3600),
+            ),
             data_dir: get("EASEL_DATA_DIR")
                 .unwrap_or_else(|| "./data".into())
                 .into(),

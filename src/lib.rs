@@ -43,6 +43,11 @@ use outbox::{HttpSmsSender, LogSender, MessageSender};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: DbPool,
+    /// The replica's pool (`DATABASE_READ_URL`), for reads that may lag; see
+    /// [`AppState::read_conn`].
+    pub read_pool: Option<DbPool>,
+    /// Viewers who wrote through this process lately (they read from the primary).
+    pub recent_writers: Arc<db::RecentWriters>,
     /// Signing keys for access tokens and one-time codes.
     pub keys: Arc<Keys>,
     /// Where outbox messages are delivered.
@@ -100,8 +105,10 @@ impl AppState {
             ws_operations: Arc::new(http::limits::PerUser::new(
                 config.ws_max_subscriptions_per_user,
             )),
+            recent_writers: Arc::new(db::RecentWriters::new(config.read_your_writes)),
             config: Arc::new(config),
             pool,
+            read_pool: None,
             keys: Arc::new(keys),
             sender,
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
@@ -110,6 +117,34 @@ impl AppState {
             metrics: metrics::Metrics::new(),
             sign_up_hook: Arc::new(growth::service::Referrals),
         })
+    }
+
+    /// Reads that may lag go to `replica`.
+    pub fn with_read_pool(mut self, replica: DbPool) -> Self {
+        self.read_pool = Some(replica);
+        self
+    }
+
+    /// A connection for a read that may lag behind the primary by the replication delay: the
+    /// replica's, unless `viewer` wrote through this process within
+    /// `EASEL_READ_YOUR_WRITES_SECS` (they read their own writes from the primary), or there
+    /// is no replica, or it gives no connection in time (then the primary answers, and a
+    /// warning is logged).
+    pub async fn read_conn(&self, viewer: Option<uuid::Uuid>) -> error::AppResult<db::DbConn> {
+        let Some(replica) = &self.read_pool else {
+            return db::conn(&self.pool).await;
+        };
+        if viewer.is_some_and(|v| self.recent_writers.recent(v)) {
+            return db::conn(&self.pool).await;
+        }
+        match db::conn(replica).await {
+            Ok(conn) => Ok(conn),
+            Err(e) => {
+                tracing::warn!(error = %e.log_line(), "the read replica gave no connection; reading from the primary");
+                self.metrics.replica_fallback();
+                db::conn(&self.pool).await
+            }
+        }
     }
 
     /// Uses the statement counter the pool's connections report to.

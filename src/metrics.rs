@@ -14,6 +14,7 @@
 //! | `easel_db_pool_connections` | gauge | `state` (`in_use`, `idle`, `max`) |
 //! | `easel_db_pool_waiting` | gauge | |
 //! | `easel_db_statements_total` | counter | |
+//! | `easel_db_replica_fallbacks_total` | counter | | (reads meant for `DATABASE_READ_URL` that the primary answered because the replica gave no connection)
 //! | `easel_jobs` | gauge | `status` (every job status) |
 //! | `easel_jobs_oldest_queued_age_seconds` | gauge | |
 //! | `easel_worker_jobs_total` | counter | `outcome` (`succeeded`, `failed`, `requeued`, `cancelled`, `released`, `lost_lease`) |
@@ -189,6 +190,11 @@ impl Metrics {
             let code = code.filter(|c| c.len() <= 40).unwrap_or("NONE");
             self.count("easel_graphql_errors_total", &[("code", code)], 1);
         }
+    }
+
+    /// Counts a read that fell back from the replica to the primary.
+    pub fn replica_fallback(&self) {
+        self.count("easel_db_replica_fallbacks_total", &[], 1);
     }
 
     /// Counts credits charged (a positive `amount`).

@@ -136,7 +136,21 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
         config.db_connect_timeout,
         statements.clone(),
     )?;
-    Ok(AppState::new(config, pool, url)?.with_statements(statements))
+    let replica = match &config.database_read_url {
+        Some(read_url) => Some(db::build_counted_pool(
+            read_url.expose_secret(),
+            config.db_pool_size,
+            config.db_pool_timeout,
+            config.db_connect_timeout,
+            statements.clone(),
+        )?),
+        None => None,
+    };
+    let state = AppState::new(config, pool, url)?.with_statements(statements);
+    Ok(match replica {
+        Some(replica) => state.with_read_pool(replica),
+        None => state,
+    })
 }
 
 /// `easel serve`: runs until SIGINT/SIGTERM, then, within `EASEL_SHUTDOWN_GRACE_SECS`, drains

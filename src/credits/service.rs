@@ -885,7 +885,7 @@ pub async fn history(
     {
         return Err(AppError::bad_input("filter.to", "`to` is before `from`"));
     }
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = state.read_conn(Some(user)).await?;
     Ok(model::history(&mut conn, user, filter, after, limit, extras).await?)
 }
 

@@ -109,6 +109,48 @@ pub fn build_counted_pool(
         .context("building the database pool")
 }
 
+/// Who wrote recently, in this process: their reads go to the primary for `window` after
+/// their last mutation, so they read what they wrote even when the replica lags.
+pub struct RecentWriters {
+    window: Duration,
+    marks: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
+}
+
+impl RecentWriters {
+    /// The most marks kept before expired ones are swept.
+    const SWEEP_AT: usize = 10_000;
+
+    pub fn new(window: Duration) -> Self {
+        RecentWriters {
+            window,
+            marks: Default::default(),
+        }
+    }
+
+    fn marks(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<uuid::Uuid, std::time::Instant>> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `user` is writing now.
+    pub fn mark(&self, user: uuid::Uuid) {
+        let mut marks = self.marks();
+        if marks.len() >= Self::SWEEP_AT {
+            let window = self.window;
+            marks.retain(|_, at| at.elapsed() < window);
+        }
+        marks.insert(user, std::time::Instant::now());
+    }
+
+    /// Whether `user` wrote within the window.
+    pub fn recent(&self, user: uuid::Uuid) -> bool {
+        self.marks()
+            .get(&user)
+            .is_some_and(|at| at.elapsed() < self.window)
+    }
+}
+
 /// Takes a connection from the pool, or fails with `Busy` when none frees up in time.
 ///
 /// The pool's checkout future (about 2 KB) is boxed: unboxed it would sit inside every

@@ -434,7 +434,7 @@ pub async fn list_jobs(
     limit: i64,
     extras: Fragment<Nullable<Text>>,
 ) -> AppResult<Vec<(JobRow, Option<String>)>> {
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = state.read_conn(Some(viewer.id)).await?;
     Ok(model::list(&mut conn, viewer.id, status, after, limit, extras).await?)
 }
 

@@ -348,6 +348,7 @@ async fn execute(
             format!("a batch may hold at most {max} operations"),
         );
     }
+    mark_writer(state, &batch, &who);
     let batch = match batch {
         BatchRequest::Single(r) => BatchRequest::Single(with_request_data(state, r, &who)),
         BatchRequest::Batch(rs) => BatchRequest::Batch(
@@ -375,6 +376,26 @@ async fn execute(
     http.extensions_mut()
         .insert(super::metrics::GraphqlOperation(operation));
     http
+}
+
+/// With a read replica: a signed-in viewer about to run a mutation reads from the primary
+/// for the next `EASEL_READ_YOUR_WRITES_SECS` (in this process), so they see what they wrote.
+/// A persisted query sent by its hash alone counts as a mutation (its text is not read here).
+fn mark_writer(state: &HttpState, batch: &BatchRequest, who: &Caller) {
+    let (Some(_), Some(user)) = (&state.app.read_pool, who.viewer.user_id()) else {
+        return;
+    };
+    let limits = crate::schema::limits(&state.app.config);
+    let writes = |r: &GqlRequest| {
+        r.query.trim().is_empty() || non_query_operation(r, &limits) == Some("mutation")
+    };
+    let any = match batch {
+        BatchRequest::Single(r) => writes(r),
+        BatchRequest::Batch(rs) => rs.iter().any(writes),
+    };
+    if any {
+        state.app.recent_writers.mark(user);
+    }
 }
 
 /// The `extensions.code` of an error.

@@ -701,7 +701,7 @@ pub async fn payments(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> AppResult<Vec<PaymentRow>> {
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = state.read_conn(Some(user)).await?;
     Ok(model::list(&mut conn, user, after, limit).await?)
 }
 

@@ -44,7 +44,8 @@ const LEFT_OUT: &[(&str, &str)] = &[
 /// Names that hold secrets (as this project names them: keys, secrets, passwords, bearer
 /// tokens, the database URL with its password): the Secret's, never the ConfigMap's.
 fn is_secret(name: &str) -> bool {
-    name == "DATABASE_URL"
+    // Database URLs carry the password.
+    name.starts_with("DATABASE_")
         || name.ends_with("_TOKEN")
         || ["SECRET", "API_KEY", "ACCESS_KEY", "PASSWORD"]
             .iter()
@@ -170,7 +171,7 @@ fn config_variables() -> BTreeSet<String> {
     let source = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
     let code = source.split("#[cfg(test)]").next().unwrap();
     let mut names = BTreeSet::new();
-    for prefix in ["\"EASEL_", "\"DATABASE_URL\""] {
+    for prefix in ["\"EASEL_", "\"DATABASE_"] {
         for (at, _) in code.match_indices(prefix) {
             let rest = &code[at + 1..];
             let end = rest
@@ -375,7 +376,7 @@ fn deploy_every_setting_reaches_the_kubernetes_containers() {
             );
         }
     }
-    assert!(secret.contains_key("DATABASE_URL"));
+    assert!(secret.contains_key("DATABASE_URL") && secret.contains_key("DATABASE_READ_URL"));
     for name in secret.keys() {
         assert!(is_secret(name), "{name} is not a secret: in the ConfigMap");
     }

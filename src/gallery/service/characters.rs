@@ -460,7 +460,7 @@ pub async fn owner_characters(
     limit: i64,
     wants: &CharacterWants,
 ) -> AppResult<Vec<PlannedCharacter>> {
-    let mut conn = db::conn(&state.pool).await?;
+    let mut conn = state.read_conn(seer.user).await?;
     Ok(model::owner_characters(&mut conn, owner, seer, after, limit, wants).await?)
 }
 

@@ -1,7 +1,7 @@
 //! The public showcase feed.
 
 use crate::{
-    AppState, db,
+    AppState,
     error::{AppError, AppResult},
     gallery::{
         StyleType,
@@ -53,7 +53,8 @@ pub async fn feed(
         featured: request.featured,
         search,
     };
-    let mut conn = db::conn(&state.pool).await?;
+    // A replica may answer (a lag of a moment is fine on the showcase).
+    let mut conn = state.read_conn(seer.user).await?;
     Ok(model::feed(
         &mut conn,
         &filter,
