@@ -4,10 +4,11 @@
 //! Set `TEST_DATABASE_URL` to use an existing server instead (its role needs CREATEDB).
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     process::{Command, Stdio},
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -225,6 +226,19 @@ pub fn test_config() -> Config {
     config
 }
 
+/// The SMS inbox of a database: every app on one database delivers its outbox into the same
+/// one (whichever process's delivery task claims a message, the test's phone receives it).
+fn phones_of(db_url: &str) -> Arc<MemorySender> {
+    static PHONES: OnceLock<Mutex<HashMap<String, Arc<MemorySender>>>> = OnceLock::new();
+    PHONES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(db_url.to_string())
+        .or_default()
+        .clone()
+}
+
 /// A running server on its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -263,7 +277,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         config.public_url = format!("http://{addr}");
-        let sms = Arc::new(MemorySender::default());
+        let sms = phones_of(&db_url);
         let state = adjust(
             server::app_state(config, &db_url)
                 .unwrap()
