@@ -441,6 +441,31 @@ impl Stripe {
         Ok(body)
     }
 
+    /// `POST /v1/checkout/sessions` for payment `id` (its idempotency key), and the checkout
+    /// the session is.
+    async fn create_session(&self, id: &str, form: &[(&str, String)]) -> Result<Checkout, String> {
+        let session = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/checkout/sessions",
+                form,
+                Some(format!("easel-checkout-{id}")),
+            )
+            .await?;
+        Ok(Checkout {
+            checkout_url: session["url"]
+                .as_str()
+                .ok_or("Stripe's session has no url")?
+                .to_string(),
+            gateway_ref: Some(
+                session["id"]
+                    .as_str()
+                    .ok_or("Stripe's session has no id")?
+                    .to_string(),
+            ),
+        })
+    }
+
     /// The Stripe Price of a plan's price: looked up by its lookup key (which names the plan,
     /// amount, currency and interval, so a changed plan price is a new Price and running
     /// subscriptions keep theirs), created the first time.
@@ -481,22 +506,6 @@ impl Stripe {
             .map(str::to_string)
             .ok_or_else(|| "Stripe's price has no id".into())
     }
-}
-
-/// The checkout a created Checkout Session is.
-fn session_checkout(session: &Value) -> Result<Checkout, String> {
-    Ok(Checkout {
-        checkout_url: session["url"]
-            .as_str()
-            .ok_or("Stripe's session has no url")?
-            .to_string(),
-        gateway_ref: Some(
-            session["id"]
-                .as_str()
-                .ok_or("Stripe's session has no id")?
-                .to_string(),
-        ),
-    })
 }
 
 /// The lookup key of a plan's price at Stripe.
@@ -641,15 +650,7 @@ impl PaymentGateway for Stripe {
                     req.description.to_string(),
                 ),
             ];
-            let body = self
-                .call(
-                    reqwest::Method::POST,
-                    "/v1/checkout/sessions",
-                    &form,
-                    Some(format!("easel-checkout-{id}")),
-                )
-                .await?;
-            session_checkout(&body)
+            self.create_session(&id, &form).await
         })
     }
 
@@ -697,15 +698,7 @@ impl PaymentGateway for Stripe {
                     req.trial_days.to_string(),
                 ));
             }
-            let body = self
-                .call(
-                    reqwest::Method::POST,
-                    "/v1/checkout/sessions",
-                    &form,
-                    Some(format!("easel-checkout-{id}")),
-                )
-                .await?;
-            session_checkout(&body)
+            self.create_session(&id, &form).await
         })
     }
 
@@ -864,6 +857,67 @@ mod tests {
             a,
             Some(&"zz".repeat(32))
         ));
+    }
+
+    /// Stripe's older API versions put the subscription on the invoice itself and the period
+    /// on the subscription; both shapes are read.
+    #[test]
+    fn stripe_subscription_events_of_older_api_versions_are_read() {
+        let plan = Uuid::now_v7();
+        let user = Uuid::now_v7();
+        let key = price_lookup_key(PlanPrice {
+            plan_id: plan,
+            name: "Pro",
+            amount_minor: 2999,
+            currency: "USD",
+            interval: "month",
+        });
+        assert_eq!(
+            plan_of_price(&serde_json::json!({ "lookup_key": key })),
+            Some(plan)
+        );
+        let invoice = serde_json::json!({
+            "id": "in_9", "subscription": "sub_9", "billing_reason": "subscription_cycle", "amount_paid": 2999,
+            "subscription_details": { "metadata": { "easel_user": user.to_string(), "easel_plan": plan.to_string() } },
+            "lines": { "data": [ { "period": { "start": 1_700_000_000, "end": 1_702_592_000 } } ] }
+        });
+        let ev = stripe_subscription_event("invoice.paid", &invoice, None).unwrap();
+        assert_eq!(ev.gateway_ref, "sub_9");
+        assert_eq!((ev.user, ev.plan), (Some(user), Some(plan)));
+        assert_eq!(
+            ev.change,
+            GatewayChange::PeriodPaid {
+                period_start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                period_end: DateTime::from_timestamp(1_702_592_000, 0).unwrap(),
+                invoice_ref: Some("in_9".into()),
+                no_new_period: false,
+            }
+        );
+        let subscription = serde_json::json!({
+            "id": "sub_9", "status": "past_due", "cancel_at_period_end": false,
+            "current_period_start": 1_700_000_000, "current_period_end": 1_702_592_000,
+            "items": { "data": [ { "id": "si_9", "price": { "lookup_key": key } } ] }
+        });
+        let ev = stripe_subscription_event("customer.subscription.updated", &subscription, None)
+            .unwrap();
+        match ev.change {
+            GatewayChange::Updated {
+                status,
+                period_end,
+                plan: p,
+                item_ref,
+                ..
+            } => {
+                assert_eq!(status, Some(SubscriptionStatus::PastDue));
+                assert_eq!(period_end, DateTime::from_timestamp(1_702_592_000, 0));
+                assert_eq!(p, Some(plan));
+                assert_eq!(item_ref.as_deref(), Some("si_9"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A one-off invoice (no subscription) is no subscription event.
+        let one_off = serde_json::json!({ "id": "in_1", "lines": { "data": [] } });
+        assert!(stripe_subscription_event("invoice.paid", &one_off, None).is_none());
     }
 
     #[test]

@@ -827,6 +827,20 @@ async fn expired_and_declined_payments_grant_nothing() {
     app.assert_ledger_ok().await;
 }
 
+/// An app with the sandbox and Stripe (at `api_url`, key `sk_test_123`, webhook secret
+/// `whsec_test`) enabled.
+pub(crate) async fn with_stripe(api_url: String) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.payment_gateways = vec!["sandbox".into(), "stripe".into()];
+        c.stripe = Some(easel::config::StripeConfig {
+            api_url,
+            secret_key: secrecy::SecretString::from("sk_test_123".to_string()),
+            webhook_secret: secrecy::SecretString::from("whsec_test".to_string()),
+        });
+    })
+    .await
+}
+
 /// Stripe against a local stub that answers as Stripe's API reference documents.
 #[tokio::test]
 async fn stripe_checkout_and_signed_webhooks() {
@@ -852,15 +866,7 @@ async fn stripe_checkout_and_signed_webhooks() {
     let stub_addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
 
-    let app = TestApp::spawn_with(|c| {
-        c.payment_gateways = vec!["sandbox".into(), "stripe".into()];
-        c.stripe = Some(easel::config::StripeConfig {
-            api_url: format!("http://{stub_addr}"),
-            secret_key: secrecy::SecretString::from("sk_test_123".to_string()),
-            webhook_secret: secrecy::SecretString::from("whsec_test".to_string()),
-        });
-    })
-    .await;
+    let app = with_stripe(format!("http://{stub_addr}")).await;
     let (token, id) = user(&app, "+14155553021").await;
     let (_, body) = app
         .gql_as(

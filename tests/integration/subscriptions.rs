@@ -1015,15 +1015,7 @@ async fn stripe_event(app: &TestApp, id: &str, kind: &str, created: i64, object:
 #[tokio::test]
 async fn stripe_subscriptions_against_the_stub() {
     let (api_url, seen) = stripe_stub().await;
-    let app = TestApp::spawn_with(|c| {
-        c.payment_gateways = vec!["sandbox".into(), "stripe".into()];
-        c.stripe = Some(easel::config::StripeConfig {
-            api_url,
-            secret_key: secrecy::SecretString::from("sk_test_123".to_string()),
-            webhook_secret: secrecy::SecretString::from("whsec_test".to_string()),
-        });
-    })
-    .await;
+    let app = crate::credits::with_stripe(api_url).await;
     let (token, uid) = user(&app, 1001).await;
     let (_, body) = app
         .gql_as(
