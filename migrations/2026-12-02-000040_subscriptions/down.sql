@@ -7,6 +7,7 @@ ALTER TABLE credit_transactions ADD CONSTRAINT credit_transactions_kind_check CH
 DROP TABLE subscription_periods;
 DROP INDEX subscriptions_payment_id_idx;
 DROP INDEX subscriptions_one_trial_per_user_key;
+ALTER TABLE subscriptions DROP CONSTRAINT subscriptions_gateway_ref_check;
 ALTER TABLE subscriptions
     DROP COLUMN source,
     DROP COLUMN current_period_start,

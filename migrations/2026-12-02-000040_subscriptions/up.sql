@@ -36,7 +36,12 @@ ALTER TABLE subscriptions
     ADD CONSTRAINT subscriptions_billing_interval_check
         CHECK (billing_interval IN ('month', 'year')),
     ADD CONSTRAINT subscriptions_price_minor_check CHECK (price_minor >= 0),
-    ADD CONSTRAINT subscriptions_usage_count_check CHECK (usage_count >= 0);
+    ADD CONSTRAINT subscriptions_usage_count_check CHECK (usage_count >= 0),
+    -- Bought means billed by a gateway, under its reference; given means neither.
+    ADD CONSTRAINT subscriptions_gateway_ref_check CHECK ((gateway IS NULL) = (gateway_ref IS NULL)),
+    ADD CONSTRAINT subscriptions_source_gateway_check
+        CHECK ((source = 'checkout') = (gateway IS NOT NULL)),
+    ADD CONSTRAINT subscriptions_pending_plan_id_check CHECK (pending_plan_id <> plan_id);
 -- A trial is offered once per user.
 CREATE UNIQUE INDEX subscriptions_one_trial_per_user_key
     ON subscriptions (user_id) WHERE trial_ends_at IS NOT NULL;

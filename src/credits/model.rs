@@ -482,6 +482,11 @@ impl PlanRow {
     pub fn months(&self) -> u32 {
         if self.interval == "year" { 12 } else { 1 }
     }
+
+    /// A paid plan on sale: what can be bought, switched to, or given as plan days.
+    pub fn is_paid_on_sale(&self) -> bool {
+        self.is_active && self.tier != crate::accounts::SubscriptionTier::Free
+    }
 }
 
 #[derive(Insertable, AsChangeset)]
@@ -522,6 +527,18 @@ pub async fn plans(
 pub async fn plan(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<PlanRow>> {
     payment_plans::table
         .find(id)
+        .select(PlanRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn plan_by_name(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> QueryResult<Option<PlanRow>> {
+    payment_plans::table
+        .filter(payment_plans::name.eq(name))
         .select(PlanRow::as_select())
         .first(conn)
         .await

@@ -923,6 +923,14 @@ pub async fn plan(state: &AppState, id: Uuid) -> AppResult<Option<PlanRow>> {
     Ok(model::plan(&mut conn, id).await?)
 }
 
+/// The plan named `name` (archived too), on the caller's connection.
+pub async fn plan_by_name_in(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> AppResult<Option<PlanRow>> {
+    Ok(model::plan_by_name(conn, name).await?)
+}
+
 /// A plan (archived too), on the caller's connection.
 pub async fn plan_in(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<PlanRow>> {
     Ok(model::plan(conn, id).await?)

@@ -2,13 +2,14 @@
 //! referral fields of `User` are in [`super::referrals`].)
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, SimpleObject,
+    Context, ID, InputObject, Object, SimpleObject,
     connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
+    InviteTokenStatus,
     model::InviteRow,
     service::{self, InviteSpec},
 };
@@ -25,19 +26,6 @@ use crate::{
     },
 };
 
-/// Where an invite token stands.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InviteTokenStatus {
-    /// It can be redeemed.
-    Active,
-    /// Past its `expiresAt`.
-    Expired,
-    /// Redeemed `maxUses` times.
-    Exhausted,
-    /// Revoked by an admin.
-    Revoked,
-}
-
 /// An invite token as admins see it (never its text, which is shown once, at creation).
 pub struct InviteToken(pub InviteRow);
 
@@ -51,15 +39,7 @@ impl InviteToken {
 
     /// Whether it can still be redeemed, and if not, why.
     async fn status(&self) -> InviteTokenStatus {
-        if self.0.revoked_at.is_some() {
-            InviteTokenStatus::Revoked
-        } else if self.0.expires_at.is_some_and(|at| at <= Utc::now()) {
-            InviteTokenStatus::Expired
-        } else if self.0.use_count >= self.0.max_uses {
-            InviteTokenStatus::Exhausted
-        } else {
-            InviteTokenStatus::Active
-        }
+        self.0.status()
     }
 
     /// How many users may redeem it.

@@ -9,6 +9,19 @@ pub mod model;
 pub mod referrals;
 pub mod service;
 
+/// Where an invite token stands.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteTokenStatus {
+    /// It can be redeemed.
+    Active,
+    /// Past its `expiresAt`.
+    Expired,
+    /// Redeemed `maxUses` times.
+    Exhausted,
+    /// Revoked by an admin.
+    Revoked,
+}
+
 /// Why an invite token was refused: `extensions.reason` of its `BAD_USER_INPUT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InviteFailure {

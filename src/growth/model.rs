@@ -12,7 +12,8 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::{invite_redemptions, invite_tokens, payment_plans, referrals};
+use super::InviteTokenStatus;
+use crate::db::schema::{invite_redemptions, invite_tokens, referrals};
 
 // ---- referrals -----------------------------------------------------------------------------
 
@@ -169,36 +170,6 @@ pub async fn referral_stats(
     .await
 }
 
-/// The id of the paid plan on sale named `name` (what plan days can be given of).
-pub async fn plan_id_by_name(
-    conn: &mut AsyncPgConnection,
-    name: &str,
-) -> QueryResult<Option<Uuid>> {
-    payment_plans::table
-        .filter(payment_plans::name.eq(name))
-        .filter(payment_plans::is_active.eq(true))
-        .filter(payment_plans::tier.ne("FREE"))
-        .select(payment_plans::id)
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// The name of plan `id` if it is a paid plan on sale (what plan days can be given of).
-pub async fn active_plan_name(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<Option<String>> {
-    payment_plans::table
-        .find(id)
-        .filter(payment_plans::is_active.eq(true))
-        .filter(payment_plans::tier.ne("FREE"))
-        .select(payment_plans::name)
-        .first(conn)
-        .await
-        .optional()
-}
-
 // ---- invite tokens -------------------------------------------------------------------------
 
 /// An invite token (its text is never stored: `token` is its SHA-256).
@@ -223,6 +194,22 @@ pub struct InviteRow {
     pub revoked_by: Option<Uuid>,
     pub used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+impl InviteRow {
+    /// Whether it can still be redeemed, and if not, why (revoked, then expired, then used
+    /// up).
+    pub fn status(&self) -> InviteTokenStatus {
+        if self.revoked_at.is_some() {
+            InviteTokenStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= Utc::now()) {
+            InviteTokenStatus::Expired
+        } else if self.use_count >= self.max_uses {
+            InviteTokenStatus::Exhausted
+        } else {
+            InviteTokenStatus::Active
+        }
+    }
 }
 
 /// An invite token to write.

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    InviteFailure,
+    InviteFailure, InviteTokenStatus,
     model::{self, InviteRow, NewInvite, RedemptionRow, ReferralRow, ReferralStats, ReferralView},
 };
 use crate::{
@@ -41,7 +41,7 @@ use crate::{
     credits::{self, TransactionKind},
     db,
     error::{AppError, AppResult},
-    payments::subscriptions,
+    payments::{SubscriptionSource, subscriptions},
 };
 
 // ---- referrals -----------------------------------------------------------------------------
@@ -120,8 +120,11 @@ pub async fn reward_in(
         ReferralReward::None => return Ok(None),
         ReferralReward::Credits { .. } => None,
         ReferralReward::PlanDays { plan, days } => {
-            match model::plan_id_by_name(conn, plan).await? {
-                Some(id) => Some((id, *days)),
+            let on_sale = credits::service::plan_by_name_in(conn, plan)
+                .await?
+                .filter(|p| p.is_paid_on_sale());
+            match on_sale {
+                Some(p) => Some((p.id, *days)),
                 None => {
                     // Never fail the payment for a configuration mistake: the referral stays
                     // unrewarded, and a later payment rewards it once the plan exists.
@@ -163,7 +166,7 @@ pub async fn reward_in(
         (_, Some((plan, days))) => {
             let mut given = Vec::new();
             for user in [referral.referred_id, referral.referrer_id] {
-                if grant_days_or_skip(conn, user, plan, days, "referral").await? {
+                if grant_days_or_skip(conn, user, plan, days, SubscriptionSource::Referral).await? {
                     given.push(user);
                 }
             }
@@ -220,7 +223,7 @@ async fn grant_days_or_skip(
     user: Uuid,
     plan: Uuid,
     days: i32,
-    source: &str,
+    source: SubscriptionSource,
 ) -> AppResult<bool> {
     let result = conn
         .transaction(async |conn| grant_days_in(conn, user, plan, days, source).await)
@@ -242,7 +245,7 @@ async fn grant_days_in(
     user: Uuid,
     plan: Uuid,
     days: i32,
-    source: &str,
+    source: SubscriptionSource,
 ) -> AppResult<()> {
     subscriptions::grant_days_in(conn, user, plan, days, source)
         .await
@@ -409,7 +412,9 @@ pub async fn create_invite(
     let row = conn
         .transaction(async |conn| {
             if let Some(plan) = spec.plan_id
-                && model::active_plan_name(conn, plan).await?.is_none()
+                && !credits::service::plan_in(conn, plan)
+                    .await?
+                    .is_some_and(|p| p.is_paid_on_sale())
             {
                 return Err(AppError::bad_input(
                     "input.planId",
@@ -538,7 +543,7 @@ pub async fn redeem_invite(state: &AppState, user: Uuid, token: &str) -> AppResu
         if let (Some(plan), days) = (invite.plan_id, invite.plan_days)
             && days > 0
         {
-            grant_days_in(conn, user, plan, days, "invite")
+            grant_days_in(conn, user, plan, days, SubscriptionSource::Invite)
                 .await
                 .map_err(|e| match e {
                     AppError::BadUserInput { .. } => refused(InviteFailure::PlanUnavailable),
@@ -574,11 +579,7 @@ pub async fn redeem_invite(state: &AppState, user: Uuid, token: &str) -> AppResu
             conn,
             AuditEntry {
                 actor_id: Some(user),
-                actor_type: match user_row.role {
-                    Role::Admin => "admin",
-                    Role::Vendor => "vendor",
-                    Role::User => "user",
-                },
+                actor_type: crate::accounts::service::actor_type(user_row.role),
                 action: "invite.redeemed",
                 resource: Some("invite_token"),
                 resource_id: Some(invite.id.to_string()),
@@ -605,14 +606,14 @@ async fn why_unusable(
     invite: &InviteRow,
     user: Uuid,
 ) -> AppResult<InviteFailure> {
-    Ok(if model::redeemed(conn, invite.id, user).await? {
-        InviteFailure::AlreadyRedeemed
-    } else if invite.revoked_at.is_some() {
-        InviteFailure::Revoked
-    } else if invite.expires_at.is_some_and(|at| at <= Utc::now()) {
-        InviteFailure::Expired
-    } else {
-        InviteFailure::Exhausted
+    if model::redeemed(conn, invite.id, user).await? {
+        return Ok(InviteFailure::AlreadyRedeemed);
+    }
+    Ok(match invite.status() {
+        InviteTokenStatus::Revoked => InviteFailure::Revoked,
+        InviteTokenStatus::Expired => InviteFailure::Expired,
+        // Active when read: the last use went to a parallel redemption meanwhile.
+        InviteTokenStatus::Exhausted | InviteTokenStatus::Active => InviteFailure::Exhausted,
     })
 }
 

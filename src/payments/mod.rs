@@ -39,6 +39,20 @@ db_enum! {
 }
 
 db_enum! {
+    /// Where a subscription came from.
+    pub enum SubscriptionSource {
+        /// Bought at a gateway (`subscribeToPlan`).
+        Checkout => "checkout",
+        /// Given by an admin (`giftSubscription`).
+        Gift => "gift",
+        /// Given by an invite token (`redeemInvite`).
+        Invite => "invite",
+        /// A referral reward.
+        Referral => "referral",
+    }
+}
+
+db_enum! {
     /// Where a subscription stands.
     pub enum SubscriptionStatus {
         /// A free trial: the plan's tier, no monthly credits, no charge yet.

@@ -505,7 +505,9 @@ pub async fn gift_subscription(
 ) -> AppResult<SubscriptionRow> {
     let mut conn = db::conn(&state.pool).await?;
     conn.transaction(async |conn| {
-        let row = subscriptions::grant_days_in(conn, user, plan, days, "gift").await?;
+        let row =
+            subscriptions::grant_days_in(conn, user, plan, days, super::SubscriptionSource::Gift)
+                .await?;
         crate::audit::admin(
             conn,
             admin,

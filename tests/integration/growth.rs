@@ -1,7 +1,6 @@
 //! Issue #13: referrals (codes at every sign-up, one reward per referral, at the first
 //! payment or at sign-up) and admin invite tokens (once per user, never past `maxUses`).
 
-use diesel_async::{AsyncConnection, RunQueryDsl};
 use easel::{config::ReferralReward, payments::gateways};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -262,16 +261,9 @@ async fn the_first_payment_rewards_both_users_once() {
     );
     app.assert_ledger_ok().await;
     // The invariant check sees a reward entry that pays no referral.
-    // (in a transaction never committed: the data stays whole for the check at the end)
-    let mut conn = app.db().await;
-    conn.begin_test_transaction().await.unwrap();
-    diesel::sql_query("UPDATE referrals SET referrer_transaction_id = NULL")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let problems = easel::credits::model::ledger_violations(&mut conn)
-        .await
-        .unwrap();
+    let problems = app
+        .violations_after("UPDATE referrals SET referrer_transaction_id = NULL")
+        .await;
     assert!(
         problems.iter().any(|p| p.contains("(referral) pays 0")),
         "{problems:?}"
@@ -532,16 +524,9 @@ async fn invites_grant_credits_once_per_user_and_never_past_max_uses() {
     );
     app.assert_ledger_ok().await;
     // The invariant check sees a use that was not counted.
-    // (in a transaction never committed: the data stays whole for the check at the end)
-    let mut conn = app.db().await;
-    conn.begin_test_transaction().await.unwrap();
-    diesel::sql_query("UPDATE invite_tokens SET use_count = 1")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let problems = easel::credits::model::ledger_violations(&mut conn)
-        .await
-        .unwrap();
+    let problems = app
+        .violations_after("UPDATE invite_tokens SET use_count = 1")
+        .await;
     assert!(
         problems.iter().any(|p| p.contains("2 redemptions")),
         "{problems:?}"
@@ -789,7 +774,7 @@ async fn invites_give_plan_days() {
     let (other, _) = invite(&app, &admin, json!({ "planId": PRO, "planDays": 3 })).await;
     assert!(redeem(&app, &ben, &other).await["errors"].is_null());
     app.exec(&format!(
-        "UPDATE subscriptions SET gateway = 'sandbox', source = 'checkout' WHERE user_id = '{ben_id}'"
+        "UPDATE subscriptions SET gateway = 'sandbox', gateway_ref = 'sbx_sub_' || id, source = 'checkout' WHERE user_id = '{ben_id}'"
     ))
     .await;
     let body = redeem(&app, &ben, &text).await;
@@ -852,7 +837,7 @@ async fn referral_rewards_can_be_plan_days() {
     );
     // Alice now pays for her plan: Carl's first payment gives Carl days and skips her.
     app.exec(&format!(
-        "UPDATE subscriptions SET gateway = 'sandbox', source = 'checkout' WHERE user_id = '{alice_id}'"
+        "UPDATE subscriptions SET gateway = 'sandbox', gateway_ref = 'sbx_sub_' || id, source = 'checkout' WHERE user_id = '{alice_id}'"
     ))
     .await;
     let carls = pending_payment(&app, &carl).await;

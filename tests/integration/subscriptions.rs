@@ -148,7 +148,7 @@ async fn a_sandbox_subscription_lives_and_ends() {
         ),
         (
             &json!("ACTIVE"),
-            &json!("checkout"),
+            &json!("CHECKOUT"),
             &json!("SANDBOX"),
             &json!(999)
         )
@@ -334,6 +334,29 @@ async fn a_renewal_grants_once_whatever_the_deliveries() {
         start.checked_add_months(Months::new(1)).unwrap()
     );
     app.assert_ledger_ok().await;
+    // The invariant check sees a period without its grant, a grant of no period, and a grant
+    // of the wrong amount.
+    let problems = app
+        .violations_after("UPDATE subscription_periods SET transaction_id = NULL")
+        .await;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.ends_with("credits, grant missing"))
+            && problems
+                .iter()
+                .any(|p| p.ends_with("belongs to no paid period")),
+        "{problems:?}"
+    );
+    let problems = app
+        .violations_after("UPDATE subscription_periods SET credits = credits + 1")
+        .await;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.ends_with("1001 credits, grant 1000")),
+        "{problems:?}"
+    );
 }
 
 /// Trials: once per user, the tier without credits, then paid periods.
@@ -510,7 +533,7 @@ async fn gifted_plans() {
     let gift = body["data"]["giftSubscription"].clone();
     assert_eq!(
         (&gift["status"], &gift["source"], &gift["gateway"]),
-        (&json!("ACTIVE"), &json!("gift"), &Value::Null),
+        (&json!("ACTIVE"), &json!("GIFT"), &Value::Null),
         "{body}"
     );
     let now = me(&app, &token).await;
@@ -540,7 +563,7 @@ async fn gifted_plans() {
 
     // A paid plan replaces the gift.
     let paid = subscribed(&app, &token, PREMIUM).await;
-    assert_eq!(paid["subscription"]["source"], "checkout", "{paid}");
+    assert_eq!(paid["subscription"]["source"], "CHECKOUT", "{paid}");
     assert_eq!(paid["subscriptionTier"], "PREMIUM");
     let (_, body) = app
         .gql_as(&admin, GIFT, json!({ "u": uid, "p": PRO, "d": 5 }))

@@ -407,6 +407,19 @@ impl TestApp {
         assert!(problems.is_empty(), "ledger invariant broken: {problems:?}");
     }
 
+    /// What the money invariant check reports once `sql` ran, in a transaction never
+    /// committed (the database stays whole for the check at the end of the test): how a test
+    /// shows that the check catches a broken rule.
+    pub async fn violations_after(&self, sql: &str) -> Vec<String> {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let mut conn = self.db().await;
+        conn.begin_test_transaction().await.unwrap();
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+        easel::credits::model::ledger_violations(&mut conn)
+            .await
+            .unwrap()
+    }
+
     /// How many SMS reached `phone`.
     pub fn sms_count(&self, phone: &str) -> usize {
         self.sms

@@ -181,7 +181,8 @@ fn ensure_active(user: &UserRow) -> AppResult<()> {
     }
 }
 
-fn actor_type(role: Role) -> &'static str {
+/// The audit log's `actor_type` of a user with `role`.
+pub fn actor_type(role: Role) -> &'static str {
     match role {
         Role::User => "user",
         Role::Vendor => "vendor",

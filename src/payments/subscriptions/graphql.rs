@@ -5,12 +5,12 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{SubscriptionRow, add_months};
+use super::SubscriptionRow;
 use crate::{
     credits::plans::PaymentPlan,
     error::AppError,
     graphql::ContextExt,
-    payments::{Gateway, SubscriptionStatus},
+    payments::{Gateway, SubscriptionSource, SubscriptionStatus},
 };
 
 /// A user's plan subscription.
@@ -51,9 +51,9 @@ impl PlanSubscription {
         self.0.status
     }
 
-    /// Where it came from: `checkout` (bought), `gift`, `invite` or `referral`.
-    async fn source(&self) -> &str {
-        &self.0.source
+    /// Where it came from: bought, or given (an admin gift, an invite, a referral reward).
+    async fn source(&self) -> SubscriptionSource {
+        self.0.source
     }
 
     /// The start of the current period.
@@ -102,10 +102,7 @@ impl PlanSubscription {
 
     /// Generations counted against the plan's `monthlyGenerationLimit` this month.
     async fn generations_this_month(&self) -> i32 {
-        match self.0.usage_window_start {
-            Some(start) if add_months(start, 1) > Utc::now() => self.0.usage_count,
-            _ => 0,
-        }
+        self.0.usage_at(Utc::now()).1
     }
 
     /// When it started.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub use model::SubscriptionRow;
 use model::{Changes, NewSubscription};
 
-use super::{Gateway, SubscriptionStatus, model::PaymentRow};
+use super::{Gateway, SubscriptionSource, SubscriptionStatus, model::PaymentRow};
 use crate::{
     accounts::{self, SubscriptionTier},
     credits::{self, model::PlanRow},
@@ -76,7 +76,7 @@ async fn sync_tier(conn: &mut AsyncPgConnection, user: Uuid) -> AppResult<()> {
 }
 
 /// Gives `user` `days` days of `plan` without payment: an admin's gift, an invite token, a
-/// referral reward (`source`: `gift`, `invite` or `referral`). Inside the caller's
+/// referral reward. Inside the caller's
 /// transaction. Without a live subscription it starts one; a live given one is extended by
 /// `days` (and moves to `plan` if that is the higher tier). A user who pays for a plan
 /// (`CONFLICT`) cannot be given days on top: the gateway bills that one.
@@ -85,7 +85,7 @@ pub async fn grant_days_in(
     user: Uuid,
     plan_id: Uuid,
     days: i32,
-    source: &str,
+    source: SubscriptionSource,
 ) -> AppResult<SubscriptionRow> {
     if !(1..=MAX_GIFT_DAYS).contains(&days) {
         return Err(AppError::bad_input(
@@ -93,14 +93,14 @@ pub async fn grant_days_in(
             format!("between 1 and {MAX_GIFT_DAYS} days"),
         ));
     }
-    if !matches!(source, "gift" | "invite" | "referral") {
+    if source == SubscriptionSource::Checkout {
         return Err(AppError::internal(anyhow::anyhow!(
-            "unknown source {source}"
+            "a checkout subscription is not given"
         )));
     }
     let plan = credits::service::plan_in(conn, plan_id)
         .await?
-        .filter(|p| p.is_active && p.tier != SubscriptionTier::Free)
+        .filter(PlanRow::is_paid_on_sale)
         .ok_or_else(|| AppError::bad_input("input.planId", "no such paid plan on sale"))?;
     model::lock_user(conn, user).await?;
     let now = Utc::now();
@@ -241,7 +241,7 @@ pub async fn start_from_payment_in(
             user_id: payment.user_id,
             plan_id,
             status,
-            source: "checkout",
+            source: SubscriptionSource::Checkout,
             current_period_start: now,
             current_period_end: end,
             gateway: Some(payment.gateway),
@@ -408,7 +408,7 @@ pub async fn apply_gateway_event_in(
                     user_id: user,
                     plan_id,
                     status: SubscriptionStatus::Active,
-                    source: "checkout",
+                    source: SubscriptionSource::Checkout,
                     current_period_start: start,
                     current_period_end: end,
                     gateway: Some(gateway),
@@ -561,15 +561,7 @@ pub async fn count_generation_in(conn: &mut AsyncPgConnection, user: Uuid) -> Ap
         return Ok(());
     };
     let now = Utc::now();
-    let mut start = sub.usage_window_start.unwrap_or(sub.created_at);
-    let mut used = sub.usage_count;
-    if add_months(start, 1) <= now {
-        // Whole months since the window opened (at most a few hundred steps a century).
-        while add_months(start, 1) <= now {
-            start = add_months(start, 1);
-        }
-        used = 0;
-    }
+    let (start, used) = sub.usage_at(now);
     if used >= limit {
         let retry = (add_months(start, 1) - now).num_seconds().max(1);
         return Err(AppError::RateLimited {
@@ -602,12 +594,10 @@ pub async fn uncount_generation_in(
     let Some(sub) = model::live(conn, user).await? else {
         return Ok(());
     };
-    let counted_now = sub
-        .usage_window_start
-        .is_some_and(|start| start <= counted_at && counted_at < add_months(start, 1));
-    if counted_now && sub.usage_count > 0 {
+    let (start, used) = sub.usage_at(Utc::now());
+    if used > 0 && counted_at >= start {
         let changes = Changes {
-            usage_count: Some(sub.usage_count - 1),
+            usage_count: Some(used - 1),
             ..Changes::default()
         };
         model::update(conn, sub.id, &changes).await?;

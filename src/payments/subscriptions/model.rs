@@ -7,7 +7,7 @@ use diesel::{prelude::*, sql_types};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::SubscriptionStatus;
+use super::{SubscriptionSource, SubscriptionStatus, add_months};
 use crate::{
     db::schema::{subscription_periods, subscriptions},
     payments::Gateway,
@@ -40,7 +40,7 @@ pub struct SubscriptionRow {
     pub billing_interval: Option<String>,
     pub trial_ends_at: Option<DateTime<Utc>>,
     pub payment_id: Option<Uuid>,
-    pub source: String,
+    pub source: SubscriptionSource,
     pub usage_window_start: Option<DateTime<Utc>>,
     pub usage_count: i32,
     pub last_event_at: Option<DateTime<Utc>>,
@@ -52,6 +52,20 @@ impl SubscriptionRow {
     pub fn is_live(&self) -> bool {
         LIVE.contains(&self.status)
     }
+
+    /// The month of `monthlyGenerationLimit` that `now` falls in (months roll from the
+    /// subscription's start) and the generations counted in it so far.
+    pub fn usage_at(&self, now: DateTime<Utc>) -> (DateTime<Utc>, i32) {
+        let mut start = self.usage_window_start.unwrap_or(self.created_at);
+        if add_months(start, 1) > now {
+            return (start, self.usage_count);
+        }
+        // Whole months since the window opened (at most a few hundred steps a century).
+        while add_months(start, 1) <= now {
+            start = add_months(start, 1);
+        }
+        (start, 0)
+    }
 }
 
 #[derive(Insertable)]
@@ -61,7 +75,7 @@ pub struct NewSubscription<'a> {
     pub user_id: Uuid,
     pub plan_id: Uuid,
     pub status: SubscriptionStatus,
-    pub source: &'a str,
+    pub source: SubscriptionSource,
     pub current_period_start: DateTime<Utc>,
     pub current_period_end: DateTime<Utc>,
     pub gateway: Option<Gateway>,
