@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | unset | PostgreSQL URL; unset = the embedded cluster under `EASEL_DATA_DIR` |
 //! | `DATABASE_READ_URL` | unset | a streaming replica of `DATABASE_URL` for reads that may lag (feeds, galleries, histories); unset = every read from the primary |
+//! | `DATABASE_DIRECT_URL` | `DATABASE_URL` | a direct connection to the primary for what a transaction-mode pooler (PgBouncer) cannot carry: the LISTEN connection and migrations' advisory lock; set it when `DATABASE_URL` goes through PgBouncer |
 //! | `EASEL_READ_YOUR_WRITES_SECS` | `10` | after a viewer's mutation, their reads go to the primary this long (with `DATABASE_READ_URL`) |
 //! | `EASEL_ENV` | `development` | `development` or `production` |
 //! | `EASEL_DATA_DIR` | `./data` | embedded database (`postgres/`) and local media |
@@ -144,6 +145,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// A streaming replica for reads that may lag (feeds, galleries, histories).
     pub database_read_url: Option<SecretString>,
+    /// A direct connection to the primary (not through a transaction-mode pooler) for the
+    /// LISTEN connection and migrations; `None` = `database_url`.
+    pub database_direct_url: Option<SecretString>,
     /// How long a viewer's reads go to the primary after their own mutation.
     pub read_your_writes: Duration,
     pub data_dir: PathBuf,
@@ -335,6 +339,9 @@ impl Config {
             env,
             database_url: get("DATABASE_URL").map(SecretString::from),
             database_read_url: get("DATABASE_READ_URL")
+                .filter(|u| !u.trim().is_empty())
+                .map(SecretString::from),
+            database_direct_url: get("DATABASE_DIRECT_URL")
                 .filter(|u| !u.trim().is_empty())
                 .map(SecretString::from),
             read_your_writes: Duration::from_secs(

@@ -56,7 +56,8 @@ pub struct AppState {
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
     /// Committed events from every server process (fed by one LISTEN connection).
     pub events: events::EventHub,
-    /// The database this process uses (the event listener opens its own connection).
+    /// The URL the event listener opens its own (session) connection to: `DATABASE_DIRECT_URL`
+    /// when set, else the database the pool uses.
     pub db_url: Arc<str>,
     /// The enabled payment gateways.
     pub gateways: Arc<payments::service::Gateways>,

@@ -15,6 +15,7 @@ mod growth;
 mod js_clients;
 mod operability;
 mod outage;
+mod pgbouncer;
 mod planner;
 mod protocol;
 mod replica;
