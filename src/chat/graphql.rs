@@ -24,12 +24,15 @@ use crate::{
     gallery::{graphql::Image, loaders::ImageId},
     generation::graphql::{GenerateInput, GenerationJob},
     graphql::{
-        ContextExt, parse_id,
+        ContextExt,
         pagination::{Page, connection},
+        parse_id,
     },
 };
 
 type Res<T> = async_graphql::Result<T>;
+/// A page of threads, keyed by (latest activity, id).
+type ThreadConnection = Connection<OpaqueCursor<(DateTime<Utc>, Uuid)>, ChatThread>;
 
 /// The cursor of event (or message) `seq` of a thread.
 fn seq_cursor(seq: i64) -> String {
@@ -93,9 +96,7 @@ impl ChatThread {
     async fn messages(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "How many messages to return, 0 to 100 (default 20).")] first: Option<
-            i32,
-        >,
+        #[graphql(desc = "How many messages to return, 0 to 100 (default 20).")] first: Option<i32>,
         #[graphql(
             desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
         )]
@@ -289,12 +290,17 @@ impl ChatQuery {
             default_with = "Some(false)"
         )]
         deleted: Option<bool>,
-    ) -> Res<Connection<OpaqueCursor<(DateTime<Utc>, Uuid)>, ChatThread>> {
+    ) -> Res<ThreadConnection> {
         let viewer = require_user(ctx)?;
         let page = Page::<(DateTime<Utc>, Uuid)>::new(first, after)?;
-        let rows =
-            service::threads(ctx.state()?, viewer, deleted == Some(true), page.after, page.limit())
-                .await?;
+        let rows = service::threads(
+            ctx.state()?,
+            viewer,
+            deleted == Some(true),
+            page.after,
+            page.limit(),
+        )
+        .await?;
         let nodes = rows.into_iter().map(ChatThread).collect();
         Ok(connection(&page, nodes, |t| (t.0.last_activity_at, t.0.id)))
     }
@@ -529,7 +535,9 @@ impl ChatSubscription {
             .map(|c| {
                 OpaqueCursor::<i64>::decode_cursor(&c)
                     .map(|c| c.0)
-                    .map_err(|_| AppError::bad_input("after", "after is not a cursor of this thread"))
+                    .map_err(|_| {
+                        AppError::bad_input("after", "after is not a cursor of this thread")
+                    })
             })
             .transpose()?;
         // Subscribe before reading the thread, so no change falls between the two.

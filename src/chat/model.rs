@@ -120,7 +120,10 @@ pub async fn count_live(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult
         .await
 }
 
-pub async fn thread_by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ThreadRow>> {
+pub async fn thread_by_id(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<ThreadRow>> {
     chat_threads::table
         .find(id)
         .select(ThreadRow::as_select())

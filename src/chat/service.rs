@@ -56,10 +56,7 @@ fn checked_title(title: &str, field: &str) -> AppResult<Option<String>> {
         .as_deref()
         .is_some_and(|t| t.chars().count() > MAX_TITLE_CHARS)
     {
-        return Err(bad(
-            field,
-            format!("at most {MAX_TITLE_CHARS} characters"),
-        ));
+        return Err(bad(field, format!("at most {MAX_TITLE_CHARS} characters")));
     }
     Ok(title)
 }
@@ -311,10 +308,7 @@ pub async fn send_message(
         ));
     }
     if content.is_empty() && msg.image_ids.is_empty() {
-        return Err(bad(
-            "input.content",
-            "write something or attach an image",
-        ));
+        return Err(bad("input.content", "write something or attach an image"));
     }
     if msg.image_ids.len() > config.chat_max_images_per_message {
         return Err(bad(
@@ -380,9 +374,10 @@ pub async fn send_message(
                     "attach your own images (upload them first)",
                 ));
             }
-            let (owner, seq) = model::reserve_seq(conn, thread_id, default_title(&content).as_deref())
-                .await?
-                .ok_or(AppError::NotFound("chat thread"))?;
+            let (owner, seq) =
+                model::reserve_seq(conn, thread_id, default_title(&content).as_deref())
+                    .await?
+                    .ok_or(AppError::NotFound("chat thread"))?;
             let mut message = model::insert_message(
                 conn,
                 &NewMessage {

@@ -311,13 +311,8 @@ pub async fn generate_in(
     )
     .await?;
     if let Some(c) = req.character_id {
-        gallery::service::set_character_status(
-            conn,
-            c,
-            gallery::CharacterStatus::Processing,
-            None,
-        )
-        .await?;
+        gallery::service::set_character_status(conn, c, gallery::CharacterStatus::Processing, None)
+            .await?;
     }
     Ok(model::set_charge(conn, job.id, charge.id).await?)
 }

@@ -56,7 +56,8 @@ async fn balance(app: &TestApp, user: &str) -> i64 {
 }
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.scalar(&format!("SELECT count(*) AS n FROM {sql}")).await
+    app.scalar(&format!("SELECT count(*) AS n FROM {sql}"))
+        .await
 }
 
 fn instant() -> Arc<dyn ImageProvider> {
@@ -124,15 +125,17 @@ async fn threads_and_messages_page_in_order_and_titles_default_to_the_first_mess
         .collect();
     let ids: Vec<&str> = nodes.iter().map(|n| n["id"].as_str().unwrap()).collect();
     // Newest activity first: third and second had the latest messages.
-    assert_eq!(ids, [third.as_str(), second.as_str(), first.as_str()], "{body}");
+    assert_eq!(
+        ids,
+        [third.as_str(), second.as_str(), first.as_str()],
+        "{body}"
+    );
     assert_eq!(nodes[0]["title"], "a cat on the moon");
     assert_eq!(nodes[1]["title"], "Logos for Acme");
     assert_eq!(nodes[2]["title"], "message 1");
     // A new message moves its thread to the top.
     say(&app, &token, &first, "message 6").await;
-    let (_, body) = app
-        .gql_as(&token, THREADS, json!({ "first": 2 }))
-        .await;
+    let (_, body) = app.gql_as(&token, THREADS, json!({ "first": 2 })).await;
     let page = &body["data"]["chatThreads"];
     assert_eq!(page["edges"][0]["node"]["id"], first.as_str(), "{body}");
     assert_eq!(page["edges"][1]["node"]["id"], third.as_str());
@@ -195,7 +198,10 @@ async fn threads_and_messages_page_in_order_and_titles_default_to_the_first_mess
             json!({ "id": third }),
         )
         .await;
-    assert_eq!(body["data"]["renameChatThread"]["title"], "Moon cats", "{body}");
+    assert_eq!(
+        body["data"]["renameChatThread"]["title"], "Moon cats",
+        "{body}"
+    );
     let (_, body) = app
         .gql_as(
             &token,
@@ -229,7 +235,10 @@ async fn a_message_that_asks_for_images_is_charged_queued_and_answered_with_them
     assert_eq!(message["content"], "a fox in a hat");
     assert_eq!(message["job"]["status"], "QUEUED");
     assert_eq!(message["job"]["costCredits"], 4);
-    assert_eq!(message["job"]["prompt"], "a fox in a hat", "the message is the prompt");
+    assert_eq!(
+        message["job"]["prompt"], "a fox in a hat",
+        "the message is the prompt"
+    );
     assert_eq!(balance(&app, &uid).await, before - 4);
     let job_id = Uuid::parse_str(message["job"]["id"].as_str().unwrap()).unwrap();
     // The job is tied to the thread and the message.
@@ -254,7 +263,9 @@ async fn a_message_that_asks_for_images_is_charged_queued_and_answered_with_them
     );
 
     assert_eq!(
-        worker::run_next(&app.state, instant(), "w-chat").await.unwrap(),
+        worker::run_next(&app.state, instant(), "w-chat")
+            .await
+            .unwrap(),
         Some(Ran::Succeeded)
     );
     let (_, body) = app
@@ -343,12 +354,12 @@ async fn the_same_key_in_the_same_thread_sends_and_charges_once() {
     let thread = create(&app, &token, None).await;
     let other = create(&app, &token, None).await;
     let before = balance(&app, &uid).await;
-    let input = json!({ "content": "a red kite", "generate": small_image(), "idempotencyKey": "msg-1" });
+    let input =
+        json!({ "content": "a red kite", "generate": small_image(), "idempotencyKey": "msg-1" });
     // Retries, some at once.
-    let answers = futures_util::future::join_all(
-        (0..4).map(|_| send(&app, &token, &thread, input.clone())),
-    )
-    .await;
+    let answers =
+        futures_util::future::join_all((0..4).map(|_| send(&app, &token, &thread, input.clone())))
+            .await;
     let again = send(&app, &token, &thread, input.clone()).await;
     let first = &answers[0]["data"]["sendChatMessage"];
     assert!(first["id"].is_string(), "{:?}", answers);
@@ -377,7 +388,13 @@ async fn the_same_key_in_the_same_thread_sends_and_charges_once() {
     .await;
     assert_eq!(code(&changed), "CONFLICT", "{changed}");
     // Keys are per thread.
-    let elsewhere = send(&app, &token, &other, json!({ "content": "a red kite", "idempotencyKey": "msg-1" })).await;
+    let elsewhere = send(
+        &app,
+        &token,
+        &other,
+        json!({ "content": "a red kite", "idempotencyKey": "msg-1" }),
+    )
+    .await;
     assert!(elsewhere["errors"].is_null(), "{elsewhere}");
     assert_ne!(elsewhere["data"]["sendChatMessage"]["id"], first["id"]);
     assert_eq!(count(&app, "chat_messages").await, 2);
@@ -397,7 +414,13 @@ async fn refusals_and_limits_store_nothing() {
     let thread = create(&app, &token, None).await;
     let big = json!({ "kind": "CHARACTER_GENERATION", "outputCount": 4, "params": { "width": 64, "height": 64 } });
     // 10 balance + 3 allowance: eight credits fit once.
-    let ok = send(&app, &token, &thread, json!({ "content": "four foxes", "generate": big })).await;
+    let ok = send(
+        &app,
+        &token,
+        &thread,
+        json!({ "content": "four foxes", "generate": big }),
+    )
+    .await;
     assert!(ok["errors"].is_null(), "{ok}");
     let state = || async {
         (
@@ -459,12 +482,24 @@ async fn refusals_and_limits_store_nothing() {
     for (input, field) in cases {
         let body = send(&app, &token, &thread, input.clone()).await;
         assert_eq!(code(&body), "BAD_USER_INPUT", "{input}: {body}");
-        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{input}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{input}: {body}"
+        );
     }
     assert_eq!(state().await, before, "no refusal changed anything");
     // An image alone is a message.
-    let body = send(&app, &token, &thread, json!({ "content": "", "inputImageIds": [image] })).await;
-    assert_eq!(body["data"]["sendChatMessage"]["images"][0]["id"], image, "{body}");
+    let body = send(
+        &app,
+        &token,
+        &thread,
+        json!({ "content": "", "inputImageIds": [image] }),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["sendChatMessage"]["images"][0]["id"], image,
+        "{body}"
+    );
 
     // Threads per user (deleted ones do not count).
     create(&app, &token, None).await;
@@ -507,7 +542,13 @@ async fn others_threads_are_not_found_everywhere() {
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
     assert!(body["data"]["chatThread"].is_null(), "{body}");
     assert!(!body.to_string().contains("my secret"));
-    let body = send(&app, &bob, &thread, json!({ "content": "hi", "generate": small_image() })).await;
+    let body = send(
+        &app,
+        &bob,
+        &thread,
+        json!({ "content": "hi", "generate": small_image() }),
+    )
+    .await;
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
     for mutation in [
         "mutation($id: ID!) { renameChatThread(id: $id, title: \"mine\") { id } }",
@@ -557,8 +598,16 @@ fn summary(e: &Value) -> (String, String, String) {
             e["message"]["role"].as_str().unwrap().to_string(),
             e["message"]["content"].as_str().unwrap().to_string(),
         ),
-        "JOB" => (kind, e["job"]["status"].as_str().unwrap().to_string(), String::new()),
-        _ => (kind, e["thread"]["title"].as_str().unwrap_or("").to_string(), String::new()),
+        "JOB" => (
+            kind,
+            e["job"]["status"].as_str().unwrap().to_string(),
+            String::new(),
+        ),
+        _ => (
+            kind,
+            e["thread"]["title"].as_str().unwrap_or("").to_string(),
+            String::new(),
+        ),
     }
 }
 
@@ -578,7 +627,13 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
     ws.subscribe(UPDATED, json!({ "t": thread })).await;
     ws.sync().await;
     say(&app, &token, &thread, "first").await;
-    let body = send(&app, &token, &thread, json!({ "content": "a lighthouse", "generate": small_image() })).await;
+    let body = send(
+        &app,
+        &token,
+        &thread,
+        json!({ "content": "a lighthouse", "generate": small_image() }),
+    )
+    .await;
     assert!(body["errors"].is_null(), "{body}");
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -600,7 +655,9 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
     // another message, a rename.
     say(&app, &token, &thread, "while away").await;
     assert_eq!(
-        worker::run_next(&app.state, instant(), "w-away").await.unwrap(),
+        worker::run_next(&app.state, instant(), "w-away")
+            .await
+            .unwrap(),
         Some(Ran::Succeeded)
     );
     say(&app, &token, &thread, "still away").await;
@@ -612,7 +669,8 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
     .await;
 
     let mut ws = app.ws_as(&token).await;
-    ws.subscribe(UPDATED, json!({ "t": thread, "after": last })).await;
+    ws.subscribe(UPDATED, json!({ "t": thread, "after": last }))
+        .await;
     let mut missed = Vec::new();
     for _ in 0..6 {
         missed.push(event(&mut ws).await);
@@ -639,7 +697,10 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
     // Then live, in order.
     say(&app, &token, &thread, "back").await;
     let live = event(&mut ws).await;
-    assert_eq!(summary(&live), ("MESSAGE".into(), "USER".into(), "back".into()));
+    assert_eq!(
+        summary(&live),
+        ("MESSAGE".into(), "USER".into(), "back".into())
+    );
 
     // A message's cursor works as `after` too; so does the thread's eventCursor.
     let (_, body) = app
@@ -647,7 +708,8 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
         .await;
     let newest = body["data"]["chatThread"]["messages"]["edges"][1]["cursor"].clone();
     let mut ws2 = app.ws_as(&token).await;
-    ws2.subscribe(UPDATED, json!({ "t": thread, "after": newest })).await;
+    ws2.subscribe(UPDATED, json!({ "t": thread, "after": newest }))
+        .await;
     let after_message = [event(&mut ws2).await, event(&mut ws2).await];
     assert_eq!(
         after_message.iter().map(summary).collect::<Vec<_>>(),
@@ -656,7 +718,8 @@ async fn the_thread_stream_replays_exactly_what_a_reconnecting_client_missed() {
     ws2.sync().await;
     let cursor = body["data"]["chatThread"]["eventCursor"].clone();
     let mut ws3 = app.ws_as(&token).await;
-    ws3.subscribe(UPDATED, json!({ "t": thread, "after": cursor })).await;
+    ws3.subscribe(UPDATED, json!({ "t": thread, "after": cursor }))
+        .await;
     ws3.sync().await;
 
     // Deleting ends the stream after the event.
@@ -678,7 +741,13 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
     let (token, _) = user(&app, 8110).await;
     let thread = create(&app, &token, Some("old")).await;
     let kept = create(&app, &token, Some("kept")).await;
-    let body = send(&app, &token, &thread, json!({ "content": "a tree", "generate": small_image() })).await;
+    let body = send(
+        &app,
+        &token,
+        &thread,
+        json!({ "content": "a tree", "generate": small_image() }),
+    )
+    .await;
     let job = body["data"]["sendChatMessage"]["job"]["id"].clone();
     assert!(job.is_string(), "{body}");
     say(&app, &token, &kept, "hello").await;
@@ -690,7 +759,10 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
             json!({ "id": thread }),
         )
         .await;
-    assert!(body["data"]["deleteChatThread"]["deletedAt"].is_string(), "{body}");
+    assert!(
+        body["data"]["deleteChatThread"]["deletedAt"].is_string(),
+        "{body}"
+    );
     assert!(body["data"]["deleteChatThread"]["restorableUntil"].is_string());
     let (_, body) = app.gql_as(&token, THREADS, json!({})).await;
     let live: Vec<&Value> = body["data"]["chatThreads"]["edges"]
@@ -700,14 +772,24 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
         .map(|e| &e["node"]["id"])
         .collect();
     assert_eq!(live, [&json!(kept)], "{body}");
-    let (_, body) = app.gql_as(&token, THREADS, json!({ "deleted": true })).await;
-    assert_eq!(body["data"]["chatThreads"]["edges"][0]["node"]["id"], thread.as_str(), "{body}");
+    let (_, body) = app
+        .gql_as(&token, THREADS, json!({ "deleted": true }))
+        .await;
+    assert_eq!(
+        body["data"]["chatThreads"]["edges"][0]["node"]["id"],
+        thread.as_str(),
+        "{body}"
+    );
     let (_, body) = app.gql_as(&token, THREAD, json!({ "id": thread })).await;
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
     let (_, body) = app
         .gql_as(&token, "query($d: Boolean) { chatThreads(deleted: $d) { edges { node { messages { edges { node { id } } } } } } }", json!({ "d": true }))
         .await;
-    assert_eq!(code(&body), "NOT_FOUND", "the trash shows no messages: {body}");
+    assert_eq!(
+        code(&body),
+        "NOT_FOUND",
+        "the trash shows no messages: {body}"
+    );
     let body = send(&app, &token, &thread, json!({ "content": "more" })).await;
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
 
@@ -719,7 +801,10 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
             json!({ "id": thread }),
         )
         .await;
-    assert!(body["data"]["restoreChatThread"]["deletedAt"].is_null(), "{body}");
+    assert!(
+        body["data"]["restoreChatThread"]["deletedAt"].is_null(),
+        "{body}"
+    );
     let (_, body) = app.gql_as(&token, THREAD, json!({ "id": thread })).await;
     assert_eq!(contents(&body), ["a tree"], "{body}");
 
@@ -746,17 +831,31 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
         .await;
     assert_eq!(code(&body), "NOT_FOUND", "{body}");
     assert_eq!(
-        easel::chat::service::purge_deleted(&app.state).await.unwrap(),
+        easel::chat::service::purge_deleted(&app.state)
+            .await
+            .unwrap(),
         1
     );
-    assert_eq!(count(&app, &format!("chat_threads WHERE id = '{thread}'")).await, 0);
-    assert_eq!(count(&app, &format!("chat_messages WHERE thread_id = '{thread}'")).await, 0);
-    assert_eq!(count(&app, &format!("chat_events WHERE thread_id = '{thread}'")).await, 0);
+    assert_eq!(
+        count(&app, &format!("chat_threads WHERE id = '{thread}'")).await,
+        0
+    );
+    assert_eq!(
+        count(&app, &format!("chat_messages WHERE thread_id = '{thread}'")).await,
+        0
+    );
+    assert_eq!(
+        count(&app, &format!("chat_events WHERE thread_id = '{thread}'")).await,
+        0
+    );
     // The job stays (its charge is in the ledger), without a thread.
     assert_eq!(
         count(
             &app,
-            &format!("generation_jobs WHERE id = '{}' AND thread_id IS NULL", job.as_str().unwrap())
+            &format!(
+                "generation_jobs WHERE id = '{}' AND thread_id IS NULL",
+                job.as_str().unwrap()
+            )
         )
         .await,
         1
@@ -771,7 +870,9 @@ async fn deleted_threads_can_be_restored_for_thirty_days_then_are_purged() {
     assert_eq!(body["data"]["restoreChatThread"]["title"], "kept", "{body}");
     // The job of a purged thread still runs; it has no thread to answer in.
     assert_eq!(
-        worker::run_next(&app.state, instant(), "w-purged").await.unwrap(),
+        worker::run_next(&app.state, instant(), "w-purged")
+            .await
+            .unwrap(),
         Some(Ran::Succeeded)
     );
     let mut conn = app.db().await;
