@@ -81,6 +81,9 @@
 //! | `EASEL_UPLOAD_MAX_BYTES` | `10485760` | largest uploaded image file (and the multipart body limit, plus 64 KiB) |
 //! | `EASEL_UPLOAD_MAX_SIDE` | `8192` | largest width or height of an uploaded image, in pixels |
 //! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
+//! | `EASEL_CHAT_MAX_THREADS_PER_USER` | `500` | chat threads one user may keep (deleted ones in the trash do not count) |
+//! | `EASEL_CHAT_MAX_MESSAGE_CHARS` | `2000` | longest chat message, in characters |
+//! | `EASEL_CHAT_MAX_IMAGES_PER_MESSAGE` | `4` | images one chat message may carry |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 //! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
@@ -215,6 +218,12 @@ pub struct Config {
     pub upload_max_bytes: usize,
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
+    /// Chat threads one user may keep (not counting deleted ones).
+    pub chat_max_threads_per_user: i64,
+    /// The longest chat message, in characters.
+    pub chat_max_message_chars: usize,
+    /// Images one chat message may carry.
+    pub chat_max_images_per_message: usize,
     /// `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` was set to [`ALLOW_SANDBOX_IN_PRODUCTION`].
     pub allow_sandbox_in_production: bool,
     pub signup_max_per_hour_per_ip: i64,
@@ -499,6 +508,9 @@ impl Config {
             upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
+            chat_max_threads_per_user: parse(&get, "EASEL_CHAT_MAX_THREADS_PER_USER", "500")?,
+            chat_max_message_chars: parse(&get, "EASEL_CHAT_MAX_MESSAGE_CHARS", "2000")?,
+            chat_max_images_per_message: parse(&get, "EASEL_CHAT_MAX_IMAGES_PER_MESSAGE", "4")?,
             allow_sandbox_in_production: match get("EASEL_ALLOW_SANDBOX_IN_PRODUCTION").as_deref() {
                 None => false,
                 Some(ALLOW_SANDBOX_IN_PRODUCTION) => true,
@@ -545,6 +557,14 @@ impl Config {
                     .map(SecretString::from)
                     .context("the stripe gateway needs EASEL_STRIPE_WEBHOOK_SECRET")?,
             });
+        }
+        if config.chat_max_threads_per_user < 1
+            || config.chat_max_message_chars == 0
+            || config.chat_max_images_per_message == 0
+        {
+            bail!(
+                "EASEL_CHAT_MAX_THREADS_PER_USER, EASEL_CHAT_MAX_MESSAGE_CHARS and EASEL_CHAT_MAX_IMAGES_PER_MESSAGE must be at least 1"
+            );
         }
         if config.upload_max_side == 0 || config.thumbnail_side == 0 {
             bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");

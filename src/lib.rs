@@ -3,13 +3,14 @@
 //! Layers, each using only those below it (the README's Architecture section has the map):
 //! the toolkit ([`error`], [`graphql`], [`viewer`], [`db`], [`events`], [`outbox`], ...); the
 //! capabilities ([`accounts`], [`credits`], [`payments`], [`growth`], [`gallery`],
-//! [`generation`]), each
+//! [`generation`], [`chat`]), each
 //! with `model` (SQL), `service` (rules; what other capabilities call), `graphql` (API) and
 //! `loaders`; [`schema`]; [`http`]; [`server`]. [`AppState`] is the composition root.
 
 pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod chat;
 pub mod config;
 pub mod credits;
 pub mod db;

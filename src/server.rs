@@ -265,7 +265,8 @@ impl Background {
 }
 
 /// The background tasks of a serving process: outbox delivery, rate-limit clean-up, the event
-/// listener, payment expiry, the job reaper and `EASEL_WORKERS` generation workers.
+/// listener, payment expiry (with the purge of chat threads deleted long ago), the job reaper
+/// and `EASEL_WORKERS` generation workers.
 pub fn spawn_background(state: &AppState) -> Background {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
@@ -304,6 +305,13 @@ pub fn spawn_background(state: &AppState) -> Background {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e.log_line(), "ending subscriptions"),
+            }
+            match crate::chat::service::purge_deleted(&app).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "purged chat threads deleted long ago")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.log_line(), "purging deleted chat threads"),
             }
         }
     });

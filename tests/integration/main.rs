@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod architecture;
+mod chat;
 mod credits;
 mod deploy;
 mod foundation;
