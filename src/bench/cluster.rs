@@ -163,6 +163,9 @@ impl WorkerProcess {
             .env("EASEL_WORKERS", workers.to_string())
             .env("EASEL_PROCEDURAL_DELAY_MS", "0")
             .env("EASEL_SHUTDOWN_GRACE_SECS", "5")
+            // Its start is read from its log ("Easel workers running").
+            .env("EASEL_LOG", "info")
+            .env("EASEL_LOG_FORMAT", "pretty")
             .env("EASEL_DB_POOL_SIZE", (workers + 2).to_string())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
