@@ -9,6 +9,7 @@
 //! | `EASEL_ENV` | `development` | `development` or `production` |
 //! | `EASEL_DATA_DIR` | `./data` | embedded database (`postgres/`) and local media |
 //! | `EASEL_BIND` | `127.0.0.1:8080` | address the HTTP server listens on |
+//! | `EASEL_WORKER_BIND` | unset | `easel worker` only: address for its `/healthz`, `/readyz` and `/metrics` (unset = no HTTP) |
 //! | `EASEL_PG_BIN_DIR` | auto | directory holding `initdb`, `pg_ctl`, `postgres` |
 //! | `EASEL_PG_USER` | `postgres` | unprivileged OS user that runs the embedded cluster when Easel runs as root |
 //! | `EASEL_DB_POOL_SIZE` | `16` | maximum pooled database connections |
@@ -155,6 +156,8 @@ pub struct Config {
     pub read_your_writes: Duration,
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
+    /// `easel worker`'s probe and metrics port (`None`: it serves no HTTP).
+    pub worker_bind: Option<SocketAddr>,
     pub pg_bin_dir: Option<PathBuf>,
     pub pg_user: String,
     pub db_pool_size: usize,
@@ -360,6 +363,14 @@ impl Config {
                 .unwrap_or_else(|| "./data".into())
                 .into(),
             bind: parse(&get, "EASEL_BIND", "127.0.0.1:8080")?,
+            worker_bind: match get("EASEL_WORKER_BIND").filter(|v| !v.trim().is_empty()) {
+                Some(v) => Some(v.trim().parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "EASEL_WORKER_BIND must be an address like 0.0.0.0:9090, not `{v}`: {e}"
+                    )
+                })?),
+                None => None,
+            },
             pg_bin_dir: get("EASEL_PG_BIN_DIR").map(PathBuf::from),
             pg_user: get("EASEL_PG_USER").unwrap_or_else(|| "postgres".into()),
             db_pool_size: parse(&get, "EASEL_DB_POOL_SIZE", "16")?,
@@ -800,6 +811,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EASEL_BIND"), "{err}");
+        let err = config(&[("EASEL_WORKER_BIND", "9090")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EASEL_WORKER_BIND"), "{err}");
+        assert_eq!(
+            config(&[("EASEL_WORKER_BIND", "0.0.0.0:9090")])
+                .unwrap()
+                .worker_bind,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+        assert_eq!(config(&[]).unwrap().worker_bind, None);
         let err = config(&[("EASEL_ENV", "staging")]).unwrap_err().to_string();
         assert!(err.contains("EASEL_ENV"), "{err}");
         assert!(config(&[("EASEL_DB_POOL_SIZE", "0")]).is_err());

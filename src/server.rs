@@ -114,6 +114,22 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
         crate::generation::worker::spawn_reaper(&state),
         state.metrics.follow_listener(&state.events),
     ];
+    let http = match state.config.worker_bind {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding EASEL_WORKER_BIND {addr}"))?;
+            let bound = listener.local_addr()?;
+            let router = http::worker_router(state.clone());
+            tracing::info!("worker probes and metrics at http://{bound}/");
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "worker HTTP stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let workers =
         crate::generation::worker::spawn_workers(&state, state.provider.clone(), n, "worker");
     tracing::info!(
@@ -124,7 +140,7 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
     stop.await;
     tracing::info!("stopping workers: no new jobs; running ones may finish within {grace:?}");
     workers.shutdown(grace).await;
-    for t in tasks {
+    for t in tasks.into_iter().chain(http) {
         t.abort();
     }
     database.close().await;

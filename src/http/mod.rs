@@ -135,6 +135,32 @@ pub fn router_with(app: AppState, websockets: Websockets) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// `easel worker`'s HTTP: `/healthz`, `/readyz` (the database, the schema, the event
+/// listener) and `/metrics` (this process's worker counters; guarded by
+/// `EASEL_METRICS_TOKEN` like the API's), nothing else.
+pub fn worker_router(app: AppState) -> Router {
+    let config = app.config.clone();
+    let (_, never) = tokio::sync::watch::channel(false);
+    let state = HttpState {
+        schema: build_schema(app.clone()),
+        websockets: Websockets::new(1, never),
+        app,
+    };
+    let mut router = Router::new();
+    if config.metrics {
+        router = router.route("/metrics", get(metrics::scrape));
+    }
+    router
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+}
+
 fn cors(origins: &[String], headers: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()

@@ -465,6 +465,26 @@ fn deploy_kubernetes_workloads_are_wired() {
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
     }
+    // The worker pods: the same probes on EASEL_WORKER_BIND's port.
+    let w = container(worker);
+    assert_eq!(w["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(w["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(w["ports"][0]["name"], "probes");
+    let worker_config = {
+        let config = find(&objects, "ConfigMap", "easel-config");
+        config["data"]["EASEL_WORKER_BIND"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        worker_config.rsplit(':').next().unwrap(),
+        w["ports"][0]["containerPort"].to_string(),
+        "the worker's probes use the port EASEL_WORKER_BIND opens"
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(w[probe]["httpGet"]["port"], "probes", "{probe}");
+    }
 
     // The Service selects the API pods; the Ingress sends GraphQL (and its websockets) to it,
     // with websocket timeouts, and keeps /metrics inside.

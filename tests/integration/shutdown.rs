@@ -372,3 +372,72 @@ async fn outputs_whose_recording_fails_leave_no_files() {
     assert_eq!(job(&app, kept.id).await.status, JobStatus::Succeeded);
     assert_eq!(files(&media).len(), 2);
 }
+
+/// `easel worker` with `EASEL_WORKER_BIND` answers its probes and its own metrics (the jobs it
+/// ran, counted by that process), serves nothing else, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn a_worker_process_serves_its_probes_and_metrics() {
+    let app = TestApp::spawn().await;
+    let viewer = viewer(&app, 3210).await;
+    let data = DataDir::new();
+    let secret = secret(&app);
+    let base_env = env(&app, &secret, &data);
+    let (mut child, base) = start_command(
+        &["worker"],
+        &with(
+            &base_env,
+            &[
+                ("EASEL_WORKERS", "1"),
+                ("EASEL_PROCEDURAL_DELAY_MS", "0"),
+                ("EASEL_WORKER_BIND", "127.0.0.1:0"),
+                ("EASEL_METRICS_TOKEN", ""),
+            ],
+        ),
+        "worker probes and metrics at ",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let client = client.clone();
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    // A worker is not an API server.
+    assert_eq!(get("/graphql").await.0, 404);
+    assert_eq!(get("/").await.0, 404);
+
+    let queued = service::generate(&app.state, &viewer, character_request("probed"))
+        .await
+        .unwrap();
+    let mut done = job(&app, queued.id).await;
+    for _ in 0..500 {
+        if done.status.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        done = job(&app, queued.id).await;
+    }
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "easel_worker_jobs_total{outcome=\"succeeded\"} 1"),
+        "the worker process counts the job it ran:\n{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "easel_event_listener_connected 1"),
+        "{metrics}"
+    );
+    sigterm(&child);
+    exited(&mut child).await;
+}
