@@ -26,8 +26,9 @@ use super::{
     count,
     gallery::{BenchOptions, FEED, pgbench, pgbench_scratch, seed, seeded_characters},
     generation::generation_users,
-    ms, percentile,
+    ms, percentile, post_ok,
     server::{ServerEnv, ServerProcess, ensure_open_files},
+    shared_jwt_secret, subscribe_ws,
 };
 use crate::{
     config::Config,
@@ -273,15 +274,7 @@ impl Setup<'_> {
 
 async fn run(mut config: Config, url: &str, o: &ClusterOptions) -> anyhow::Result<()> {
     ensure_open_files((o.subscribers + o.readers + o.generators) as u64 * 2 + 1024)?;
-    let jwt_secret = match &config.jwt_secret {
-        Some(s) => secrecy::ExposeSecret::expose_secret(s).to_string(),
-        None => format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        ),
-    };
-    config.jwt_secret = Some(secrecy::SecretString::from(jwt_secret.clone()));
+    let jwt_secret = shared_jwt_secret(&mut config);
     let data_dir = config.data_dir.clone();
     let mut env = ServerEnv::default();
     env.set("EASEL_WORKERS", 0)
@@ -462,7 +455,7 @@ async fn drive(
     workers: &[WorkerProcess],
 ) -> anyhow::Result<Row> {
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tokio_tungstenite::tungstenite::Message;
 
     let (o, users, postmaster, cores) = (setup.o, &setup.users, setup.postmaster, setup.cores);
     let p = servers.len();
@@ -486,27 +479,7 @@ async fn drive(
         subscribers.push(tokio::spawn(async move {
             let setup = async {
                 let _permit = connecting.acquire().await?;
-                let mut request = url.into_client_request()?;
-                request
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-                let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-                socket
-                    .send(Message::text(
-                        json!({ "type": "connection_init", "payload": init }).to_string(),
-                    ))
-                    .await?;
-                match socket.next().await {
-                    Some(Ok(Message::Text(t))) if t.contains("connection_ack") => {}
-                    other => anyhow::bail!("no connection_ack: {other:?}"),
-                }
-                socket
-                    .send(Message::text(
-                        json!({ "id": "1", "type": "subscribe", "payload": { "query": MY_JOBS } })
-                            .to_string(),
-                    ))
-                    .await?;
-                Ok(socket)
+                subscribe_ws(&url, init, MY_JOBS).await
             }
             .await;
             let mut socket = match setup {
@@ -589,19 +562,7 @@ async fn drive(
             let mut mine = PerServer::default();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ok = match client
-                    .post(&endpoint)
-                    .header("content-type", "application/json")
-                    .body(feed.clone())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => r
-                        .bytes()
-                        .await
-                        .is_ok_and(|b| !b.windows(9).any(|w| w == b"\"errors\":")),
-                    _ => false,
-                };
+                let ok = post_ok(&client, &endpoint, None, &feed).await;
                 if !measuring.load(Ordering::Relaxed) {
                 } else if ok {
                     mine.reads.push(t.elapsed());
@@ -638,20 +599,7 @@ async fn drive(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let ok = match client
-                    .post(&endpoint)
-                    .header("content-type", "application/json")
-                    .header("authorization", &auth)
-                    .body(body.clone())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => r
-                        .bytes()
-                        .await
-                        .is_ok_and(|b| !b.windows(9).any(|w| w == b"\"errors\":")),
-                    _ => false,
-                };
+                let ok = post_ok(&client, &endpoint, Some(&auth), &body).await;
                 if !measuring.load(Ordering::Relaxed) {
                 } else if ok {
                     mine.generates += 1;

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{
     count, measure, ms, percentile,
     server::{self as child, ServerEnv, ServerProcess, mib},
+    shared_jwt_secret, subscribe_ws,
 };
 use crate::{
     config::Config,
@@ -43,12 +44,6 @@ pub struct GenerationOptions {
 /// Websocket connections being opened at once (the others wait): keeps the server's accept
 /// queue short while thousands connect.
 const CONNECTING: usize = 200;
-
-/// The read buffer of each subscriber's socket. tungstenite's default (128 KiB) is zeroed
-/// before every read: with it the benchmark process peaked at 1.4 GiB with 10,000
-/// subscribers (250 MiB with this one), and each delivered event cost it a 128 KiB memset,
-/// CPU taken from the server on the same cores. An event is a few hundred bytes.
-const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
 const GENERATE: &str =
     "mutation Gen($input: GenerateInput!) { generate(input: $input) { id status costCredits } }";
@@ -118,15 +113,7 @@ async fn run_generation(
     // A socket per subscriber in both processes, and the rest (pools, HTTP clients, files).
     let open_files = child::ensure_open_files(o.subscribers as u64 + 1024)?;
     // The bench issues the subscribers' tokens: the child server must accept them.
-    let jwt_secret = match &config.jwt_secret {
-        Some(s) => secrecy::ExposeSecret::expose_secret(s).to_string(),
-        None => format!(
-            "{:032x}{:032x}",
-            rand::random::<u128>(),
-            rand::random::<u128>()
-        ),
-    };
-    config.jwt_secret = Some(secrecy::SecretString::from(jwt_secret.clone()));
+    let jwt_secret = shared_jwt_secret(&mut config);
     let log = config.data_dir.join("bench-server.log");
     let mut env = ServerEnv::default();
     env.set("EASEL_DB_POOL_SIZE", config.db_pool_size.max(o.concurrency))
@@ -361,7 +348,7 @@ async fn event_latency(
     use std::{collections::HashMap, sync::Arc};
 
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use tokio_tungstenite::tungstenite::Message;
 
     use crate::{
         accounts::{Role, viewer::ViewerUser},
@@ -387,30 +374,7 @@ async fn event_latency(
         clients.push(tokio::spawn(async move {
             let result = async {
                 let permit = connect.acquire().await?;
-                let mut request = url.into_client_request()?;
-                request
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-                    .read_buffer_size(CLIENT_READ_BUFFER);
-                let (mut socket, _) =
-                    tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-                        .await?;
-                socket
-                    .send(Message::text(
-                        json!({ "type": "connection_init", "payload": init }).to_string(),
-                    ))
-                    .await?;
-                match socket.next().await {
-                    Some(Ok(Message::Text(t))) if t.contains("connection_ack") => {}
-                    other => anyhow::bail!("no connection_ack: {other:?}"),
-                }
-                socket
-                    .send(Message::text(
-                        json!({ "id": "1", "type": "subscribe", "payload": { "query": MY_JOBS } })
-                            .to_string(),
-                    ))
-                    .await?;
+                let mut socket = subscribe_ws(&url, init, MY_JOBS).await?;
                 drop(permit);
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Ok(()));
@@ -433,7 +397,7 @@ async fn event_latency(
                         _ => {}
                     }
                 }
-                Ok(())
+                Ok::<_, anyhow::Error>(())
             }
             .await;
             if let Err(e) = result {

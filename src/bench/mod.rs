@@ -69,21 +69,10 @@ async fn drive_each(
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let mut req = client
-                    .post(&endpoint)
-                    .header("content-type", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("authorization", a);
-                }
-                let resp = req.body(body.clone()).send().await;
-                match resp {
-                    Ok(r) if r.status().is_success() => match r.bytes().await {
-                        Ok(b) if !b.windows(9).any(|w| w == b"\"errors\":") => {
-                            latencies.push(t.elapsed())
-                        }
-                        _ => errors += 1,
-                    },
-                    _ => errors += 1,
+                if post_ok(&client, &endpoint, auth.as_deref(), &body).await {
+                    latencies.push(t.elapsed());
+                } else {
+                    errors += 1;
                 }
             }
             (latencies, errors)
@@ -105,6 +94,75 @@ async fn drive_each(
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
     })
+}
+
+/// The JWT secret the benchmark issues its users' tokens with, which its child servers must
+/// accept: the configured one, else a random one set in `config`.
+fn shared_jwt_secret(config: &mut crate::config::Config) -> String {
+    let secret = match &config.jwt_secret {
+        Some(s) => secrecy::ExposeSecret::expose_secret(s).to_string(),
+        None => format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        ),
+    };
+    config.jwt_secret = Some(secrecy::SecretString::from(secret.clone()));
+    secret
+}
+
+/// A `graphql-transport-ws` client socket of the benchmarks.
+type WsSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The read buffer of each benchmark subscriber's socket. tungstenite's default (128 KiB) is
+/// zeroed before every read: with it the benchmark process peaked at 1.4 GiB with 10,000
+/// subscribers (250 MiB with this one), and each delivered event cost it a 128 KiB memset, CPU
+/// taken from the server on the same cores. An event is a few hundred bytes.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
+/// Opens a `graphql-transport-ws` connection to `url`, sends `connection_init` with `init`,
+/// waits for the ack and subscribes (operation id `1`) to `query`.
+async fn subscribe_ws(url: &str, init: serde_json::Value, query: &str) -> anyhow::Result<WsSocket> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
+    let init = serde_json::json!({ "type": "connection_init", "payload": init });
+    socket.send(Message::text(init.to_string())).await?;
+    match socket.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("connection_ack") => {}
+        other => anyhow::bail!("no connection_ack: {other:?}"),
+    }
+    let subscribe =
+        serde_json::json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    socket.send(Message::text(subscribe.to_string())).await?;
+    Ok(socket)
+}
+
+/// POSTs a GraphQL `body` (with `Authorization: auth` when given); whether it answered 200
+/// without errors.
+async fn post_ok(client: &reqwest::Client, endpoint: &str, auth: Option<&str>, body: &str) -> bool {
+    let mut req = client
+        .post(endpoint)
+        .header("content-type", "application/json");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    match req.body(body.to_string()).send().await {
+        Ok(r) if r.status().is_success() => r
+            .bytes()
+            .await
+            .is_ok_and(|b| !b.windows(9).any(|w| w == b"\"errors\":")),
+        _ => false,
+    }
 }
 
 #[derive(diesel::QueryableByName)]

@@ -122,20 +122,16 @@ pub fn validate(req: &GenerateRequest) -> AppResult<serde_json::Value> {
     )
 }
 
+/// A prompt as used: trimmed, and `None` when blank.
+fn trimmed(text: &Option<String>) -> Option<&str> {
+    text.as_deref().map(str::trim).filter(|p| !p.is_empty())
+}
+
 /// What a request's idempotency fingerprint covers (the request as asked; a seed left out is
 /// chosen at random, not hashed). `generate` hashes `{"generate": <this>}`; a caller that
 /// queues a job as part of its own request (a chat message) puts it in its own fingerprint.
 pub fn request_json(req: &GenerateRequest) -> serde_json::Value {
-    let prompt = req
-        .prompt
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
-    let negative = req
-        .negative_prompt
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
+    let (prompt, negative) = (trimmed(&req.prompt), trimmed(&req.negative_prompt));
     let mut input_images = req.input_image_ids.clone();
     input_images.sort();
     json!({
@@ -209,16 +205,7 @@ pub async fn generate_in(
 ) -> AppResult<JobRow> {
     let params = validate(req)?;
     let count = req.output_count.unwrap_or(1);
-    let prompt = req
-        .prompt
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
-    let negative = req
-        .negative_prompt
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
+    let (prompt, negative) = (trimmed(&req.prompt), trimmed(&req.negative_prompt));
     let user = accounts::service::user_by_id_in(conn, viewer.id)
         .await?
         .ok_or(AppError::Unauthenticated("sign in again"))?;
