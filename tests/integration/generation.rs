@@ -784,14 +784,8 @@ async fn openai_provider_against_a_stub() {
             delay: Duration::ZERO,
         };
         p.render(&RenderRequest {
-            kind: GenerationKind::Logo,
-            prompt: "stub".into(),
-            negative_prompt: String::new(),
-            width: 32,
-            height: 32,
             seed: 1,
-            count: 1,
-            inputs: vec![],
+            ..RenderRequest::new(GenerationKind::Logo, "stub", 32, 32)
         })
         .await
         .unwrap()
@@ -838,14 +832,8 @@ async fn openai_provider_against_a_stub() {
     );
     provider.retry_delay = Duration::from_millis(10);
     let mut req = RenderRequest {
-        kind: GenerationKind::Logo,
-        prompt: "acme".into(),
-        negative_prompt: String::new(),
-        width: 1024,
-        height: 1024,
         seed: 1,
-        count: 1,
-        inputs: vec![],
+        ..RenderRequest::new(GenerationKind::Logo, "acme", 1024, 1024)
     };
     let out = provider.render(&req).await.expect("a 429 is retried");
     assert_eq!((out[0].width, out[0].height), (32, 32));
