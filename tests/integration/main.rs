@@ -17,6 +17,7 @@ mod operability;
 mod outage;
 mod planner;
 mod protocol;
+mod providers;
 mod replica;
 mod security;
 mod security_gallery;
