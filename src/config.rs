@@ -875,6 +875,73 @@ mod tests {
     }
 
     #[test]
+    fn providers_allow_list_orders_and_models() {
+        let c = config(&[]).unwrap().providers;
+        assert_eq!(
+            (c.enabled, c.default),
+            (vec!["procedural".to_string()], "procedural".to_string())
+        );
+        // The single-provider variable alone still works as before.
+        let c = config(&[("EASEL_PROVIDER", "openai"), ("EASEL_OPENAI_API_KEY", "k")])
+            .unwrap()
+            .providers;
+        assert_eq!(c.enabled, ["openai"]);
+        assert_eq!(c.openai.unwrap().models, ["gpt-image-1"]);
+        let c = config(&[
+            ("EASEL_PROVIDERS", "procedural, openai,replicate"),
+            ("EASEL_OPENAI_API_KEY", "k"),
+            ("EASEL_OPENAI_MODELS", "dall-e-3"),
+            ("EASEL_REPLICATE_API_TOKEN", "r8"),
+            ("EASEL_REPLICATE_MODELS", "upscale=a/b, logo=c/d:v1"),
+            ("EASEL_PROVIDER_ORDER_UPSCALE", "replicate,procedural"),
+        ])
+        .unwrap()
+        .providers;
+        assert_eq!(c.default, "procedural");
+        assert_eq!(
+            c.orders,
+            [(
+                "upscale".to_string(),
+                vec!["replicate".to_string(), "procedural".to_string()]
+            )]
+        );
+        assert_eq!(c.openai.unwrap().models, ["gpt-image-1", "dall-e-3"]);
+        assert_eq!(
+            c.replicate.unwrap().models,
+            [
+                ("upscale".to_string(), "a/b".to_string()),
+                ("logo".to_string(), "c/d:v1".to_string())
+            ]
+        );
+        for (vars, want) in [
+            (vec![("EASEL_PROVIDERS", "gemini")], "unknown provider"),
+            (
+                vec![
+                    ("EASEL_PROVIDERS", "procedural"),
+                    ("EASEL_PROVIDER", "openai"),
+                ],
+                "not in EASEL_PROVIDERS",
+            ),
+            (
+                vec![("EASEL_PROVIDER_ORDER_LOGO", "openai")],
+                "not in EASEL_PROVIDERS",
+            ),
+            (vec![("EASEL_PROVIDERS", "openai")], "EASEL_OPENAI_API_KEY"),
+            (
+                vec![
+                    ("EASEL_PROVIDERS", "replicate"),
+                    ("EASEL_REPLICATE_API_TOKEN", "r8"),
+                    ("EASEL_REPLICATE_MODELS", "upscale:a/b"),
+                ],
+                "kind=owner/name",
+            ),
+        ] {
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(want), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_need_no_environment() {
         let c = config(&[]).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
