@@ -56,11 +56,11 @@ async fn bind() -> (tokio::net::TcpListener, String) {
     (listener, base)
 }
 
-/// The parts of a `multipart/form-data` body: (name, filename, content type, bytes).
-fn multipart_parts(
-    content_type: &str,
-    body: &[u8],
-) -> Vec<(String, Option<String>, Option<String>, Vec<u8>)> {
+/// One part of a `multipart/form-data` body: (name, filename, content type, bytes).
+type Part = (String, Option<String>, Option<String>, Vec<u8>);
+
+/// The parts of a `multipart/form-data` body.
+fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<Part> {
     let boundary = content_type
         .split("boundary=")
         .nth(1)
@@ -120,7 +120,7 @@ struct OpenAiSeen {
     /// (authorization, JSON body) of each generations call.
     generations: Vec<(String, Value)>,
     /// The parts of each edits call.
-    edits: Vec<Vec<(String, Option<String>, Option<String>, Vec<u8>)>>,
+    edits: Vec<Vec<Part>>,
     /// Prompts answered 429 once already.
     limited: Vec<String>,
 }
