@@ -63,7 +63,7 @@
 //! | `EASEL_JOB_LEASE_SECS` | `30` | how long a worker's claim on a job lasts without a heartbeat |
 //! | `EASEL_JOB_DEADLINE_SECS` | `600` | a job not finished this long after it was queued times out (refunded) |
 //! | `EASEL_JOB_MAX_ATTEMPTS` | `3` | tries before a crashing job fails (refunded) |
-//! | `EASEL_PROVIDERS` | `<EASEL_PROVIDER>` | the provider allow-list, comma-separated: `procedural`, `openai`, `replicate`; requests may choose among these only |
+//! | `EASEL_PROVIDERS` | `<EASEL_PROVIDER>` | the provider allow-list, comma-separated: `procedural`, `openai`, `replicate`, `gemini`; requests may choose among these only |
 //! | `EASEL_PROVIDER` | first of `EASEL_PROVIDERS`, else `procedural` | the provider a kind without an order of its own renders with |
 //! | `EASEL_PROVIDER_ORDER_CHARACTER_GENERATION` / `_STYLE_TRANSFER` / `_UPSCALE` / `_VARIATION` / `_BACKGROUND_REMOVAL` / `_LOGO` | `<EASEL_PROVIDER>` | that kind's providers in fallback order, comma-separated (a retryable failure moves to the next); providers that do not render the kind are skipped |
 //! | `EASEL_PROCEDURAL_DELAY_MS` | `800` | artificial delay of the procedural provider, so status changes are visible |
@@ -72,6 +72,11 @@
 //! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | the model used when a request names none |
 //! | `EASEL_OPENAI_MODELS` | `<EASEL_OPENAI_MODEL>` | models requests may choose, comma-separated (e.g. `gpt-image-1,dall-e-3`) |
 //! | `EASEL_OPENAI_TIMEOUT_SECS` | `120` | time limit of one images API call |
+//! | `EASEL_GEMINI_BASE_URL` | `https://generativelanguage.googleapis.com` | Google Gemini API base URL |
+//! | `EASEL_GEMINI_API_KEY` | unset | `x-goog-api-key` of the Gemini API (required with `gemini`) |
+//! | `EASEL_GEMINI_MODEL` | `gemini-2.5-flash-image` | the Gemini model used when a request names none |
+//! | `EASEL_GEMINI_MODELS` | `<EASEL_GEMINI_MODEL>` | Gemini models requests may choose, comma-separated |
+//! | `EASEL_GEMINI_TIMEOUT_SECS` | `120` | time limit of one Gemini call |
 //! | `EASEL_REPLICATE_BASE_URL` | `https://api.replicate.com` | Replicate-style predictions API base URL |
 //! | `EASEL_REPLICATE_API_TOKEN` | unset | bearer token of the predictions API (required with `replicate`) |
 //! | `EASEL_REPLICATE_MODELS` | `upscale=nightmareai/real-esrgan,background_removal=851-labs/background-remover` | `kind=owner/name[:version]` pairs, comma-separated: the model of each kind (the first of a kind is its default; several per kind may be listed) |
@@ -266,6 +271,8 @@ pub struct ProvidersConfig {
     pub openai: Option<OpenAiConfig>,
     /// Set when `replicate` is enabled.
     pub replicate: Option<ReplicateConfig>,
+    /// Set when `gemini` is enabled.
+    pub gemini: Option<GeminiConfig>,
 }
 
 impl ProvidersConfig {
@@ -277,6 +284,7 @@ impl ProvidersConfig {
             orders: Vec::new(),
             openai: None,
             replicate: None,
+            gemini: None,
         }
     }
 }
@@ -284,6 +292,18 @@ impl ProvidersConfig {
 /// An OpenAI-compatible images HTTP API.
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// The default model.
+    pub model: String,
+    /// Models requests may choose (the default included).
+    pub models: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Google's Gemini API (`generateContent` with image output).
+#[derive(Debug, Clone)]
+pub struct GeminiConfig {
     pub base_url: String,
     pub api_key: SecretString,
     /// The default model.
@@ -341,9 +361,12 @@ fn providers_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Pro
         bail!("EASEL_PROVIDERS names no provider");
     }
     for name in &enabled {
-        if !matches!(name.as_str(), "procedural" | "openai" | "replicate") {
+        if !matches!(
+            name.as_str(),
+            "procedural" | "openai" | "replicate" | "gemini"
+        ) {
             bail!(
-                "EASEL_PROVIDERS: unknown provider `{name}` (known: procedural, openai, replicate)"
+                "EASEL_PROVIDERS: unknown provider `{name}` (known: procedural, openai, replicate, gemini)"
             );
         }
     }
@@ -418,12 +441,36 @@ fn providers_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Pro
     } else {
         None
     };
+    let gemini = if enabled.iter().any(|p| p == "gemini") {
+        let model = get("EASEL_GEMINI_MODEL").unwrap_or_else(|| "gemini-2.5-flash-image".into());
+        let mut models = get("EASEL_GEMINI_MODELS")
+            .map(|v| list(&v))
+            .unwrap_or_default();
+        if !models.contains(&model) {
+            models.insert(0, model.clone());
+        }
+        Some(GeminiConfig {
+            base_url: get("EASEL_GEMINI_BASE_URL")
+                .unwrap_or_else(|| "https://generativelanguage.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: get("EASEL_GEMINI_API_KEY")
+                .map(SecretString::from)
+                .context("the gemini provider needs EASEL_GEMINI_API_KEY")?,
+            model,
+            models,
+            timeout: Duration::from_secs(parse(get, "EASEL_GEMINI_TIMEOUT_SECS", "120")?),
+        })
+    } else {
+        None
+    };
     Ok(ProvidersConfig {
         enabled,
         default,
         orders,
         openai,
         replicate,
+        gemini,
     })
 }
 
@@ -914,7 +961,7 @@ mod tests {
             ]
         );
         for (vars, want) in [
-            (vec![("EASEL_PROVIDERS", "gemini")], "unknown provider"),
+            (vec![("EASEL_PROVIDERS", "midjourney")], "unknown provider"),
             (
                 vec![
                     ("EASEL_PROVIDERS", "procedural"),
@@ -927,6 +974,7 @@ mod tests {
                 "not in EASEL_PROVIDERS",
             ),
             (vec![("EASEL_PROVIDERS", "openai")], "EASEL_OPENAI_API_KEY"),
+            (vec![("EASEL_PROVIDERS", "gemini")], "EASEL_GEMINI_API_KEY"),
             (
                 vec![
                     ("EASEL_PROVIDERS", "replicate"),

@@ -118,7 +118,7 @@ impl GenerationJob {
         Json(&self.0.params)
     }
 
-    /// The image provider (`procedural`, `openai`, `replicate`): the one planned first until
+    /// The image provider (`procedural`, `openai`, `gemini`, `replicate`): the one planned first until
     /// the job succeeds, then the one that made the outputs (a fallback may have moved on).
     async fn provider(&self) -> &str {
         &self.0.provider

@@ -1,6 +1,7 @@
 //! Image providers behind one trait: `procedural` (local, deterministic PNGs), `openai` (an
-//! OpenAI-compatible images HTTP API: generations and edits) and `replicate` (a
-//! Replicate-style predictions API: create, poll, cancel). [`Providers`] holds the enabled
+//! OpenAI-compatible images HTTP API: generations and edits), `gemini` (Google's
+//! `generateContent` with image parts) and `replicate` (a Replicate-style predictions API:
+//! create, poll, cancel). [`Providers`] holds the enabled
 //! ones (`EASEL_PROVIDERS`): it checks a request's provider and model, plans a job's
 //! providers in its kind's fallback order, and moves to the next one on a retryable failure.
 
@@ -224,6 +225,19 @@ impl Providers {
                                 o.timeout,
                             )
                             .with_models(o.models.clone()),
+                        ));
+                    }
+                }
+                "gemini" => {
+                    if let Some(g) = &c.gemini {
+                        enabled.push(Arc::new(
+                            Gemini::new(
+                                g.base_url.clone(),
+                                g.api_key.clone(),
+                                g.model.clone(),
+                                g.timeout,
+                            )
+                            .with_models(g.models.clone()),
                         ));
                     }
                 }
@@ -703,6 +717,37 @@ fn transform(kind: GenerationKind, input: RgbaImage, rng: &mut SplitMix) -> Rgba
     }
 }
 
+/// Sends the request `make` builds (again for each try: a multipart body cannot be reused)
+/// and returns the JSON answer. 429 (after its `retry-after`) and 5xx are tried three times,
+/// with `retry_delay` doubling; a time-out or transport failure is retryable at once; other
+/// answers are permanent, with the `error.message` of the answer (OpenAI's and Google's shape).
+async fn send_retrying(
+    make: impl Fn() -> Result<reqwest::RequestBuilder, ProviderError>,
+    retry_delay: Duration,
+    what: &str,
+) -> Result<Value, ProviderError> {
+    let mut last = String::new();
+    let mut wait = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(wait.unwrap_or(retry_delay * 2u32.pow(attempt - 1))).await;
+        }
+        let resp = make()?.send().await.map_err(|e| transport(what, e))?;
+        let status = resp.status();
+        wait = retry_after(resp.headers());
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        let message = json["error"]["message"].as_str().unwrap_or("no message");
+        last = format!("{what} answered {status}: {message}");
+        if !retryable_status(status) {
+            return Err(ProviderError::Permanent(last));
+        }
+    }
+    Err(ProviderError::Retryable(last))
+}
+
 // ---- openai -----------------------------------------------------------------------------
 
 /// An OpenAI-compatible images API with `Authorization: Bearer`:
@@ -808,33 +853,12 @@ impl OpenAi {
         &self,
         make: impl Fn() -> Result<reqwest::RequestBuilder, ProviderError>,
     ) -> Result<Value, ProviderError> {
-        let mut last = String::new();
-        let mut wait = None;
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(wait.unwrap_or(self.retry_delay * 2u32.pow(attempt - 1))).await;
-            }
-            let resp = make()?
-                .bearer_auth(self.api_key.expose_secret())
-                .send()
-                .await
-                .map_err(|e| transport("the images API", e))?;
-            let status = resp.status();
-            wait = retry_after(resp.headers());
-            let json: Value = resp.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                return Ok(json);
-            }
-            let message = json["error"]["message"]
-                .as_str()
-                .unwrap_or("no message")
-                .to_string();
-            last = format!("images API answered {status}: {message}");
-            if !retryable_status(status) {
-                return Err(ProviderError::Permanent(last));
-            }
-        }
-        Err(ProviderError::Retryable(last))
+        send_retrying(
+            || Ok(make()?.bearer_auth(self.api_key.expose_secret())),
+            self.retry_delay,
+            "images API",
+        )
+        .await
     }
 
     /// The multipart form of an edit.
@@ -1006,6 +1030,202 @@ impl ImageProvider for OpenAi {
                 return Err(ProviderError::Retryable(
                     "images API returned no image".into(),
                 ));
+            }
+            Ok(out)
+        })
+    }
+}
+
+// ---- gemini -----------------------------------------------------------------------------
+
+/// Google's Gemini API image generation (seed 000): `POST
+/// {base}/v1beta/models/{model}:generateContent` with `x-goog-api-key`, the prompt as a text
+/// part and input images as `inlineData` parts, `generationConfig.responseModalities`
+/// `["TEXT", "IMAGE"]` and `imageConfig.aspectRatio` (the supported ratio closest to the
+/// requested size, [`gemini_aspect_ratio`]). One image per call (`outputCount` calls, the seed
+/// counted up). The images come back as `inlineData` parts. Renders CHARACTER_GENERATION, LOGO,
+/// STYLE_TRANSFER and VARIATION. A blocked prompt (`promptFeedback.blockReason`, or a
+/// candidate that finished for safety) is permanent; 429 `RESOURCE_EXHAUSTED` and 5xx are
+/// retried as for OpenAI.
+pub struct Gemini {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: SecretString,
+    model: String,
+    models: Vec<String>,
+    pub retry_delay: Duration,
+}
+
+/// The aspect ratios Gemini's image models take.
+const GEMINI_RATIOS: [(u32, u32); 10] = [
+    (1, 1),
+    (2, 3),
+    (3, 2),
+    (3, 4),
+    (4, 3),
+    (4, 5),
+    (5, 4),
+    (9, 16),
+    (16, 9),
+    (21, 9),
+];
+
+/// The supported aspect ratio closest to `width`×`height`, e.g. `16:9`.
+pub fn gemini_aspect_ratio(width: u32, height: u32) -> String {
+    let want = (f64::from(width.max(1)) / f64::from(height.max(1))).ln();
+    let d = |(w, h): (u32, u32)| (want - (f64::from(w) / f64::from(h)).ln()).abs();
+    let (w, h) = GEMINI_RATIOS
+        .into_iter()
+        .min_by(|a, b| d(*a).total_cmp(&d(*b)))
+        .expect("ratios");
+    format!("{w}:{h}")
+}
+
+impl Gemini {
+    pub fn new(base_url: String, api_key: SecretString, model: String, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+        Gemini {
+            client,
+            base_url,
+            api_key,
+            models: vec![model.clone()],
+            model,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+
+    /// Lets requests choose among `models` too (the default model stays allowed).
+    pub fn with_models(mut self, models: Vec<String>) -> Self {
+        for m in models {
+            if !self.models.contains(&m) {
+                self.models.push(m);
+            }
+        }
+        self
+    }
+}
+
+/// The `generateContent` body of one image of `req`.
+pub fn gemini_body(req: &RenderRequest, index: u32) -> Value {
+    let mut prompt = req.prompt_with_hints();
+    match req.kind {
+        GenerationKind::StyleTransfer => {
+            prompt = format!("Redraw this image in this style: {prompt}");
+        }
+        GenerationKind::Variation => {
+            prompt = format!("Make a variation of this image: same subject and composition, new details. {prompt}")
+                .trim_end()
+                .to_string();
+        }
+        _ => {}
+    }
+    let mut parts = vec![json!({ "text": prompt })];
+    for bytes in &req.inputs {
+        let (mime, _) = image_type(bytes);
+        parts.push(json!({ "inlineData": { "mimeType": mime, "data": STANDARD.encode(bytes) } }));
+    }
+    json!({
+        "contents": [{ "role": "user", "parts": parts }],
+        "generationConfig": {
+            "responseModalities": ["TEXT", "IMAGE"],
+            "seed": (req.seed.wrapping_add(u64::from(index)) % (i32::MAX as u64)),
+            "imageConfig": { "aspectRatio": gemini_aspect_ratio(req.width, req.height) },
+        },
+    })
+}
+
+impl ImageProvider for Gemini {
+    fn name(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn model(&self) -> Option<String> {
+        Some(self.model.clone())
+    }
+
+    fn models(&self) -> Vec<String> {
+        self.models.clone()
+    }
+
+    fn model_for(&self, kind: GenerationKind) -> Option<String> {
+        self.offers(kind, &self.model).then(|| self.model.clone())
+    }
+
+    fn offers(&self, kind: GenerationKind, _model: &str) -> bool {
+        !matches!(
+            kind,
+            GenerationKind::Upscale | GenerationKind::BackgroundRemoval
+        )
+    }
+
+    fn render<'a>(
+        &'a self,
+        req: &'a RenderRequest,
+    ) -> BoxFuture<'a, Result<Vec<Rendered>, ProviderError>> {
+        Box::pin(async move {
+            let model = req.model.clone().unwrap_or_else(|| self.model.clone());
+            if !self.offers(req.kind, &model) {
+                return Err(ProviderError::Permanent(format!(
+                    "the gemini provider does not offer {}",
+                    req.kind.as_str()
+                )));
+            }
+            let url = format!("{}/v1beta/models/{model}:generateContent", self.base_url);
+            let mut out = Vec::new();
+            for index in 0..req.count.max(1) {
+                let body = gemini_body(req, index);
+                let answer = send_retrying(
+                    || {
+                        Ok(self
+                            .client
+                            .post(&url)
+                            .header("x-goog-api-key", self.api_key.expose_secret())
+                            .json(&body))
+                    },
+                    self.retry_delay,
+                    "Gemini API",
+                )
+                .await?;
+                if let Some(reason) = answer["promptFeedback"]["blockReason"].as_str() {
+                    return Err(ProviderError::Permanent(format!(
+                        "Gemini blocked the prompt: {reason}"
+                    )));
+                }
+                let candidate = &answer["candidates"][0];
+                let image = candidate["content"]["parts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|p| {
+                        let inline = p.get("inlineData").or(p.get("inline_data"))?;
+                        inline["data"].as_str()
+                    });
+                match image {
+                    Some(b64) => {
+                        let bytes = STANDARD.decode(b64).map_err(|e| {
+                            ProviderError::Retryable(format!("bad base64 image: {e}"))
+                        })?;
+                        out.push(to_rendered(&bytes)?);
+                    }
+                    None => {
+                        let reason = candidate["finishReason"].as_str().unwrap_or("none");
+                        let message = format!("Gemini answered no image (finish reason {reason})");
+                        return Err(
+                            if reason.contains("SAFETY")
+                                || reason.contains("PROHIBITED")
+                                || reason == "BLOCKLIST"
+                            {
+                                ProviderError::Permanent(message)
+                            } else {
+                                ProviderError::Retryable(message)
+                            },
+                        );
+                    }
+                }
             }
             Ok(out)
         })
@@ -1421,6 +1641,27 @@ mod tests {
         assert_eq!(
             openai_quality("gpt-image-1", Some("low")).as_deref(),
             Some("low")
+        );
+    }
+
+    #[test]
+    fn gemini_gets_the_closest_aspect_ratio() {
+        for (w, h, want) in [
+            (512, 512, "1:1"),
+            (1024, 576, "16:9"),
+            (576, 1024, "9:16"),
+            (768, 512, "3:2"),
+            (2048, 880, "21:9"),
+            (640, 512, "5:4"),
+        ] {
+            assert_eq!(gemini_aspect_ratio(w, h), want, "{w}x{h}");
+        }
+        let mut r = RenderRequest::new(GenerationKind::Variation, "", 512, 512);
+        r.inputs = vec![vec![0xFF, 0xD8, 0xFF, 0xE0]];
+        let body = gemini_body(&r, 0);
+        assert_eq!(
+            body["contents"][0]["parts"][1]["inlineData"]["mimeType"],
+            "image/jpeg"
         );
     }
 

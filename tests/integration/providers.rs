@@ -287,6 +287,7 @@ async fn openai_generations_and_edits_against_the_stub() {
             orders: vec![],
             openai: Some(openai_config(&base, Duration::from_secs(1))),
             replicate: None,
+            gemini: None,
         };
     })
     .await;
@@ -464,6 +465,7 @@ async fn fallback_moves_on_after_a_retryable_failure() {
             )],
             openai: Some(openai_config(&base, Duration::from_secs(1))),
             replicate: None,
+            gemini: None,
         };
     })
     .await;
@@ -534,6 +536,7 @@ async fn per_request_provider_and_model_with_per_model_prices() {
             orders: vec![],
             openai: Some(openai_config(&base, Duration::from_secs(5))),
             replicate: None,
+            gemini: None,
         };
     })
     .await;
@@ -839,6 +842,7 @@ fn replicate_app_config(base: &str) -> ProvidersConfig {
         ],
         openai: None,
         replicate: Some(replicate_config(base)),
+        gemini: None,
     }
 }
 
@@ -1108,4 +1112,167 @@ async fn logo_briefs_use_a_versioned_template() {
             "{input}: {body}"
         );
     }
+}
+
+// ---- Gemini stub --------------------------------------------------------------------------
+
+#[derive(Default)]
+struct GeminiSeen {
+    /// (model:action path segment, x-goog-api-key, body) of each call.
+    calls: Vec<(String, String, Value)>,
+    limited: bool,
+}
+
+/// `generateContent`: a prompt containing `blocked` gets `promptFeedback.blockReason` and no
+/// candidates; `quota-once` one 429 `RESOURCE_EXHAUSTED`; otherwise a candidate with a text part
+/// and an `inlineData` PNG in the requested aspect ratio.
+async fn gemini_stub() -> (String, Arc<Mutex<GeminiSeen>>) {
+    let seen: Arc<Mutex<GeminiSeen>> = Arc::default();
+    let (listener, base) = bind().await;
+    let s = seen.clone();
+    let router = Router::new().route(
+        "/v1beta/models/{spec}",
+        post(move |Path(spec): Path<String>, headers: HeaderMap, Json(body): Json<Value>| {
+            let seen = s.clone();
+            async move {
+                let key = headers.get("x-goog-api-key").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                let text = body["contents"][0]["parts"][0]["text"].as_str().unwrap_or_default().to_string();
+                let limit = {
+                    let mut s = seen.lock().unwrap();
+                    s.calls.push((spec, key, body.clone()));
+                    let first = text.contains("quota-once") && !s.limited;
+                    s.limited |= first;
+                    first
+                };
+                if limit {
+                    return (StatusCode::TOO_MANY_REQUESTS, Json(json!({ "error": { "code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED" } }))).into_response();
+                }
+                if text.contains("blocked") {
+                    return Json(json!({ "promptFeedback": { "blockReason": "PROHIBITED_CONTENT" }, "usageMetadata": { "promptTokenCount": 8 } })).into_response();
+                }
+                let (w, h) = match body["generationConfig"]["imageConfig"]["aspectRatio"].as_str() {
+                    Some("16:9") => (64, 36),
+                    _ => (32, 32),
+                };
+                Json(json!({
+                    "candidates": [{
+                        "content": { "role": "model", "parts": [
+                            { "text": "Here is your image." },
+                            { "inlineData": { "mimeType": "image/png", "data": STANDARD.encode(png(w, h)) } }
+                        ] },
+                        "finishReason": "STOP", "index": 0
+                    }],
+                    "modelVersion": "gemini-2.5-flash-image"
+                }))
+                .into_response()
+            }
+        }),
+    );
+    serve(listener, router).await;
+    (base, seen)
+}
+
+/// Gemini's `generateContent`: the prompt and input images as parts, the aspect ratio closest
+/// to the requested size, one call per image; 429 retried; a blocked prompt fails the job.
+#[tokio::test]
+async fn gemini_against_the_stub() {
+    let (base, seen) = gemini_stub().await;
+    let app = TestApp::spawn_with(|c| {
+        c.signup_bonus = 100;
+        c.providers = ProvidersConfig {
+            enabled: vec!["gemini".into()],
+            default: "gemini".into(),
+            orders: vec![],
+            openai: None,
+            replicate: None,
+            gemini: Some(easel::config::GeminiConfig {
+                base_url: base.clone(),
+                api_key: secrecy::SecretString::from("g-stub".to_string()),
+                model: "gemini-2.5-flash-image".into(),
+                models: vec!["gemini-2.5-flash-image".into()],
+                timeout: Duration::from_secs(5),
+            }),
+        };
+    })
+    .await;
+    let (token, _) = user(&app, 7007).await;
+    let job = generate(&app, &token, json!({ "kind": "CHARACTER_GENERATION", "prompt": "quota-once lighthouse", "outputCount": 2, "params": { "width": 1024, "height": 576, "seed": 5 } })).await;
+    assert_eq!(
+        (job["provider"].as_str(), job["model"].as_str()),
+        (Some("gemini"), Some("gemini-2.5-flash-image"))
+    );
+    assert_eq!(run(&app).await, Ran::Succeeded);
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(s.calls.len(), 3, "one 429, then one call per image");
+        let (spec, key, body) = &s.calls[2];
+        assert_eq!(
+            (spec.as_str(), key.as_str()),
+            ("gemini-2.5-flash-image:generateContent", "g-stub")
+        );
+        assert_eq!(
+            body["generationConfig"]["imageConfig"]["aspectRatio"],
+            "16:9"
+        );
+        assert_eq!(
+            body["generationConfig"]["responseModalities"],
+            json!(["TEXT", "IMAGE"])
+        );
+        assert_ne!(
+            s.calls[1].2["generationConfig"]["seed"],
+            body["generationConfig"]["seed"]
+        );
+    }
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "query($id: ID!) { generationJob(id: $id) { outputs { width height } } }",
+            json!({ "id": job["id"] }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["generationJob"]["outputs"],
+        json!([{ "width": 64, "height": 36 }, { "width": 64, "height": 36 }]),
+        "{body}"
+    );
+
+    let input = png(40, 40);
+    let image = upload(&app, &token, input).await;
+    generate(
+        &app,
+        &token,
+        json!({ "kind": "STYLE_TRANSFER", "prompt": "pixel art", "inputImageIds": [image] }),
+    )
+    .await;
+    assert_eq!(run(&app).await, Ran::Succeeded);
+    {
+        let s = seen.lock().unwrap();
+        let parts = &s.calls.last().unwrap().2["contents"][0]["parts"];
+        assert_eq!(
+            parts[0]["text"],
+            "Redraw this image in this style: pixel art"
+        );
+        assert_eq!(parts[1]["inlineData"]["mimeType"], "image/png");
+        let sent = STANDARD
+            .decode(parts[1]["inlineData"]["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(image::load_from_memory(&sent).unwrap().width(), 40);
+    }
+
+    let job = generate(
+        &app,
+        &token,
+        json!({ "kind": "LOGO", "prompt": "blocked words" }),
+    )
+    .await;
+    assert_eq!(run(&app).await, Ran::Failed);
+    let failed = job_row(&app, &job["id"]).await;
+    assert!(
+        failed.error.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("PROHIBITED_CONTENT")
+    );
+    assert_eq!(refunds(&app, &job["id"]).await, 1);
+    app.assert_ledger_ok().await;
 }
