@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | unset | PostgreSQL URL; unset = the embedded cluster under `EASEL_DATA_DIR` |
 //! | `DATABASE_READ_URL` | unset | a streaming replica of `DATABASE_URL` for reads that may lag (feeds, galleries, histories); unset = every read from the primary |
+//! | `DATABASE_DIRECT_URL` | `DATABASE_URL` | a direct connection to the primary for what a transaction-mode pooler (PgBouncer) cannot carry: the LISTEN connection and migrations' advisory lock; set it when `DATABASE_URL` goes through PgBouncer |
 //! | `EASEL_READ_YOUR_WRITES_SECS` | `10` | after a viewer's mutation, their reads go to the primary this long (with `DATABASE_READ_URL`) |
 //! | `EASEL_ENV` | `development` | `development` or `production` |
 //! | `EASEL_DATA_DIR` | `./data` | embedded database (`postgres/`) and local media |
@@ -93,6 +94,9 @@
 //! | `EASEL_UPLOAD_MAX_BYTES` | `10485760` | largest uploaded image file (and the multipart body limit, plus 64 KiB) |
 //! | `EASEL_UPLOAD_MAX_SIDE` | `8192` | largest width or height of an uploaded image, in pixels |
 //! | `EASEL_THUMBNAIL_SIDE` | `320` | longest side of generated thumbnails, in pixels |
+//! | `EASEL_CHAT_MAX_THREADS_PER_USER` | `500` | chat threads one user may keep (deleted ones in the trash do not count) |
+//! | `EASEL_CHAT_MAX_MESSAGE_CHARS` | `2000` | longest chat message, in characters |
+//! | `EASEL_CHAT_MAX_IMAGES_PER_MESSAGE` | `4` | images one chat message may carry |
 //! | `EASEL_LOG` | `info` | log filter (`tracing` env-filter syntax) |
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 //! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
@@ -157,6 +161,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// A streaming replica for reads that may lag (feeds, galleries, histories).
     pub database_read_url: Option<SecretString>,
+    /// A direct connection to the primary (not through a transaction-mode pooler) for the
+    /// LISTEN connection and migrations; `None` = `database_url`.
+    pub database_direct_url: Option<SecretString>,
     /// How long a viewer's reads go to the primary after their own mutation.
     pub read_your_writes: Duration,
     pub data_dir: PathBuf,
@@ -225,6 +232,12 @@ pub struct Config {
     pub upload_max_bytes: usize,
     pub upload_max_side: u32,
     pub thumbnail_side: u32,
+    /// Chat threads one user may keep (not counting deleted ones).
+    pub chat_max_threads_per_user: i64,
+    /// The longest chat message, in characters.
+    pub chat_max_message_chars: usize,
+    /// Images one chat message may carry.
+    pub chat_max_images_per_message: usize,
     /// `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` was set to [`ALLOW_SANDBOX_IN_PRODUCTION`].
     pub allow_sandbox_in_production: bool,
     pub signup_max_per_hour_per_ip: i64,
@@ -554,6 +567,9 @@ impl Config {
             database_read_url: get("DATABASE_READ_URL")
                 .filter(|u| !u.trim().is_empty())
                 .map(SecretString::from),
+            database_direct_url: get("DATABASE_DIRECT_URL")
+                .filter(|u| !u.trim().is_empty())
+                .map(SecretString::from),
             read_your_writes: Duration::from_secs(
                 parse::<u64>(&get, "EASEL_READ_YOUR_WRITES_SECS", "10")?.min(3600),
             ),
@@ -693,6 +709,9 @@ impl Config {
             upload_max_bytes: parse(&get, "EASEL_UPLOAD_MAX_BYTES", "10485760")?,
             upload_max_side: parse(&get, "EASEL_UPLOAD_MAX_SIDE", "8192")?,
             thumbnail_side: parse(&get, "EASEL_THUMBNAIL_SIDE", "320")?,
+            chat_max_threads_per_user: parse(&get, "EASEL_CHAT_MAX_THREADS_PER_USER", "500")?,
+            chat_max_message_chars: parse(&get, "EASEL_CHAT_MAX_MESSAGE_CHARS", "2000")?,
+            chat_max_images_per_message: parse(&get, "EASEL_CHAT_MAX_IMAGES_PER_MESSAGE", "4")?,
             allow_sandbox_in_production: match get("EASEL_ALLOW_SANDBOX_IN_PRODUCTION").as_deref() {
                 None => false,
                 Some(ALLOW_SANDBOX_IN_PRODUCTION) => true,
@@ -739,6 +758,14 @@ impl Config {
                     .map(SecretString::from)
                     .context("the stripe gateway needs EASEL_STRIPE_WEBHOOK_SECRET")?,
             });
+        }
+        if config.chat_max_threads_per_user < 1
+            || config.chat_max_message_chars == 0
+            || config.chat_max_images_per_message == 0
+        {
+            bail!(
+                "EASEL_CHAT_MAX_THREADS_PER_USER, EASEL_CHAT_MAX_MESSAGE_CHARS and EASEL_CHAT_MAX_IMAGES_PER_MESSAGE must be at least 1"
+            );
         }
         if config.upload_max_side == 0 || config.thumbnail_side == 0 {
             bail!("EASEL_UPLOAD_MAX_SIDE and EASEL_THUMBNAIL_SIDE must be at least 1");

@@ -52,6 +52,13 @@ pub enum Event {
         status: String,
         seq: i64,
     },
+    /// Something happened in a chat thread (a message, a job's progress, a rename, ...):
+    /// event `seq` of the thread's own sequence (`chat_events`).
+    Chat {
+        thread_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
     /// The listening connection is (back) up: notifications sent while it was down were
     /// lost, so followers catch up from the database. Sent by the hub itself, never through
     /// PostgreSQL (it is neither serialised nor read from a payload).

@@ -3,13 +3,14 @@
 //! Layers, each using only those below it (the README's Architecture section has the map):
 //! the toolkit ([`error`], [`graphql`], [`viewer`], [`db`], [`events`], [`outbox`], ...); the
 //! capabilities ([`accounts`], [`credits`], [`payments`], [`growth`], [`gallery`],
-//! [`generation`]), each
+//! [`generation`], [`chat`]), each
 //! with `model` (SQL), `service` (rules; what other capabilities call), `graphql` (API) and
 //! `loaders`; [`schema`]; [`http`]; [`server`]. [`AppState`] is the composition root.
 
 pub mod accounts;
 pub mod audit;
 pub mod bench;
+pub mod chat;
 pub mod config;
 pub mod credits;
 pub mod db;
@@ -56,7 +57,8 @@ pub struct AppState {
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
     /// Committed events from every server process (fed by one LISTEN connection).
     pub events: events::EventHub,
-    /// The database this process uses (the event listener opens its own connection).
+    /// The URL the event listener opens its own (session) connection to: `DATABASE_DIRECT_URL`
+    /// when set, else the database the pool uses.
     pub db_url: Arc<str>,
     /// The enabled payment gateways.
     pub gateways: Arc<payments::service::Gateways>,

@@ -101,6 +101,35 @@ enum Bench {
         #[arg(long, default_value_t = 64)]
         size: i32,
     },
+    /// Several `easel serve` and `easel worker` processes on one database under mixed
+    /// traffic (feed reads, `generate`, job subscriptions): per-process and total
+    /// throughput, cross-process event latency, and PostgreSQL's share of the CPU.
+    Cluster {
+        /// Numbers of API processes, one row each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        api: Vec<usize>,
+        /// `easel worker` processes.
+        #[arg(long, default_value_t = 2)]
+        worker_processes: usize,
+        /// Workers in each worker process.
+        #[arg(long, default_value_t = 2)]
+        workers_each: usize,
+        /// Seconds each row is measured.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Anonymous clients reading `galleryFeed` back to back.
+        #[arg(long, default_value_t = 16)]
+        readers: usize,
+        /// Users calling `generate` at a steady pace.
+        #[arg(long, default_value_t = 20)]
+        generators: usize,
+        /// Milliseconds between one generator's calls.
+        #[arg(long, default_value_t = 500)]
+        generate_interval_ms: u64,
+        /// Websocket subscribers to `myGenerationJobs` (one user each).
+        #[arg(long, default_value_t = 500)]
+        subscribers: usize,
+    },
 }
 
 /// `NAME=value,NAME=value` (the variables of `easel bench gallery --also`).
@@ -249,6 +278,35 @@ fn main() -> anyhow::Result<()> {
                                 .unwrap_or(interval_ms * subscribers.div_ceil(1000).max(1) as u64),
                         ),
                         size,
+                    },
+                )
+                .await
+            }
+            #[cfg(feature = "bench")]
+            Command::Bench {
+                what:
+                    Bench::Cluster {
+                        api,
+                        worker_processes,
+                        workers_each,
+                        seconds,
+                        readers,
+                        generators,
+                        generate_interval_ms,
+                        subscribers,
+                    },
+            } => {
+                easel::bench::cluster(
+                    config,
+                    easel::bench::ClusterOptions {
+                        api: api.into_iter().map(|p| p.max(1)).collect(),
+                        worker_processes: worker_processes.max(1),
+                        workers_each: workers_each.max(1),
+                        seconds,
+                        readers,
+                        generators,
+                        generate_interval: std::time::Duration::from_millis(generate_interval_ms),
+                        subscribers: subscribers.max(generators),
                     },
                 )
                 .await

@@ -10,6 +10,7 @@ use crate::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
     },
+    chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,
     credits::{
         graphql::{CreditsMutation, CreditsQuery, CreditsSubscription},
@@ -38,6 +39,7 @@ pub struct QueryRoot(
     GenerationQuery,
     GalleryQuery,
     GrowthQuery,
+    ChatQuery,
 );
 
 /// The root mutation: one member per capability.
@@ -50,12 +52,17 @@ pub struct MutationRoot(
     GenerationMutation,
     GalleryMutation,
     GrowthMutation,
+    ChatMutation,
 );
 
 /// The root subscription: one member per capability.
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(CreditsSubscription, GenerationSubscription);
+pub struct SubscriptionRoot(
+    CreditsSubscription,
+    GenerationSubscription,
+    ChatSubscription,
+);
 
 /// The schema itself.
 pub type GraphqlSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

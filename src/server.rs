@@ -22,6 +22,9 @@ pub const EMBEDDED_DATABASE: &str = "easel";
 /// The database a process uses: the one `DATABASE_URL` names, or the embedded cluster.
 pub struct Database {
     pub url: String,
+    /// Where migrations run: `DATABASE_DIRECT_URL` when set (their advisory lock is held for
+    /// the session, which a transaction-mode pooler does not keep), else `url`.
+    pub direct_url: String,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -31,6 +34,7 @@ impl Database {
         let database = match &config.database_url {
             Some(url) => Database {
                 url: url.expose_secret().to_string(),
+                direct_url: direct_url(config, url.expose_secret()),
                 embedded: None,
             },
             None => Self::start_embedded(config).await?,
@@ -55,6 +59,7 @@ impl Database {
         tracing::info!(pgdata = %pg.pgdata().display(), "embedded PostgreSQL running");
         let database = Database {
             url: pg.url(EMBEDDED_DATABASE),
+            direct_url: pg.url(EMBEDDED_DATABASE),
             embedded: Some(pg),
         };
         let admin = database
@@ -70,7 +75,7 @@ impl Database {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let applied = db::run_migrations(&self.url).await?;
+        let applied = db::run_migrations(&self.direct_url).await?;
         if applied.is_empty() {
             tracing::info!("database schema is up to date");
         } else {
@@ -127,6 +132,14 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
 }
 
 /// Builds the shared state over a database URL.
+/// `DATABASE_DIRECT_URL` when set, else `url` (the database is reached directly).
+fn direct_url(config: &Config, url: &str) -> String {
+    match &config.database_direct_url {
+        Some(direct) => direct.expose_secret().to_string(),
+        None => url.to_string(),
+    }
+}
+
 pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
     let statements = db::StatementCounter::default();
     let pool = db::build_counted_pool(
@@ -146,7 +159,9 @@ pub fn app_state(config: Config, url: &str) -> anyhow::Result<AppState> {
         )?),
         None => None,
     };
-    let state = AppState::new(config, pool, url)?.with_statements(statements);
+    // The LISTEN connection needs a session of its own: never through a transaction pooler.
+    let listen_url = direct_url(&config, url);
+    let state = AppState::new(config, pool, &listen_url)?.with_statements(statements);
     Ok(match replica {
         Some(replica) => state.with_read_pool(replica),
         None => state,
@@ -250,7 +265,8 @@ impl Background {
 }
 
 /// The background tasks of a serving process: outbox delivery, rate-limit clean-up, the event
-/// listener, payment expiry, the job reaper and `EASEL_WORKERS` generation workers.
+/// listener, payment expiry (with the purge of chat threads deleted long ago), the job reaper
+/// and `EASEL_WORKERS` generation workers.
 pub fn spawn_background(state: &AppState) -> Background {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
@@ -289,6 +305,13 @@ pub fn spawn_background(state: &AppState) -> Background {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e.log_line(), "ending subscriptions"),
+            }
+            match crate::chat::service::purge_deleted(&app).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "purged chat threads deleted long ago")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.log_line(), "purging deleted chat threads"),
             }
         }
     });

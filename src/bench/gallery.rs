@@ -48,7 +48,7 @@ pub struct BenchOptions {
     pub variants: Vec<Vec<(String, String)>>,
 }
 
-const FEED: &str = "query Feed($n: Int) { galleryFeed(first: $n) { edges { cursor node { id name styleType likeCount owner { id username displayName } primaryImage { url thumbnailUrl width height } images(first: 4) { id thumbnailUrl } averageRating } } pageInfo { hasNextPage endCursor } } }";
+pub(super) const FEED: &str = "query Feed($n: Int) { galleryFeed(first: $n) { edges { cursor node { id name styleType likeCount owner { id username displayName } primaryImage { url thumbnailUrl width height } images(first: 4) { id thumbnailUrl } averageRating } } pageInfo { hasNextPage endCursor } } }";
 
 /// Runs the gallery benchmark on the configured database (embedded by default).
 pub async fn gallery(config: Config, options: BenchOptions) -> anyhow::Result<()> {
@@ -227,7 +227,7 @@ async fn run(config: Config, url: &str, o: &BenchOptions) -> anyhow::Result<()> 
 }
 
 /// Where pgbench writes its per-transaction logs (removed afterwards).
-fn pgbench_scratch(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+pub(super) fn pgbench_scratch(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let dir = data_dir.join(format!("bench-pgbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
@@ -317,12 +317,12 @@ fn pgbench_threads(o: &BenchOptions) -> usize {
 }
 
 /// What a pgbench run measured.
-struct Pgbench {
-    tps: f64,
-    p50: Duration,
-    p99: Duration,
+pub(super) struct Pgbench {
+    pub(super) tps: f64,
+    pub(super) p50: Duration,
+    pub(super) p99: Duration,
     /// Failed transactions (pgbench 15 reports them).
-    failed: u64,
+    pub(super) failed: u64,
     /// Statements per transaction (lines of the script).
     statements: usize,
 }
@@ -330,7 +330,7 @@ struct Pgbench {
 /// Runs `script` with pgbench at `o.concurrency` clients for `o.seconds`, with a
 /// per-transaction log (`-l`) in `scratch`, from which p50 and p99 are read (its third
 /// column is the latency in microseconds).
-async fn pgbench(
+pub(super) async fn pgbench(
     o: &BenchOptions,
     url: &str,
     script: &str,
@@ -411,7 +411,7 @@ async fn pgbench(
 // ---- the data set ------------------------------------------------------------------------
 
 /// How many benchmark characters exist (named `Character <n>`).
-async fn seeded_characters(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+pub(super) async fn seeded_characters(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
     count(
         conn,
         "SELECT count(*) AS n FROM characters WHERE name LIKE 'Character %' AND prompt = 'bench'",
@@ -422,7 +422,11 @@ async fn seeded_characters(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> 
 /// Seeds the benchmark data set in bulk: `users` users, `characters` characters (90 %
 /// public, spread over the users and the ten styles), three images each (the first is the
 /// primary image) and one rating each.
-async fn seed(conn: &mut AsyncPgConnection, users: i64, characters: i64) -> anyhow::Result<()> {
+pub(super) async fn seed(
+    conn: &mut AsyncPgConnection,
+    users: i64,
+    characters: i64,
+) -> anyhow::Result<()> {
     let statements = [
         format!(
             "INSERT INTO users (id, phone, username, referral_code, created_at) \

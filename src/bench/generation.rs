@@ -70,7 +70,7 @@ pub async fn generation(config: Config, options: GenerationOptions) -> anyhow::R
 
 /// Users `GENBENCH1..n`, each with a credit account holding a billion credits (written with
 /// its ledger row, so the ledger invariant holds).
-async fn generation_users(
+pub(super) async fn generation_users(
     conn: &mut diesel_async::AsyncPgConnection,
     n: usize,
 ) -> anyhow::Result<Vec<uuid::Uuid>> {

@@ -3,15 +3,18 @@
 //! compares `galleryFeed` over HTTP with `pgbench` running its SQL (the loader path's
 //! statements, and one hand-written statement that is the limit); [`generation`] measures
 //! `generate`, the workers and the delivery of job events to many websocket subscribers.
+//! [`cluster`] runs several API and worker processes on one database under mixed traffic.
 //! The server under measurement is `easel serve` in a child process ([`server`]), so that its
 //! peak RSS can be reported; the load generators stay in the benchmark process.
 //! Tools, not tests: nothing here asserts a time.
 #![cfg(feature = "bench")]
 
+mod cluster;
 mod gallery;
 mod generation;
 mod server;
 
+pub use cluster::{ClusterOptions, cluster};
 pub use gallery::{BenchOptions, gallery};
 pub use generation::{GenerationOptions, generation};
 

@@ -176,6 +176,11 @@ impl ServerProcess {
         self.idle_rate
     }
 
+    /// The server's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Where the server listens.
     pub(super) fn addr(&self) -> SocketAddr {
         self.addr

@@ -113,6 +113,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_events (thread_id, seq) {
+        thread_id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        message_id -> Nullable<Uuid>,
+        job_id -> Nullable<Uuid>,
+        job_status -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     chat_messages (id) {
         id -> Uuid,
         thread_id -> Uuid,
@@ -120,6 +132,10 @@ diesel::table! {
         content -> Text,
         job_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        seq -> Int8,
+        image_ids -> Array<Uuid>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Text>,
     }
 }
 
@@ -130,6 +146,9 @@ diesel::table! {
         title -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        last_activity_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        last_seq -> Int8,
     }
 }
 
@@ -590,6 +609,9 @@ diesel::joinable!(character_ratings -> users (user_id));
 diesel::joinable!(character_view_marks -> characters (character_id));
 diesel::joinable!(characters -> images (primary_image_id));
 diesel::joinable!(characters -> users (owner_id));
+diesel::joinable!(chat_events -> chat_messages (message_id));
+diesel::joinable!(chat_events -> chat_threads (thread_id));
+diesel::joinable!(chat_events -> generation_jobs (job_id));
 diesel::joinable!(chat_messages -> chat_threads (thread_id));
 diesel::joinable!(chat_messages -> generation_jobs (job_id));
 diesel::joinable!(chat_threads -> users (user_id));
@@ -632,6 +654,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     character_ratings,
     character_view_marks,
     characters,
+    chat_events,
     chat_messages,
     chat_threads,
     collection_characters,

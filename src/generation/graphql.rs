@@ -328,6 +328,52 @@ pub struct ProviderModel {
     kinds: Vec<GenerationKind>,
 }
 
+impl GenerateInput {
+    /// The service's request; ids that do not parse are `BAD_USER_INPUT` on `<path>.<field>`
+    /// (`path` is where the input sits: `input` for `generate`).
+    pub fn into_request(self, path: &str) -> Result<GenerateRequest, AppError> {
+        let character_id = self
+            .character_id
+            .as_ref()
+            .map(|id| parse_id(id, &format!("{path}.characterId")))
+            .transpose()?;
+        let input_image_ids = self
+            .input_image_ids
+            .unwrap_or_default()
+            .iter()
+            .map(|id| parse_id(id, &format!("{path}.inputImageIds")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let p = self.params.unwrap_or_default();
+        Ok(GenerateRequest {
+            kind: self.kind,
+            prompt: self.prompt,
+            negative_prompt: self.negative_prompt,
+            character_id,
+            input_image_ids,
+            output_count: self.output_count,
+            params: GenerateParams {
+                width: p.width,
+                height: p.height,
+                steps: p.steps,
+                cfg_scale: p.cfg_scale,
+                seed: p.seed,
+                sampler: p.sampler,
+                style_type: p.style_type,
+                quality: p.quality.map(|q| q.as_str().to_string()),
+                provider: self.provider,
+                model: self.model,
+                logo: self.logo.map(|l| LogoBrief {
+                    app_name: l.app_name,
+                    app_focus: l.app_focus,
+                    colors: l.colors,
+                    style: l.style,
+                }),
+            },
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
 /// Filters of `generationJobs`.
 #[derive(InputObject, Default)]
 pub struct GenerationJobFilter {
@@ -444,45 +490,7 @@ impl GenerationMutation {
         #[graphql(desc = "The fields of the request (see the input type).")] input: GenerateInput,
     ) -> async_graphql::Result<GenerationJob> {
         let viewer = require_user(ctx)?;
-        let character_id = input
-            .character_id
-            .as_ref()
-            .map(|id| parse_id(id, "input.characterId"))
-            .transpose()?;
-        let input_image_ids = input
-            .input_image_ids
-            .unwrap_or_default()
-            .iter()
-            .map(|id| parse_id(id, "input.inputImageIds"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let p = input.params.unwrap_or_default();
-        let req = GenerateRequest {
-            kind: input.kind,
-            prompt: input.prompt,
-            negative_prompt: input.negative_prompt,
-            character_id,
-            input_image_ids,
-            output_count: input.output_count,
-            params: GenerateParams {
-                width: p.width,
-                height: p.height,
-                steps: p.steps,
-                cfg_scale: p.cfg_scale,
-                seed: p.seed,
-                sampler: p.sampler,
-                style_type: p.style_type,
-                quality: p.quality.map(|q| q.as_str().to_string()),
-                provider: input.provider,
-                model: input.model,
-                logo: input.logo.map(|l| LogoBrief {
-                    app_name: l.app_name,
-                    app_focus: l.app_focus,
-                    colors: l.colors,
-                    style: l.style,
-                }),
-            },
-            idempotency_key: input.idempotency_key,
-        };
+        let req = input.into_request("input")?;
         Ok(GenerationJob::new(
             service::generate(ctx.state()?, viewer, req).await?,
         ))

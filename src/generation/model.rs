@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{GenerationKind, JobStatus};
 use crate::{
+    chat,
     db::{
         Fragment, literal_limit,
         schema::{generation_jobs, job_events},
@@ -24,6 +25,8 @@ pub struct JobRow {
     pub id: Uuid,
     pub user_id: Uuid,
     pub character_id: Option<Uuid>,
+    /// The chat thread whose message asked for the job, if any.
+    pub thread_id: Option<Uuid>,
     pub kind: GenerationKind,
     pub provider: String,
     pub model: Option<String>,
@@ -61,6 +64,7 @@ pub struct NewJob<'a> {
     pub id: Uuid,
     pub user_id: Uuid,
     pub character_id: Option<Uuid>,
+    pub thread_id: Option<Uuid>,
     pub kind: GenerationKind,
     pub provider: &'a str,
     pub model: Option<&'a str>,
@@ -196,7 +200,8 @@ pub async fn count_since(
         .await
 }
 
-/// Writes the job's current status to `job_events` and notifies every process.
+/// Writes the job's current status to `job_events` and notifies every process; a job of a
+/// chat thread is an event of that thread too.
 pub async fn record_event(
     conn: &mut AsyncPgConnection,
     job: &JobRow,
@@ -218,7 +223,11 @@ pub async fn record_event(
         status: job.status.as_str().to_string(),
         seq,
     };
-    events::notify(conn, &event).await
+    events::notify(conn, &event).await?;
+    if let Some(thread) = job.thread_id {
+        chat::hooks::job_changed(conn, thread, job.id, job.status.as_str()).await?;
+    }
+    Ok(())
 }
 
 /// The sequence number of a job's latest event (what a subscriber has seen once it read the

@@ -16,6 +16,7 @@ use super::{
 use crate::{
     AppState,
     accounts::{self, viewer::ViewerUser},
+    chat,
     credits::{self, service::Charge},
     db::{self, Fragment},
     error::{AppError, AppResult},
@@ -205,16 +206,10 @@ fn validate_logo(req: &GenerateRequest) -> AppResult<Option<LogoBrief>> {
     }))
 }
 
-/// Prices, charges and queues a job, all in one transaction; an idempotency key replays the
-/// first job.
-pub async fn generate(
-    state: &AppState,
-    viewer: &ViewerUser,
-    req: GenerateRequest,
-) -> AppResult<JobRow> {
-    let key = idempotency::validate_key(req.idempotency_key.as_deref())?.map(str::to_string);
-    let params = validate(&req)?;
-    let count = req.output_count.unwrap_or(1);
+/// What a request's idempotency fingerprint covers (the request as asked; a seed left out is
+/// chosen at random, not hashed). `generate` hashes `{"generate": <this>}`; a caller that
+/// queues a job as part of its own request (a chat message) puts it in its own fingerprint.
+pub fn request_json(req: &GenerateRequest) -> serde_json::Value {
     let prompt = req
         .prompt
         .as_deref()
@@ -227,16 +222,28 @@ pub async fn generate(
         .filter(|p| !p.is_empty());
     let mut input_images = req.input_image_ids.clone();
     input_images.sort();
-    let hash = idempotency::fingerprint(&json!({ "generate": {
+    json!({
         "kind": req.kind.as_str(),
         "prompt": prompt,
         "negativePrompt": negative,
         "characterId": req.character_id,
         "inputImageIds": input_images,
-        "outputCount": count,
+        "outputCount": req.output_count.unwrap_or(1),
         // The request's own parameters (a seed left out is chosen at random, not hashed).
         "params": req.params,
-    } }));
+    })
+}
+
+/// Prices, charges and queues a job, all in one transaction; an idempotency key replays the
+/// first job.
+pub async fn generate(
+    state: &AppState,
+    viewer: &ViewerUser,
+    req: GenerateRequest,
+) -> AppResult<JobRow> {
+    let key = idempotency::validate_key(req.idempotency_key.as_deref())?.map(str::to_string);
+    validate(&req)?;
+    let hash = idempotency::fingerprint(&json!({ "generate": request_json(&req) }));
     let viewer_id = viewer.id;
     let by_key = async move |conn: &mut AsyncPgConnection, key: &str| {
         model::by_key(conn, viewer_id, key).await
@@ -245,7 +252,58 @@ pub async fn generate(
     if let Some(job) = idempotency::stored(&mut conn, key.as_deref(), &hash, &by_key).await? {
         return Ok(job);
     }
-    let user = accounts::service::user_by_id_in(&mut conn, viewer.id)
+    let origin = JobOrigin {
+        idempotency_key: key.as_deref(),
+        request_hash: Some(&hash),
+        thread_id: None,
+    };
+    let result = conn
+        .transaction(async |conn| generate_in(conn, state, viewer, &req, origin).await)
+        .await;
+    if let Ok(job) = &result {
+        state.metrics.credits_charged(job.cost_credits);
+    }
+    // When a parallel first use of the key won the race, its job is the answer.
+    idempotency::settle(result, &mut conn, key.as_deref(), &hash, &by_key).await
+}
+
+/// Where a queued job comes from, beyond its request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobOrigin<'a> {
+    /// The idempotency key the job is stored under (unique per user), if any.
+    pub idempotency_key: Option<&'a str>,
+    /// The fingerprint of the request that the key replays.
+    pub request_hash: Option<&'a str>,
+    /// The chat thread whose message asked for the job: the thread hears of the job's
+    /// progress, and its end appends the assistant's answer.
+    pub thread_id: Option<Uuid>,
+}
+
+/// The core of `generate`, on the caller's connection INSIDE the caller's transaction:
+/// validates and prices the request, checks the plan, the input images and the character,
+/// applies the per-operation limits, inserts the job `queued` and charges it (daily allowance
+/// first). Any error leaves the caller's transaction to roll back: no job, no charge. The
+/// caller counts `credits_charged` once its transaction commits.
+pub async fn generate_in(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    viewer: &ViewerUser,
+    req: &GenerateRequest,
+    origin: JobOrigin<'_>,
+) -> AppResult<JobRow> {
+    let params = validate(req)?;
+    let count = req.output_count.unwrap_or(1);
+    let prompt = req
+        .prompt
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let negative = req
+        .negative_prompt
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let user = accounts::service::user_by_id_in(conn, viewer.id)
         .await?
         .ok_or(AppError::Unauthenticated("sign in again"))?;
     // The provider and model the job starts with (a request's own choice is checked against
@@ -262,7 +320,7 @@ pub async fn generate(
     let provider = plan[0].provider.name();
     let model_name = Some(plan[0].model.clone()).filter(|m| !m.is_empty());
     let model_price = match &model_name {
-        Some(m) => credits::service::price_in(&mut conn, &model_price_key(req.kind, m)).await?,
+        Some(m) => credits::service::price_in(conn, &model_price_key(req.kind, m)).await?,
         None => None,
     };
     let price = match model_price {
@@ -270,7 +328,7 @@ pub async fn generate(
             return Err(bad("input.model", "this model is switched off"));
         }
         Some(p) => p,
-        None => credits::service::price_in(&mut conn, req.kind.operation())
+        None => credits::service::price_in(conn, req.kind.operation())
             .await?
             .filter(|p| p.is_enabled)
             .ok_or_else(|| bad("input.kind", "this operation is switched off"))?,
@@ -283,7 +341,7 @@ pub async fn generate(
     }
     let cost = credits::service::price_for_tier(&price, user.subscription_tier) * i64::from(count);
     if !req.input_image_ids.is_empty()
-        && !gallery::service::owns_images(&mut conn, viewer.id, &req.input_image_ids).await?
+        && !gallery::service::owns_images(conn, viewer.id, &req.input_image_ids).await?
     {
         return Err(bad(
             "input.inputImageIds",
@@ -291,7 +349,7 @@ pub async fn generate(
         ));
     }
     if let Some(c) = req.character_id
-        && gallery::service::character_owner(&mut conn, c)
+        && gallery::service::character_owner(conn, c)
             .await?
             .is_none_or(|owner| owner != viewer.id && viewer.role != crate::accounts::Role::Admin)
     {
@@ -310,83 +368,70 @@ pub async fn generate(
     let deadline = Utc::now()
         + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
     let operation = req.kind.operation();
-    let result = conn
-        .transaction(async |conn| {
-            if let Some(limit) = price.per_minute_limit {
-                ratelimit::hit(
-                    conn,
-                    &format!("gen:{operation}:{}", viewer.id),
-                    std::time::Duration::from_secs(60),
-                    i64::from(limit),
-                )
-                .await?;
-            }
-            if let Some(limit) = price.daily_limit {
-                ratelimit::hit(
-                    conn,
-                    &format!("gen-day:{operation}:{}", viewer.id),
-                    std::time::Duration::from_secs(86_400),
-                    i64::from(limit),
-                )
-                .await?;
-            }
-            payments::subscriptions::count_generation_in(conn, viewer.id).await?;
-            let job = model::insert(
-                conn,
-                &NewJob {
-                    id: Uuid::now_v7(),
-                    user_id: viewer.id,
-                    character_id: req.character_id,
-                    kind: req.kind,
-                    provider,
-                    model: model_name.as_deref(),
-                    prompt: prompt_text.as_deref(),
-                    negative_prompt: negative,
-                    params: params.clone(),
-                    input_image_ids: req.input_image_ids.clone(),
-                    output_count: count,
-                    priority: 5,
-                    max_attempts: state.config.job_max_attempts,
-                    cost_credits: cost,
-                    charge_transaction_id: None,
-                    idempotency_key: key.as_deref(),
-                    request_hash: Some(&hash),
-                    deadline_at: deadline,
-                    prompt_template: template.map(|t| t.text),
-                    prompt_template_version: template.map(|t| t.version),
-                },
-            )
-            .await?;
-            let description = format!("Generation: {}", req.kind.as_str());
-            let charge = credits::service::charge_in(
-                conn,
-                &Charge {
-                    user: viewer.id,
-                    cost,
-                    description: &description,
-                    job_id: Some(job.id),
-                    idempotency_key: None,
-                    request_hash: None,
-                },
-            )
-            .await?;
-            if let Some(c) = req.character_id {
-                gallery::service::set_character_status(
-                    conn,
-                    c,
-                    gallery::CharacterStatus::Processing,
-                    None,
-                )
-                .await?;
-            }
-            Ok::<_, AppError>(model::set_charge(conn, job.id, charge.id).await?)
-        })
-        .await;
-    if let Ok(job) = &result {
-        state.metrics.credits_charged(job.cost_credits);
+    if let Some(limit) = price.per_minute_limit {
+        ratelimit::hit(
+            conn,
+            &format!("gen:{operation}:{}", viewer.id),
+            std::time::Duration::from_secs(60),
+            i64::from(limit),
+        )
+        .await?;
     }
-    // When a parallel first use of the key won the race, its job is the answer.
-    idempotency::settle(result, &mut conn, key.as_deref(), &hash, &by_key).await
+    if let Some(limit) = price.daily_limit {
+        ratelimit::hit(
+            conn,
+            &format!("gen-day:{operation}:{}", viewer.id),
+            std::time::Duration::from_secs(86_400),
+            i64::from(limit),
+        )
+        .await?;
+    }
+    payments::subscriptions::count_generation_in(conn, viewer.id).await?;
+    let job = model::insert(
+        conn,
+        &NewJob {
+            id: Uuid::now_v7(),
+            user_id: viewer.id,
+            character_id: req.character_id,
+            thread_id: origin.thread_id,
+            kind: req.kind,
+            provider,
+            model: model_name.as_deref(),
+            prompt: prompt_text.as_deref(),
+            negative_prompt: negative,
+            params,
+            input_image_ids: req.input_image_ids.clone(),
+            output_count: count,
+            priority: 5,
+            max_attempts: state.config.job_max_attempts,
+            cost_credits: cost,
+            charge_transaction_id: None,
+            idempotency_key: origin.idempotency_key,
+            request_hash: origin.request_hash,
+            deadline_at: deadline,
+            prompt_template: template.map(|t| t.text),
+            prompt_template_version: template.map(|t| t.version),
+        },
+    )
+    .await?;
+    let description = format!("Generation: {}", req.kind.as_str());
+    let charge = credits::service::charge_in(
+        conn,
+        &Charge {
+            user: viewer.id,
+            cost,
+            description: &description,
+            job_id: Some(job.id),
+            idempotency_key: None,
+            request_hash: None,
+        },
+    )
+    .await?;
+    if let Some(c) = req.character_id {
+        gallery::service::set_character_status(conn, c, gallery::CharacterStatus::Processing, None)
+            .await?;
+    }
+    Ok(model::set_charge(conn, job.id, charge.id).await?)
 }
 
 impl idempotency::Fingerprinted for JobRow {
@@ -496,9 +541,9 @@ pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult
     Ok(job)
 }
 
-/// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it)
-/// and marks its character cancelled (when the job was) or failed; call in the transaction
-/// that ended the job.
+/// Refunds a job's charge (exactly once: the ledger's unique `refund_of_id` guarantees it),
+/// marks its character cancelled (when the job was) or failed, and tells its chat thread (the
+/// assistant answers that the generation failed); call in the transaction that ended the job.
 pub async fn settle_refund(
     conn: &mut AsyncPgConnection,
     job: &JobRow,
@@ -507,6 +552,19 @@ pub async fn settle_refund(
     payments::subscriptions::uncount_generation_in(conn, job.user_id, job.queued_at).await?;
     if let Some(charge) = job.charge_transaction_id {
         credits::service::refund_in(conn, charge, description).await?;
+    }
+    if let Some(thread) = job.thread_id {
+        let refunded = job.charge_transaction_id.map_or(0, |_| job.cost_credits);
+        let error = job.error.as_ref().and_then(|e| e["message"].as_str());
+        chat::hooks::job_ended_without_images(
+            conn,
+            thread,
+            job.id,
+            job.status.as_str(),
+            error,
+            refunded,
+        )
+        .await?;
     }
     if let Some(c) = job.character_id {
         let message = job

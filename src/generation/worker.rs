@@ -22,7 +22,7 @@ use super::{
     service::settle_refund,
 };
 use crate::{
-    AppState, db,
+    AppState, chat, db,
     error::AppError,
     events::Event,
     gallery::{self, service::JobImage},
@@ -486,6 +486,10 @@ async fn store_and_record(
             if let Some(c) = job.character_id {
                 let ids: Vec<Uuid> = stored.iter().map(|s| s.0).collect();
                 gallery::service::attach_to_character(conn, c, &ids).await?;
+            }
+            if let Some(thread) = done.thread_id {
+                let ids: Vec<Uuid> = stored.iter().map(|s| s.0).collect();
+                chat::hooks::job_succeeded(conn, thread, job.id, &ids).await?;
             }
             Ok(Some(done))
         })

@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod architecture;
+mod chat;
 mod credits;
 mod deploy;
 mod foundation;
@@ -15,6 +16,7 @@ mod growth;
 mod js_clients;
 mod operability;
 mod outage;
+mod pgbouncer;
 mod planner;
 mod protocol;
 mod providers;
