@@ -65,12 +65,25 @@
 //! | `EASEL_JOB_LEASE_SECS` | `30` | how long a worker's claim on a job lasts without a heartbeat |
 //! | `EASEL_JOB_DEADLINE_SECS` | `600` | a job not finished this long after it was queued times out (refunded) |
 //! | `EASEL_JOB_MAX_ATTEMPTS` | `3` | tries before a crashing job fails (refunded) |
-//! | `EASEL_PROVIDER` | `procedural` | image provider: `procedural` (local, deterministic PNGs) or `openai` |
+//! | `EASEL_PROVIDERS` | `<EASEL_PROVIDER>` | the provider allow-list, comma-separated: `procedural`, `openai`, `replicate`, `gemini`; requests may choose among these only |
+//! | `EASEL_PROVIDER` | first of `EASEL_PROVIDERS`, else `procedural` | the provider a kind without an order of its own renders with |
+//! | `EASEL_PROVIDER_ORDER_CHARACTER_GENERATION` / `_STYLE_TRANSFER` / `_UPSCALE` / `_VARIATION` / `_BACKGROUND_REMOVAL` / `_LOGO` | `<EASEL_PROVIDER>` | that kind's providers in fallback order, comma-separated (a retryable failure moves to the next); providers that do not render the kind are skipped |
 //! | `EASEL_PROCEDURAL_DELAY_MS` | `800` | artificial delay of the procedural provider, so status changes are visible |
 //! | `EASEL_OPENAI_BASE_URL` | `https://api.openai.com` | OpenAI-compatible images API base URL |
 //! | `EASEL_OPENAI_API_KEY` | unset | bearer key for the images API (required with `openai`) |
-//! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | model name sent to the images API |
+//! | `EASEL_OPENAI_MODEL` | `gpt-image-1` | the model used when a request names none |
+//! | `EASEL_OPENAI_MODELS` | `<EASEL_OPENAI_MODEL>` | models requests may choose, comma-separated (e.g. `gpt-image-1,dall-e-3`) |
 //! | `EASEL_OPENAI_TIMEOUT_SECS` | `120` | time limit of one images API call |
+//! | `EASEL_GEMINI_BASE_URL` | `https://generativelanguage.googleapis.com` | Google Gemini API base URL |
+//! | `EASEL_GEMINI_API_KEY` | unset | `x-goog-api-key` of the Gemini API (required with `gemini`) |
+//! | `EASEL_GEMINI_MODEL` | `gemini-2.5-flash-image` | the Gemini model used when a request names none |
+//! | `EASEL_GEMINI_MODELS` | `<EASEL_GEMINI_MODEL>` | Gemini models requests may choose, comma-separated |
+//! | `EASEL_GEMINI_TIMEOUT_SECS` | `120` | time limit of one Gemini call |
+//! | `EASEL_REPLICATE_BASE_URL` | `https://api.replicate.com` | Replicate-style predictions API base URL |
+//! | `EASEL_REPLICATE_API_TOKEN` | unset | bearer token of the predictions API (required with `replicate`) |
+//! | `EASEL_REPLICATE_MODELS` | `upscale=nightmareai/real-esrgan,background_removal=851-labs/background-remover` | `kind=owner/name[:version]` pairs, comma-separated: the model of each kind (the first of a kind is its default; several per kind may be listed) |
+//! | `EASEL_REPLICATE_TIMEOUT_SECS` | `300` | time limit of one prediction, polling included (then it is cancelled) |
+//! | `EASEL_REPLICATE_POLL_MS` | `1000` | how often a running prediction is polled |
 //! | `EASEL_MEDIA_BASE_URL` | `<EASEL_PUBLIC_URL>/media` | base of image URLs (e.g. `https://cdn.example.com/media`, or the bucket's public URL); `/media` serves the store either way |
 //! | `EASEL_MEDIA_STORE` | `local` | where media files live: `local` (`<EASEL_DATA_DIR>/media`) or `s3` (any S3-compatible bucket) |
 //! | `EASEL_S3_BUCKET` | unset | bucket name (required with `s3`) |
@@ -214,7 +227,8 @@ pub struct Config {
     pub job_lease: Duration,
     pub job_deadline: Duration,
     pub job_max_attempts: i32,
-    pub provider: ProviderConfig,
+    /// The image providers, their models and per-kind fallback orders.
+    pub providers: ProvidersConfig,
     pub procedural_delay: Duration,
     pub media_base_url: String,
     pub media_store: MediaStoreConfig,
@@ -259,18 +273,221 @@ pub enum ReferralReward {
     PlanDays { plan: String, days: i32 },
 }
 
-/// Which image provider renders jobs.
+/// The image providers requests may use (`EASEL_PROVIDERS`), the default one, per-kind fallback
+/// orders and each provider's settings.
 #[derive(Debug, Clone)]
-pub enum ProviderConfig {
-    /// Local, deterministic PNGs; no network.
-    Procedural,
-    /// An OpenAI-compatible images HTTP API.
-    OpenAi {
-        base_url: String,
-        api_key: SecretString,
-        model: String,
-        timeout: Duration,
-    },
+pub struct ProvidersConfig {
+    /// The allow-list, in its configured order (`procedural`, `openai`, `replicate`).
+    pub enabled: Vec<String>,
+    /// Renders kinds without an order of their own.
+    pub default: String,
+    /// `(kind as stored, e.g. "upscale", providers in order)`.
+    pub orders: Vec<(String, Vec<String>)>,
+    /// Set when `openai` is enabled.
+    pub openai: Option<OpenAiConfig>,
+    /// Set when `replicate` is enabled.
+    pub replicate: Option<ReplicateConfig>,
+    /// Set when `gemini` is enabled.
+    pub gemini: Option<GeminiConfig>,
+}
+
+impl ProvidersConfig {
+    /// Only the local procedural provider (the default).
+    pub fn procedural() -> Self {
+        ProvidersConfig {
+            enabled: vec!["procedural".into()],
+            default: "procedural".into(),
+            orders: Vec::new(),
+            openai: None,
+            replicate: None,
+            gemini: None,
+        }
+    }
+}
+
+/// An OpenAI-compatible images HTTP API.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// The default model.
+    pub model: String,
+    /// Models requests may choose (the default included).
+    pub models: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Google's Gemini API (`generateContent` with image output).
+#[derive(Debug, Clone)]
+pub struct GeminiConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    /// The default model.
+    pub model: String,
+    /// Models requests may choose (the default included).
+    pub models: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// A Replicate-style predictions HTTP API.
+#[derive(Debug, Clone)]
+pub struct ReplicateConfig {
+    pub base_url: String,
+    pub api_token: SecretString,
+    /// `(kind as stored, model as owner/name[:version])`, the first of a kind its default.
+    pub models: Vec<(String, String)>,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+/// The kinds of generation as stored, with the variable naming their fallback order.
+const PROVIDER_ORDERS: [(&str, &str); 6] = [
+    (
+        "character_generation",
+        "EASEL_PROVIDER_ORDER_CHARACTER_GENERATION",
+    ),
+    ("style_transfer", "EASEL_PROVIDER_ORDER_STYLE_TRANSFER"),
+    ("upscale", "EASEL_PROVIDER_ORDER_UPSCALE"),
+    ("variation", "EASEL_PROVIDER_ORDER_VARIATION"),
+    (
+        "background_removal",
+        "EASEL_PROVIDER_ORDER_BACKGROUND_REMOVAL",
+    ),
+    ("logo", "EASEL_PROVIDER_ORDER_LOGO"),
+];
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `EASEL_PROVIDERS`, `EASEL_PROVIDER`, the per-kind orders and the providers' settings.
+fn providers_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<ProvidersConfig> {
+    let single = get("EASEL_PROVIDER");
+    let enabled: Vec<String> = match get("EASEL_PROVIDERS") {
+        Some(v) => list(&v.to_lowercase()),
+        None => vec![single.clone().unwrap_or_else(|| "procedural".into())],
+    };
+    if enabled.is_empty() {
+        bail!("EASEL_PROVIDERS names no provider");
+    }
+    for name in &enabled {
+        if !matches!(
+            name.as_str(),
+            "procedural" | "openai" | "replicate" | "gemini"
+        ) {
+            bail!(
+                "EASEL_PROVIDERS: unknown provider `{name}` (known: procedural, openai, replicate, gemini)"
+            );
+        }
+    }
+    let default = single.unwrap_or_else(|| enabled[0].clone());
+    if !enabled.contains(&default) {
+        bail!("EASEL_PROVIDER `{default}` is not in EASEL_PROVIDERS");
+    }
+    let mut orders = Vec::new();
+    for (kind, var) in PROVIDER_ORDERS {
+        if let Some(v) = get(var) {
+            let order = list(&v.to_lowercase());
+            if let Some(bad) = order.iter().find(|p| !enabled.contains(p)) {
+                bail!("{var}: `{bad}` is not in EASEL_PROVIDERS");
+            }
+            if !order.is_empty() {
+                orders.push((kind.to_string(), order));
+            }
+        }
+    }
+    let openai = if enabled.iter().any(|p| p == "openai") {
+        let model = get("EASEL_OPENAI_MODEL").unwrap_or_else(|| "gpt-image-1".into());
+        let mut models = get("EASEL_OPENAI_MODELS")
+            .map(|v| list(&v))
+            .unwrap_or_default();
+        if !models.contains(&model) {
+            models.insert(0, model.clone());
+        }
+        Some(OpenAiConfig {
+            base_url: get("EASEL_OPENAI_BASE_URL")
+                .unwrap_or_else(|| "https://api.openai.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: get("EASEL_OPENAI_API_KEY")
+                .map(SecretString::from)
+                .context("the openai provider needs EASEL_OPENAI_API_KEY")?,
+            model,
+            models,
+            timeout: Duration::from_secs(parse(get, "EASEL_OPENAI_TIMEOUT_SECS", "120")?),
+        })
+    } else {
+        None
+    };
+    let replicate = if enabled.iter().any(|p| p == "replicate") {
+        let spec = get("EASEL_REPLICATE_MODELS").unwrap_or_else(|| {
+            "upscale=nightmareai/real-esrgan,background_removal=851-labs/background-remover".into()
+        });
+        let mut models = Vec::new();
+        for pair in list(&spec) {
+            let (kind, model) = pair
+                .split_once('=')
+                .map(|(k, m)| (k.trim().to_lowercase(), m.trim().to_string()))
+                .filter(|(k, m)| PROVIDER_ORDERS.iter().any(|(x, _)| x == k) && m.contains('/'))
+                .with_context(|| {
+                    format!("EASEL_REPLICATE_MODELS: `{pair}` is not `kind=owner/name[:version]`")
+                })?;
+            models.push((kind, model));
+        }
+        Some(ReplicateConfig {
+            base_url: get("EASEL_REPLICATE_BASE_URL")
+                .unwrap_or_else(|| "https://api.replicate.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            api_token: get("EASEL_REPLICATE_API_TOKEN")
+                .map(SecretString::from)
+                .context("the replicate provider needs EASEL_REPLICATE_API_TOKEN")?,
+            models,
+            timeout: Duration::from_secs(parse(get, "EASEL_REPLICATE_TIMEOUT_SECS", "300")?),
+            poll_interval: Duration::from_millis(
+                parse::<u64>(get, "EASEL_REPLICATE_POLL_MS", "1000")?.max(10),
+            ),
+        })
+    } else {
+        None
+    };
+    let gemini = if enabled.iter().any(|p| p == "gemini") {
+        let model = get("EASEL_GEMINI_MODEL").unwrap_or_else(|| "gemini-2.5-flash-image".into());
+        let mut models = get("EASEL_GEMINI_MODELS")
+            .map(|v| list(&v))
+            .unwrap_or_default();
+        if !models.contains(&model) {
+            models.insert(0, model.clone());
+        }
+        Some(GeminiConfig {
+            base_url: get("EASEL_GEMINI_BASE_URL")
+                .unwrap_or_else(|| "https://generativelanguage.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: get("EASEL_GEMINI_API_KEY")
+                .map(SecretString::from)
+                .context("the gemini provider needs EASEL_GEMINI_API_KEY")?,
+            model,
+            models,
+            timeout: Duration::from_secs(parse(get, "EASEL_GEMINI_TIMEOUT_SECS", "120")?),
+        })
+    } else {
+        None
+    };
+    Ok(ProvidersConfig {
+        enabled,
+        default,
+        orders,
+        openai,
+        replicate,
+        gemini,
+    })
 }
 
 /// Where media files (uploads, thumbnails, generation outputs) are stored.
@@ -489,23 +706,7 @@ impl Config {
             job_lease: Duration::from_secs(parse(&get, "EASEL_JOB_LEASE_SECS", "30")?),
             job_deadline: Duration::from_secs(parse(&get, "EASEL_JOB_DEADLINE_SECS", "600")?),
             job_max_attempts: parse(&get, "EASEL_JOB_MAX_ATTEMPTS", "3")?,
-            provider: match get("EASEL_PROVIDER").as_deref() {
-                None | Some("procedural") => ProviderConfig::Procedural,
-                Some("openai") => ProviderConfig::OpenAi {
-                    base_url: get("EASEL_OPENAI_BASE_URL")
-                        .unwrap_or_else(|| "https://api.openai.com".into())
-                        .trim_end_matches('/')
-                        .to_string(),
-                    api_key: get("EASEL_OPENAI_API_KEY")
-                        .map(SecretString::from)
-                        .context("EASEL_PROVIDER=openai needs EASEL_OPENAI_API_KEY")?,
-                    model: get("EASEL_OPENAI_MODEL").unwrap_or_else(|| "gpt-image-1".into()),
-                    timeout: Duration::from_secs(parse(&get, "EASEL_OPENAI_TIMEOUT_SECS", "120")?),
-                },
-                Some(other) => {
-                    bail!("EASEL_PROVIDER must be `procedural` or `openai`, not `{other}`")
-                }
-            },
+            providers: providers_config(&get)?,
             procedural_delay: Duration::from_millis(parse(
                 &get,
                 "EASEL_PROCEDURAL_DELAY_MS",
@@ -756,6 +957,74 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn providers_allow_list_orders_and_models() {
+        let c = config(&[]).unwrap().providers;
+        assert_eq!(
+            (c.enabled, c.default),
+            (vec!["procedural".to_string()], "procedural".to_string())
+        );
+        // The single-provider variable alone still works as before.
+        let c = config(&[("EASEL_PROVIDER", "openai"), ("EASEL_OPENAI_API_KEY", "k")])
+            .unwrap()
+            .providers;
+        assert_eq!(c.enabled, ["openai"]);
+        assert_eq!(c.openai.unwrap().models, ["gpt-image-1"]);
+        let c = config(&[
+            ("EASEL_PROVIDERS", "procedural, openai,replicate"),
+            ("EASEL_OPENAI_API_KEY", "k"),
+            ("EASEL_OPENAI_MODELS", "dall-e-3"),
+            ("EASEL_REPLICATE_API_TOKEN", "r8"),
+            ("EASEL_REPLICATE_MODELS", "upscale=a/b, logo=c/d:v1"),
+            ("EASEL_PROVIDER_ORDER_UPSCALE", "replicate,procedural"),
+        ])
+        .unwrap()
+        .providers;
+        assert_eq!(c.default, "procedural");
+        assert_eq!(
+            c.orders,
+            [(
+                "upscale".to_string(),
+                vec!["replicate".to_string(), "procedural".to_string()]
+            )]
+        );
+        assert_eq!(c.openai.unwrap().models, ["gpt-image-1", "dall-e-3"]);
+        assert_eq!(
+            c.replicate.unwrap().models,
+            [
+                ("upscale".to_string(), "a/b".to_string()),
+                ("logo".to_string(), "c/d:v1".to_string())
+            ]
+        );
+        for (vars, want) in [
+            (vec![("EASEL_PROVIDERS", "midjourney")], "unknown provider"),
+            (
+                vec![
+                    ("EASEL_PROVIDERS", "procedural"),
+                    ("EASEL_PROVIDER", "openai"),
+                ],
+                "not in EASEL_PROVIDERS",
+            ),
+            (
+                vec![("EASEL_PROVIDER_ORDER_LOGO", "openai")],
+                "not in EASEL_PROVIDERS",
+            ),
+            (vec![("EASEL_PROVIDERS", "openai")], "EASEL_OPENAI_API_KEY"),
+            (vec![("EASEL_PROVIDERS", "gemini")], "EASEL_GEMINI_API_KEY"),
+            (
+                vec![
+                    ("EASEL_PROVIDERS", "replicate"),
+                    ("EASEL_REPLICATE_API_TOKEN", "r8"),
+                    ("EASEL_REPLICATE_MODELS", "upscale:a/b"),
+                ],
+                "kind=owner/name",
+            ),
+        ] {
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(want), "{vars:?}: {err}");
+        }
     }
 
     #[test]

@@ -62,8 +62,12 @@ pub struct AppState {
     pub db_url: Arc<str>,
     /// The enabled payment gateways.
     pub gateways: Arc<payments::service::Gateways>,
-    /// The image provider workers render with.
+    /// The image provider workers render with: [`AppState::providers`], which picks each
+    /// job's provider and model and falls back in each kind's order.
     pub provider: Arc<dyn generation::providers::ImageProvider>,
+    /// The enabled providers (`EASEL_PROVIDERS`): `generate` checks a request's provider and
+    /// model against them and plans its job.
+    pub providers: Arc<generation::providers::Providers>,
     /// Where images and thumbnails are stored.
     pub media: Arc<storage::MediaStore>,
     /// SQL statements run on the pool (set by [`AppState::with_statements`]).
@@ -95,9 +99,11 @@ impl AppState {
             config.media_base_url.clone()
         };
         let media = storage::MediaStore::from_config(&config, &media_base)?;
+        let providers = Arc::new(generation::providers::Providers::from_config(&config));
         Ok(AppState {
             gateways: payments::service::shared(&config),
-            provider: generation::providers::from_config(&config),
+            provider: providers.clone(),
+            providers,
             media: Arc::new(media),
             statements: db::StatementCounter::default(),
             job_snapshots: Arc::default(),

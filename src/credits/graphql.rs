@@ -231,9 +231,16 @@ impl OperationPrice {
         ID(self.row.operation.clone())
     }
 
-    /// e.g. `generate.character`.
+    /// e.g. `generate.character`; a model's own price adds the model with every character
+    /// other than a letter or digit as `_` (`generate.character.gpt_image_1`).
     async fn operation(&self) -> &str {
         &self.row.operation
+    }
+
+    /// The model this price is for (null: the kind's price, which models without a price of
+    /// their own are charged).
+    async fn model(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(ctx.state()?.providers.model_of_price(&self.row.operation))
     }
 
     /// What the operation does, for price lists.

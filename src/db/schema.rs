@@ -277,6 +277,8 @@ diesel::table! {
         processing_ms -> Nullable<Int4>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        prompt_template -> Nullable<Text>,
+        prompt_template_version -> Nullable<Text>,
     }
 }
 

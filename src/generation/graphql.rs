@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     GenerationKind, JobStatus,
     model::{EventScope, JobEventRow, JobRow},
+    prompts::LogoBrief,
     service::{self, GenerateParams, GenerateRequest},
 };
 use crate::graphql::parse_id;
@@ -91,9 +92,20 @@ impl GenerationJob {
         self.0.status
     }
 
-    /// What to render, as the user wrote it.
+    /// What to render: as the user wrote it, or for LOGO the prompt rendered from
+    /// `promptTemplate` (what the provider received).
     async fn prompt(&self) -> Option<&str> {
         self.0.prompt.as_deref()
+    }
+
+    /// The template `prompt` was rendered from (LOGO jobs), with `{placeholders}`.
+    async fn prompt_template(&self) -> Option<&str> {
+        self.0.prompt_template.as_deref()
+    }
+
+    /// The version of `promptTemplate`, e.g. `logo-brief.v1`.
+    async fn prompt_template_version(&self) -> Option<&str> {
+        self.0.prompt_template_version.as_deref()
     }
 
     /// What the image should not show.
@@ -106,12 +118,13 @@ impl GenerationJob {
         Json(&self.0.params)
     }
 
-    /// The image provider (`procedural`, `openai`).
+    /// The image provider (`procedural`, `openai`, `gemini`, `replicate`): the one planned first until
+    /// the job succeeds, then the one that made the outputs (a fallback may have moved on).
     async fn provider(&self) -> &str {
         &self.0.provider
     }
 
-    /// The provider's model (e.g. `gpt-image-1`), when the provider has models.
+    /// The provider's model (e.g. `gpt-image-1`, `nightmareai/real-esrgan`), as `provider`.
     async fn model(&self) -> Option<&str> {
         self.0.model.as_deref()
     }
@@ -221,6 +234,47 @@ pub struct GenerateParamsInput {
     sampler: Option<String>,
     /// A style hint such as `ANIME` or `REALISTIC` (see `StyleType`), 1 to 32 characters.
     style_type: Option<String>,
+    /// Rendering quality for providers that have one (OpenAI); default: the provider's.
+    quality: Option<ImageQuality>,
+}
+
+/// Rendering quality (OpenAI's `quality`; `dall-e-3` gets `hd` for HIGH, else `standard`).
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum ImageQuality {
+    /// Fastest and cheapest.
+    Low,
+    /// Balanced.
+    Medium,
+    /// Most detailed.
+    High,
+    /// The provider chooses.
+    Auto,
+}
+
+impl ImageQuality {
+    fn as_str(self) -> &'static str {
+        match self {
+            ImageQuality::Low => "low",
+            ImageQuality::Medium => "medium",
+            ImageQuality::High => "high",
+            ImageQuality::Auto => "auto",
+        }
+    }
+}
+
+/// A logo brief (kind LOGO): the prompt is rendered from a versioned template, stored on the
+/// job with its version (`promptTemplate`, `promptTemplateVersion`).
+#[derive(InputObject)]
+pub struct LogoBriefInput {
+    /// The app's name, 1 to 60 characters.
+    app_name: String,
+    /// What the app is about, 1 to 300 characters.
+    app_focus: String,
+    /// 1 to 5 hex colours (`#ff6600` or `#f60`), most important first.
+    colors: Vec<String>,
+    /// A style such as `playful`, `geometric` or `luxury`, up to 60 characters (default
+    /// `modern, minimal`).
+    style: Option<String>,
 }
 
 /// Input of `generate`.
@@ -242,6 +296,36 @@ pub struct GenerateInput {
     params: Option<GenerateParamsInput>,
     /// Retrying with the same key returns the same job instead of charging twice.
     idempotency_key: Option<String>,
+    /// One of the enabled providers (`imageProviders`); the job then uses it alone, without
+    /// fallback. Default: the kind's provider order. Unknown or disabled: `BAD_USER_INPUT`.
+    provider: Option<String>,
+    /// One of the provider's models (`imageProviders`); a model with a price of its own is
+    /// charged that (`operationPrices`). Unknown or disabled: `BAD_USER_INPUT`.
+    model: Option<String>,
+    /// LOGO only: a brief the prompt is built from (`prompt` is then optional, added as
+    /// notes).
+    logo: Option<LogoBriefInput>,
+}
+
+/// An enabled image provider.
+#[derive(SimpleObject)]
+pub struct ImageProviderInfo {
+    /// What `generate` takes as `provider` (e.g. `openai`).
+    name: String,
+    /// The models a request may choose.
+    models: Vec<ProviderModel>,
+    /// The kinds this provider renders when a request names no provider (it is in their
+    /// fallback order).
+    kinds: Vec<GenerationKind>,
+}
+
+/// A model of an image provider.
+#[derive(SimpleObject)]
+pub struct ProviderModel {
+    /// What `generate` takes as `model` (e.g. `gpt-image-1`).
+    name: String,
+    /// The kinds it renders.
+    kinds: Vec<GenerationKind>,
 }
 
 impl GenerateInput {
@@ -275,6 +359,15 @@ impl GenerateInput {
                 seed: p.seed,
                 sampler: p.sampler,
                 style_type: p.style_type,
+                quality: p.quality.map(|q| q.as_str().to_string()),
+                provider: self.provider,
+                model: self.model,
+                logo: self.logo.map(|l| LogoBrief {
+                    app_name: l.app_name,
+                    app_focus: l.app_focus,
+                    colors: l.colors,
+                    style: l.style,
+                }),
             },
             idempotency_key: self.idempotency_key,
         })
@@ -306,6 +399,44 @@ impl GenerationQuery {
         Ok(service::find_job(ctx.state()?, viewer, id)
             .await?
             .map(GenerationJob::new))
+    }
+
+    /// The enabled image providers (`EASEL_PROVIDERS`) with their models and what each
+    /// model renders: the values `generate` accepts as `provider` and `model`.
+    async fn image_providers(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ImageProviderInfo>> {
+        let providers = &ctx.state()?.providers;
+        Ok(providers
+            .enabled()
+            .iter()
+            .map(|p| ImageProviderInfo {
+                name: p.name().to_string(),
+                models: p
+                    .models()
+                    .into_iter()
+                    .map(|m| ProviderModel {
+                        kinds: GenerationKind::ALL
+                            .iter()
+                            .copied()
+                            .filter(|k| p.model_for(*k).is_some() && p.offers(*k, &m))
+                            .collect(),
+                        name: m,
+                    })
+                    .collect(),
+                kinds: GenerationKind::ALL
+                    .iter()
+                    .copied()
+                    .filter(|k| {
+                        providers
+                            .order(*k)
+                            .iter()
+                            .any(|o| o.name() == p.name() && o.model_for(*k).is_some())
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// The viewer's jobs, newest first.

@@ -10,6 +10,7 @@
 
 pub mod graphql;
 pub mod model;
+pub mod prompts;
 pub mod providers;
 pub mod service;
 pub mod snapshots;

@@ -53,6 +53,9 @@ pub struct JobRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub processing_ms: Option<i32>,
     pub created_at: DateTime<Utc>,
+    /// The template `prompt` was rendered from (LOGO), and its version.
+    pub prompt_template: Option<String>,
+    pub prompt_template_version: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -77,6 +80,8 @@ pub struct NewJob<'a> {
     pub idempotency_key: Option<&'a str>,
     pub request_hash: Option<&'a str>,
     pub deadline_at: DateTime<Utc>,
+    pub prompt_template: Option<&'a str>,
+    pub prompt_template_version: Option<&'a str>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, job: &NewJob<'_>) -> QueryResult<JobRow> {
@@ -87,6 +92,30 @@ pub async fn insert(conn: &mut AsyncPgConnection, job: &NewJob<'_>) -> QueryResu
         .await?;
     record_event(conn, &row, serde_json::json!({})).await?;
     Ok(row)
+}
+
+/// Records which provider and model rendered the job (the last step of its plan that ran),
+/// while the job is still `worker`'s; whether it was.
+pub async fn record_producer(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    worker: &str,
+    provider: &str,
+    model: Option<&str>,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        generation_jobs::table
+            .find(id)
+            .filter(generation_jobs::lease_owner.eq(worker))
+            .filter(generation_jobs::status.eq(JobStatus::Processing)),
+    )
+    .set((
+        generation_jobs::provider.eq(provider),
+        generation_jobs::model.eq(model),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
 }
 
 pub async fn by_id(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<JobRow>> {

@@ -10,6 +10,8 @@ use uuid::Uuid;
 use super::{
     GenerationKind, JobStatus,
     model::{self, JobRow, NewJob},
+    prompts::{self, LogoBrief},
+    providers::model_price_key,
 };
 use crate::{
     AppState,
@@ -31,6 +33,19 @@ pub struct GenerateParams {
     pub seed: Option<i64>,
     pub sampler: Option<String>,
     pub style_type: Option<String>,
+    /// `low`, `medium`, `high` or `auto`. (The fields below are left out of the request's
+    /// fingerprint when unset, so fingerprints of requests without them are unchanged.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    /// The provider the request chose (one of `EASEL_PROVIDERS`); none = the kind's order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model the request chose (one of its provider's models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// A LOGO brief: the prompt is rendered from a versioned template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo: Option<LogoBrief>,
 }
 
 /// What `generate` asks for.
@@ -53,7 +68,8 @@ fn bad(field: &str, message: &str) -> AppError {
 /// Checks the request per kind; returns the params to store.
 pub fn validate(req: &GenerateRequest) -> AppResult<serde_json::Value> {
     let prompt = req.prompt.as_deref().map(str::trim).unwrap_or("");
-    if req.kind.needs_prompt() && prompt.is_empty() {
+    let brief = validate_logo(req)?;
+    if req.kind.needs_prompt() && prompt.is_empty() && brief.is_none() {
         return Err(bad("input.prompt", "this kind needs a prompt"));
     }
     if prompt.chars().count() > 2000 {
@@ -113,13 +129,81 @@ pub fn validate(req: &GenerateRequest) -> AppResult<serde_json::Value> {
     {
         return Err(bad("input.params.styleType", "1 to 32 characters"));
     }
+    if p.quality
+        .as_deref()
+        .is_some_and(|q| !matches!(q, "low" | "medium" | "high" | "auto"))
+    {
+        return Err(bad("input.params.quality", "low, medium, high or auto"));
+    }
+    for (v, f) in [(&p.provider, "input.provider"), (&p.model, "input.model")] {
+        if v.as_deref().is_some_and(|s| s.is_empty() || s.len() > 128) {
+            return Err(bad(f, "1 to 128 characters"));
+        }
+    }
     let seed = p
         .seed
         .unwrap_or_else(|| rand::random_range(0..i64::from(i32::MAX)));
-    Ok(
-        json!({ "width": width, "height": height, "steps": steps, "cfgScale": cfg, "seed": seed,
-               "sampler": p.sampler, "styleType": p.style_type }),
-    )
+    let mut params = json!({ "width": width, "height": height, "steps": steps, "cfgScale": cfg, "seed": seed,
+               "sampler": p.sampler, "styleType": p.style_type });
+    // What the worker passes on (and a pinned provider and model), only when set.
+    for (key, value) in [
+        ("quality", &p.quality),
+        ("provider", &p.provider),
+        ("model", &p.model),
+    ] {
+        if let Some(v) = value {
+            params[key] = json!(v);
+        }
+    }
+    if let Some(b) = brief {
+        params["logo"] = json!(b);
+    }
+    Ok(params)
+}
+
+/// Checks a LOGO brief: only for LOGO; app name 1 to 60 characters, focus 1 to 300, 1 to 5
+/// hex colours, style up to 60.
+fn validate_logo(req: &GenerateRequest) -> AppResult<Option<LogoBrief>> {
+    let Some(b) = &req.params.logo else {
+        return Ok(None);
+    };
+    if req.kind != GenerationKind::Logo {
+        return Err(bad("input.logo", "a logo brief is for the LOGO kind only"));
+    }
+    let text = |v: &str, field: &str, max: usize| {
+        let v = v.trim();
+        if v.is_empty() || v.chars().count() > max {
+            return Err(bad(field, &format!("1 to {max} characters")));
+        }
+        Ok(v.to_string())
+    };
+    let app_name = text(&b.app_name, "input.logo.appName", 60)?;
+    let app_focus = text(&b.app_focus, "input.logo.appFocus", 300)?;
+    if b.colors.is_empty() || b.colors.len() > 5 {
+        return Err(bad("input.logo.colors", "1 to 5 colours"));
+    }
+    let mut colors = Vec::new();
+    for c in &b.colors {
+        let c = c.trim().to_lowercase();
+        if !prompts::is_hex_colour(&c) {
+            return Err(bad(
+                "input.logo.colors",
+                "hex colours such as #ff6600 or #f60",
+            ));
+        }
+        colors.push(c);
+    }
+    let style = b
+        .style
+        .as_deref()
+        .map(|s| text(s, "input.logo.style", 60))
+        .transpose()?;
+    Ok(Some(LogoBrief {
+        app_name,
+        app_focus,
+        colors,
+        style,
+    }))
 }
 
 /// A prompt as used: trimmed, and `None` when blank.
@@ -209,10 +293,33 @@ pub async fn generate_in(
     let user = accounts::service::user_by_id_in(conn, viewer.id)
         .await?
         .ok_or(AppError::Unauthenticated("sign in again"))?;
-    let price = credits::service::price_in(conn, req.kind.operation())
-        .await?
-        .filter(|p| p.is_enabled)
-        .ok_or_else(|| bad("input.kind", "this operation is switched off"))?;
+    // The provider and model the job starts with (a request's own choice is checked against
+    // the allow-list here, before anything is charged); a model with a price of its own
+    // (`<operation>.<model>`) is charged that price.
+    let plan = state
+        .providers
+        .plan(
+            req.kind,
+            req.params.provider.as_deref(),
+            req.params.model.as_deref(),
+        )
+        .map_err(|r| bad(r.field, &r.message))?;
+    let provider = plan[0].provider.name();
+    let model_name = Some(plan[0].model.clone()).filter(|m| !m.is_empty());
+    let model_price = match &model_name {
+        Some(m) => credits::service::price_in(conn, &model_price_key(req.kind, m)).await?,
+        None => None,
+    };
+    let price = match model_price {
+        Some(p) if !p.is_enabled => {
+            return Err(bad("input.model", "this model is switched off"));
+        }
+        Some(p) => p,
+        None => credits::service::price_in(conn, req.kind.operation())
+            .await?
+            .filter(|p| p.is_enabled)
+            .ok_or_else(|| bad("input.kind", "this operation is switched off"))?,
+    };
     if !credits::service::tier_allows(user.subscription_tier, price.minimum_tier) {
         return Err(AppError::Forbidden(format!(
             "{} needs a higher plan",
@@ -235,8 +342,16 @@ pub async fn generate_in(
     {
         return Err(AppError::NotFound("character"));
     }
-    let provider = state.provider.name();
-    let model_name = state.provider.model();
+    // LOGO prompts are rendered from a versioned template (stored with its version).
+    let (prompt_text, template) = if req.kind == GenerationKind::Logo {
+        let brief = params
+            .get("logo")
+            .and_then(|b| serde_json::from_value(b.clone()).ok());
+        let (text, t) = prompts::logo_prompt(brief.as_ref(), prompt);
+        (Some(text), Some(t))
+    } else {
+        (prompt.map(str::to_string), None)
+    };
     let deadline = Utc::now()
         + chrono::Duration::from_std(state.config.job_deadline).map_err(AppError::internal)?;
     let operation = req.kind.operation();
@@ -269,7 +384,7 @@ pub async fn generate_in(
             kind: req.kind,
             provider,
             model: model_name.as_deref(),
-            prompt,
+            prompt: prompt_text.as_deref(),
             negative_prompt: negative,
             params,
             input_image_ids: req.input_image_ids.clone(),
@@ -281,6 +396,8 @@ pub async fn generate_in(
             idempotency_key: origin.idempotency_key,
             request_hash: origin.request_hash,
             deadline_at: deadline,
+            prompt_template: template.map(|t| t.text),
+            prompt_template_version: template.map(|t| t.version),
         },
     )
     .await?;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{
     JobStatus,
     model::{self, JobRow},
-    providers::{ImageProvider, ProviderError, RenderRequest, Rendered},
+    providers::{ImageProvider, Produced, ProviderError, RenderRequest, Rendered},
     service::settle_refund,
 };
 use crate::{
@@ -218,7 +218,20 @@ async fn run_next_in(
     let outcome = watch(state, &job, worker, render, phase).await;
     let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
     let ran = match outcome {
-        Watched::Done(Ok(images)) => finish_success(state, &job, worker, images, ms).await?,
+        Watched::Done(Ok(produced)) => {
+            // Which provider and model made the images (a fallback may have moved on).
+            let mut conn = db::conn(&state.pool).await?;
+            model::record_producer(
+                &mut conn,
+                job.id,
+                worker,
+                &produced.provider,
+                produced.model.as_deref(),
+            )
+            .await?;
+            drop(conn);
+            finish_success(state, &job, worker, produced.images, ms).await?
+        }
         Watched::Done(Err(ProviderError::Permanent(e))) => {
             finish_failure(state, &job, worker, &e, false, ms).await?
         }
@@ -240,7 +253,7 @@ async fn run_next_in(
 }
 
 enum Watched {
-    Done(Result<Vec<Rendered>, ProviderError>),
+    Done(Result<Produced, ProviderError>),
     Cancelled,
     LostLease,
     Released,
@@ -251,7 +264,7 @@ async fn watch(
     state: &AppState,
     job: &JobRow,
     worker: &str,
-    mut render: JoinHandle<Result<Vec<Rendered>, ProviderError>>,
+    mut render: JoinHandle<Result<Produced, ProviderError>>,
     phase: &mut watch::Receiver<Phase>,
 ) -> Watched {
     let lease = state.config.job_lease;
@@ -283,7 +296,7 @@ async fn render(
     state: &AppState,
     provider: &dyn ImageProvider,
     job: &JobRow,
-) -> Result<Vec<Rendered>, ProviderError> {
+) -> Result<Produced, ProviderError> {
     let mut inputs = Vec::new();
     let limits = gallery::upload::DecodeLimits::from_config(&state.config);
     if !job.input_image_ids.is_empty() {
@@ -320,6 +333,7 @@ async fn render(
         }
     }
     let p = &job.params;
+    let text = |key: &str| p[key].as_str().map(String::from);
     let req = RenderRequest {
         kind: job.kind,
         prompt: job.prompt.clone().unwrap_or_default(),
@@ -329,8 +343,17 @@ async fn render(
         seed: p["seed"].as_u64().unwrap_or(0),
         count: job.output_count.max(1) as u32,
         inputs,
+        mask: None,
+        // A provider and model the request chose; otherwise the kind's fallback order.
+        provider: text("provider"),
+        model: text("model"),
+        style_type: text("styleType"),
+        quality: text("quality"),
+        steps: p["steps"].as_u64().map(|s| s as u32),
+        cfg_scale: p["cfgScale"].as_f64(),
+        sampler: text("sampler"),
     };
-    provider.render(&req).await
+    provider.produce(&req).await
 }
 
 /// Stores the outputs (original + thumbnail), then records them and the success, if the lease

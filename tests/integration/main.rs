@@ -19,6 +19,7 @@ mod outage;
 mod pgbouncer;
 mod planner;
 mod protocol;
+mod providers;
 mod replica;
 mod security;
 mod security_gallery;

@@ -1,0 +1,3 @@
+ALTER TABLE generation_jobs
+    DROP COLUMN prompt_template_version,
+    DROP COLUMN prompt_template;
