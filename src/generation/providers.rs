@@ -553,12 +553,35 @@ async fn fetch_image(client: &reqwest::Client, url: &str) -> Result<Rendered, Pr
             resp.status()
         )));
     }
-    let bytes = resp
-        .bytes()
+    // Read at most MAX_OUTPUT_BYTES: a provider's URL must not make the worker buffer
+    // without bound (decoding is bounded later by the upload limits).
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_OUTPUT_BYTES as u64)
+    {
+        return Err(ProviderError::Permanent(format!(
+            "an output over {MAX_OUTPUT_BYTES} bytes"
+        )));
+    }
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| transport("fetching an output", e))?;
+        .map_err(|e| transport("fetching an output", e))?
+    {
+        if bytes.len() + chunk.len() > MAX_OUTPUT_BYTES {
+            return Err(ProviderError::Permanent(format!(
+                "an output over {MAX_OUTPUT_BYTES} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     to_rendered(&bytes)
 }
+
+/// The largest image a provider's output URL may send.
+const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 // ---- procedural -------------------------------------------------------------------------
 
