@@ -20,7 +20,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use easel::{
-    config::{OpenAiConfig, ProvidersConfig, ReplicateConfig},
+    config::{ImageApiConfig, ProvidersConfig, ReplicateConfig},
     generation::{
         model as jobs,
         worker::{self, Ran},
@@ -206,8 +206,8 @@ async fn openai_stub() -> (String, Arc<Mutex<OpenAiSeen>>) {
     (base, seen)
 }
 
-fn openai_config(base: &str, timeout: Duration) -> OpenAiConfig {
-    OpenAiConfig {
+fn openai_config(base: &str, timeout: Duration) -> ImageApiConfig {
+    ImageApiConfig {
         base_url: base.to_string(),
         api_key: secrecy::SecretString::from("sk-stub".to_string()),
         model: "gpt-image-1".into(),
@@ -1185,7 +1185,7 @@ async fn gemini_against_the_stub() {
             orders: vec![],
             openai: None,
             replicate: None,
-            gemini: Some(easel::config::GeminiConfig {
+            gemini: Some(easel::config::ImageApiConfig {
                 base_url: base.clone(),
                 api_key: secrecy::SecretString::from("g-stub".to_string()),
                 model: "gemini-2.5-flash-image".into(),
