@@ -9,7 +9,6 @@
 //! this load generator, as shares of the machine. Tools, not tests: nothing asserts a time.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{
@@ -272,6 +271,18 @@ impl Setup<'_> {
     }
 }
 
+impl Cpu {
+    /// What the machine's other processes used: the busy time that none of the measured
+    /// processes accounts for.
+    fn others(&self) -> f64 {
+        let ours = self.postgres
+            + self.api.iter().sum::<f64>()
+            + self.workers.iter().sum::<f64>()
+            + self.bench;
+        (self.machine - ours).max(0.0)
+    }
+}
+
 async fn run(mut config: Config, url: &str, o: &ClusterOptions) -> anyhow::Result<()> {
     ensure_open_files((o.subscribers + o.readers + o.generators) as u64 * 2 + 1024)?;
     let jwt_secret = shared_jwt_secret(&mut config);
@@ -348,10 +359,6 @@ async fn run(mut config: Config, url: &str, o: &ClusterOptions) -> anyhow::Resul
         let mut events: Vec<Duration> = row.servers.iter().flat_map(|s| s.events.clone()).collect();
         events.sort();
         let share = |cpu: f64| format!("{:.0} %", 100.0 * cpu / (secs * row.cores));
-        let ours = row.cpu.postgres
-            + row.cpu.api.iter().sum::<f64>()
-            + row.cpu.workers.iter().sum::<f64>()
-            + row.cpu.bench;
         println!(
             "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
             row.api,
@@ -366,7 +373,7 @@ async fn run(mut config: Config, url: &str, o: &ClusterOptions) -> anyhow::Resul
             share(row.cpu.api.iter().sum()),
             share(row.cpu.workers.iter().sum()),
             share(row.cpu.bench),
-            share((row.cpu.machine - ours).max(0.0)),
+            share(row.cpu.others()),
             share((secs * row.cores - row.cpu.machine).max(0.0)),
         );
     }
@@ -726,11 +733,7 @@ fn print_row(row: &Row, o: &ClusterOptions) {
             core(row.cpu.api[i]),
         );
     }
-    let mut per_worker = BTreeMap::new();
-    for (i, cpu) in row.cpu.workers.iter().enumerate() {
-        per_worker.insert(i, *cpu);
-    }
-    for (i, cpu) in per_worker {
+    for (i, cpu) in row.cpu.workers.iter().copied().enumerate() {
         println!(
             "| worker {i} ({} workers) | | | | | | | | | {} |",
             o.workers_each,
@@ -747,13 +750,6 @@ fn print_row(row: &Row, o: &ClusterOptions) {
     );
     println!(
         "| other processes on the machine | | | | | | | | | {} |",
-        core(
-            (row.cpu.machine
-                - row.cpu.postgres
-                - row.cpu.api.iter().sum::<f64>()
-                - row.cpu.workers.iter().sum::<f64>()
-                - row.cpu.bench)
-                .max(0.0)
-        )
+        core(row.cpu.others())
     );
 }
