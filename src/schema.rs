@@ -17,7 +17,7 @@ use crate::{
         loaders::CreditsLoader,
     },
     gallery::{
-        graphql::{GalleryMutation, GalleryQuery},
+        graphql::{GalleryMutation, GalleryQuery, ImageMutation},
         loaders::GalleryLoader,
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
@@ -51,6 +51,7 @@ pub struct MutationRoot(
     PaymentsMutation,
     GenerationMutation,
     GalleryMutation,
+    ImageMutation,
     GrowthMutation,
     ChatMutation,
 );

@@ -6,6 +6,7 @@ diesel::table! {
         image_id -> Uuid,
         position -> Int4,
         added_at -> Timestamptz,
+        free_slot -> Bool,
     }
 }
 
@@ -579,6 +580,7 @@ diesel::table! {
         last_login_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -7,6 +7,7 @@ mod accounts;
 mod architecture;
 mod chat;
 mod credits;
+mod data_rights;
 mod deploy;
 mod foundation;
 mod fuzz;

@@ -10,6 +10,7 @@ mod feed;
 mod images;
 mod membership;
 mod plan;
+mod removal;
 
 pub use albums::*;
 pub use characters::*;
@@ -21,6 +22,7 @@ pub use plan::{
     CharacterExtras, CharacterWants, ImageExtras, ImageWants, PlannedCharacter, PlannedImage,
     character_json, job_outputs_json,
 };
+pub use removal::*;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Bool;

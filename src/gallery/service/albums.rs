@@ -105,7 +105,8 @@ pub async fn delete_album(state: &AppState, user: &ViewerUser, id: Uuid) -> AppR
 
 /// Adds the vendor's own images to their album (ones already in it stay where they are). A
 /// vendor without a running plan spends one image of `freeGalleryRemaining` per image newly
-/// added (never refunded); when too few remain nothing is added (`FORBIDDEN`).
+/// added (given back only when the image itself is deleted, not when it leaves the album);
+/// when too few remain nothing is added (`FORBIDDEN`).
 pub async fn add_images_to_album(
     state: &AppState,
     user: &ViewerUser,
@@ -124,6 +125,7 @@ pub async fn add_images_to_album(
         if new.is_empty() {
             return lists::reload(conn, id).await;
         }
+        let mut free = false;
         if !admin && !subscriptions::has_vendor_plan(conn, owner).await? {
             let n = i32::try_from(new.len()).unwrap_or(i32::MAX);
             if let Quota::Short { remaining } = vendors::take_free_gallery(conn, owner, n).await? {
@@ -131,8 +133,13 @@ pub async fn add_images_to_album(
                     "your free gallery allows {remaining} more image(s); choose a plan to add more"
                 )));
             }
+            free = true;
         }
         images.append(conn, &new).await?;
+        if free {
+            // Deleting the image gives its free gallery image back (`deleteImage`).
+            model::mark_free_slots(conn, id, &new).await?;
+        }
         lists::reload(conn, id).await
     })
     .await

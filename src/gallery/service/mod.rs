@@ -10,6 +10,7 @@ mod feed;
 mod generation;
 mod images;
 mod lists;
+mod removal;
 
 pub use albums::*;
 pub use characters::*;
@@ -17,12 +18,13 @@ pub use collections::*;
 pub use feed::*;
 pub use generation::*;
 pub use images::*;
+pub use removal::*;
 
 /// The rows and list keys the functions here take and return (the API wraps the rows).
 pub use super::model::{
-    AlbumRow, CharacterExtras, CharacterRow, CharacterWants, CollectionRow, FeedKey, FeedOrder,
-    ImageExtras, ImageRow, ImageWants, OrderKey, PlannedCharacter, PlannedImage, Seer, TimeKey,
-    character_json, job_outputs_json,
+    AlbumRow, CharacterExtras, CharacterRow, CharacterWants, CollectionRow, DeletedObjects,
+    FeedKey, FeedOrder, ImageExtras, ImageRow, ImageWants, OrderKey, PlannedCharacter,
+    PlannedImage, Seer, TimeKey, character_json, job_outputs_json,
 };
 
 use diesel_async::AsyncPgConnection;
