@@ -110,6 +110,13 @@
 //! | `EASEL_REFERRAL_REWARD` | `credits` | what a referral earns: `credits` (to both users), `plan_days` (days of a plan, to both users) or `none` (referrals are recorded, nothing is granted) |
 //! | `EASEL_REFERRAL_REFERRER_CREDITS` / `EASEL_REFERRAL_REFERRED_CREDITS` | `50` / `25` | with `credits`: what the referrer and the new user get (0 to 1000000000; 0 grants nothing to that side) |
 //! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
+//! | `EASEL_RETENTION_INTERVAL_SECS` | `3600` | how often the retention sweeper runs |
+//! | `EASEL_RETENTION_BATCH` | `1000` | most rows one sweeper statement deletes (each kind runs until a batch comes back short, up to 100 batches a pass) |
+//! | `EASEL_RETENTION_JOB_DAYS` | `90` | finished generation jobs, their events and their outputs are purged this many days after they ended, unless an output is shown somewhere (public, in a character, album or chat message, or a cover) |
+//! | `EASEL_RETENTION_OUTBOX_DAYS` | `30` | delivered or failed outbox messages are purged after this many days |
+//! | `EASEL_RETENTION_OTP_DAYS` | `1` | expired or consumed one-time codes are purged after this many days |
+//! | `EASEL_RETENTION_SESSION_DAYS` | `30` | expired or revoked sessions are purged after this many days |
+//! | `EASEL_RETENTION_CHAT_DELETED_DAYS` | `30` | deleted chat threads are purged after this many days (never fewer than the 30 days they can be restored in) |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
@@ -252,6 +259,26 @@ pub struct Config {
     pub upload_max_per_hour: i64,
     /// How referrals are rewarded (`EASEL_REFERRAL_*`).
     pub referral: ReferralConfig,
+    /// How long finished rows are kept (`EASEL_RETENTION_*`).
+    pub retention: RetentionConfig,
+}
+
+/// The retention sweeper: how often it runs, how many rows one statement deletes, and how
+/// many days each kind of row is kept once finished (each at least 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub interval: Duration,
+    pub batch: i64,
+    /// Finished generation jobs (and their events) none of whose outputs is shown anywhere.
+    pub job_days: i64,
+    /// Delivered or failed outbox messages.
+    pub outbox_days: i64,
+    /// Expired or consumed one-time codes.
+    pub otp_days: i64,
+    /// Expired or revoked sessions.
+    pub session_days: i64,
+    /// Deleted chat threads (never fewer than the days they can be restored in).
+    pub chat_deleted_days: i64,
 }
 
 /// How a referral is rewarded, and when.
@@ -762,6 +789,7 @@ impl Config {
             upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
             upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
             referral: referral_config(&get)?,
+            retention: retention_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -907,6 +935,35 @@ fn media_store(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<MediaSto
         }
         Some(other) => bail!("EASEL_MEDIA_STORE must be `local` or `s3`, not `{other}`"),
     }
+}
+
+fn retention_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<RetentionConfig> {
+    let config = RetentionConfig {
+        interval: Duration::from_secs(parse(get, "EASEL_RETENTION_INTERVAL_SECS", "3600")?),
+        batch: parse(get, "EASEL_RETENTION_BATCH", "1000")?,
+        job_days: parse(get, "EASEL_RETENTION_JOB_DAYS", "90")?,
+        outbox_days: parse(get, "EASEL_RETENTION_OUTBOX_DAYS", "30")?,
+        otp_days: parse(get, "EASEL_RETENTION_OTP_DAYS", "1")?,
+        session_days: parse(get, "EASEL_RETENTION_SESSION_DAYS", "30")?,
+        chat_deleted_days: parse(get, "EASEL_RETENTION_CHAT_DELETED_DAYS", "30")?,
+    };
+    if config.interval.is_zero()
+        || !(1..=100_000).contains(&config.batch)
+        || [
+            config.job_days,
+            config.outbox_days,
+            config.otp_days,
+            config.session_days,
+            config.chat_deleted_days,
+        ]
+        .iter()
+        .any(|d| !(1..=36_500).contains(d))
+    {
+        bail!(
+            "EASEL_RETENTION_INTERVAL_SECS must be at least 1, EASEL_RETENTION_BATCH 1 to 100000, and each EASEL_RETENTION_*_DAYS 1 to 36500"
+        );
+    }
+    Ok(config)
 }
 
 fn referral_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<ReferralConfig> {

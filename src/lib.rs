@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
+pub mod rights;
 pub mod schema;
 pub mod server;
 pub mod storage;

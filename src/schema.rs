@@ -27,6 +27,7 @@ use crate::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
     },
+    rights::graphql::RightsMutation,
 };
 
 /// The root query: one member per capability.
@@ -54,6 +55,7 @@ pub struct MutationRoot(
     ImageMutation,
     GrowthMutation,
     ChatMutation,
+    RightsMutation,
 );
 
 /// The root subscription: one member per capability.

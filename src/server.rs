@@ -339,6 +339,7 @@ pub fn spawn_background(state: &AppState) -> Background {
         expiry,
         follower,
         crate::generation::worker::spawn_reaper(state),
+        crate::rights::service::spawn_sweeper(state),
     ];
     let workers = crate::generation::worker::spawn_workers(
         state,

@@ -455,6 +455,8 @@ impl AccountsQuery {
             }
         };
         Ok(row
+            // A deleted account is a tombstone nobody looks up.
+            .filter(|u| u.account_status != crate::accounts::AccountStatus::Deleted)
             .filter(|u| User::profile_visible_to(u, ctx.viewer()))
             .map(User::new))
     }

@@ -536,3 +536,73 @@ pub async fn families_revoked_within(
     .await?;
     Ok(rows.into_iter().map(|r| r.family_id).collect())
 }
+
+// ---- deleting an account (a tombstone; see `accounts::service::erase_in`) ------------------
+
+/// A user and their password hash, locked until the transaction ends; `None` for no such
+/// user or one already deleted.
+pub async fn lock_live_user(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(UserRow, Option<String>)>> {
+    users::table
+        .find(id)
+        .filter(users::deleted_at.is_null())
+        .select((UserRow::as_select(), users::password_hash))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Erases a user's personal data and leaves a tombstone (`account_status = 'deleted'`,
+/// `deleted_at`): no identifier, name, picture, password or referral code is left, so it
+/// signs in nowhere and its phone and email can sign up again. Their one-time codes, social
+/// logins and vendor profile go; their sessions stay (revoked, without address or agent) so
+/// every process keeps refusing their tokens. Returns the identifiers it held.
+pub async fn erase_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Vec<String>> {
+    let (phone, email): (Option<String>, Option<String>) = users::table
+        .find(id)
+        .select((users::phone, users::email))
+        .first(conn)
+        .await?;
+    let destinations: Vec<String> = phone.into_iter().chain(email).collect();
+    diesel::delete(otp_codes::table.filter(otp_codes::destination.eq_any(&destinations)))
+        .execute(conn)
+        .await?;
+    diesel::delete(
+        crate::db::schema::oauth_accounts::table
+            .filter(crate::db::schema::oauth_accounts::user_id.eq(id)),
+    )
+    .execute(conn)
+    .await?;
+    diesel::delete(vendor_profiles::table.find(id))
+        .execute(conn)
+        .await?;
+    diesel::update(sessions::table.filter(sessions::user_id.eq(id)))
+        .set((
+            sessions::ip.eq(None::<IpNet>),
+            sessions::user_agent.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(users::table.find(id))
+        .set((
+            users::phone.eq(None::<String>),
+            users::email.eq(None::<String>),
+            users::username.eq(None::<String>),
+            users::password_hash.eq(None::<String>),
+            users::display_name.eq(None::<String>),
+            users::avatar_url.eq(None::<String>),
+            users::bio.eq(None::<String>),
+            users::referral_code.eq(None::<String>),
+            users::phone_verified_at.eq(None::<DateTime<Utc>>),
+            users::email_verified_at.eq(None::<DateTime<Utc>>),
+            users::last_login_at.eq(None::<DateTime<Utc>>),
+            users::account_status.eq(AccountStatus::Deleted),
+            users::deleted_at.eq(Some(Utc::now())),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(destinations)
+}

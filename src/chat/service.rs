@@ -237,11 +237,12 @@ pub async fn restore(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResu
     change_thread(state, viewer, id, ThreadChange::Restore).await
 }
 
-/// Deletes for good the threads deleted more than [`RESTORE_DAYS`] ago (the background
-/// sweep). Returns how many.
+/// Deletes for good the threads deleted more than `EASEL_RETENTION_CHAT_DELETED_DAYS` (at
+/// least [`RESTORE_DAYS`]) ago (the background sweep). Returns how many.
 pub async fn purge_deleted(state: &AppState) -> AppResult<usize> {
     let mut conn = db::conn(&state.pool).await?;
-    let before = Utc::now() - chrono::Duration::days(RESTORE_DAYS);
+    let days = state.config.retention.chat_deleted_days.max(RESTORE_DAYS);
+    let before = Utc::now() - chrono::Duration::days(days);
     Ok(model::purge_deleted_before(&mut conn, before).await?)
 }
 

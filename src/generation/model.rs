@@ -431,6 +431,22 @@ pub async fn release(
     Ok(row)
 }
 
+/// The queued and processing jobs of a user, locked until the transaction ends (in id
+/// order, waiting for a worker's transaction that is ending one of them).
+pub async fn unfinished_of_user(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    generation_jobs::table
+        .filter(generation_jobs::user_id.eq(user))
+        .filter(generation_jobs::status.eq_any([JobStatus::Queued, JobStatus::Processing]))
+        .order(generation_jobs::id.asc())
+        .select(generation_jobs::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
 /// Asks a processing job to stop (its worker sees it at the next heartbeat).
 pub async fn request_cancel(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
     let n = diesel::update(

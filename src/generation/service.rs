@@ -478,6 +478,34 @@ pub async fn cancel(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResul
     Ok(job)
 }
 
+/// Cancels every queued or processing job of a user at once, each refunded as a cancel is
+/// (for an account being deleted; call in its transaction). A processing job's worker finds
+/// its lease gone: it records nothing and deletes the files it stored. Returns the credits
+/// refunded.
+pub async fn cancel_all_in(conn: &mut AsyncPgConnection, user: Uuid) -> AppResult<i64> {
+    let mut refunded = 0;
+    for id in model::unfinished_of_user(conn, user).await? {
+        let cancelled = model::transition(
+            conn,
+            id,
+            &[JobStatus::Queued, JobStatus::Processing],
+            None,
+            JobStatus::Cancelled,
+            Some(json!({ "message": "the account was deleted" })),
+            None,
+            json!({ "by": "account_deletion" }),
+        )
+        .await?;
+        if let Some(job) = cancelled {
+            settle_refund(conn, &job, "Refund: account deleted").await?;
+            if job.charge_transaction_id.is_some() {
+                refunded += job.cost_credits;
+            }
+        }
+    }
+    Ok(refunded)
+}
+
 /// Re-queues a failed, timed-out or cancelled job with a fresh charge.
 pub async fn retry(state: &AppState, viewer: &ViewerUser, id: Uuid) -> AppResult<JobRow> {
     let mut conn = db::conn(&state.pool).await?;

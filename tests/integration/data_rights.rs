@@ -141,3 +141,356 @@ async fn images_are_updated_and_deleted_by_their_owner_only() {
     let (_, body) = app.gql_as(&token, DELETE, json!({ "id": a["id"] })).await;
     assert_eq!(code(&body), "NOT_FOUND", "deleted once: {body}");
 }
+
+const DELETE_ACCOUNT: &str =
+    "mutation($c: String!, $p: String) { deleteAccount(input: { confirm: $c, password: $p }) }";
+const GENERATE: &str = "mutation($i: GenerateInput!) { generate(input: $i) { id } }";
+
+/// How many files a folder holds, at any depth.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_under(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// Waits until `sql` (selecting `n`) answers `want`.
+async fn until(app: &TestApp, sql: &str, want: i64) {
+    for _ in 0..200 {
+        if app.scalar(sql).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never reached {want}: {sql}");
+}
+
+#[tokio::test]
+async fn deleting_an_account_leaves_a_tombstone_and_keeps_the_ledger() {
+    let app = TestApp::spawn_with(|c| {
+        c.workers = 1;
+        c.procedural_delay = std::time::Duration::from_millis(1500);
+    })
+    .await;
+    let phone = "+14155550001";
+    let auth = app.sign_up_by_phone(phone).await;
+    let token = auth["accessToken"].as_str().unwrap().to_string();
+    let me = auth["user"]["id"].as_str().unwrap().to_string();
+    let (bob, bob_id) = user(&app, 2).await;
+
+    // Content of every kind, and a gift whose note names the user.
+    let (_, body) = app
+        .gql_as(&token, "mutation { updateProfile(input: { username: \"alice\", displayName: \"Alice\", bio: \"hi\" }) { id } }", json!({}))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let img = upload(&app, &token, true).await;
+    let file = media_file(&app, &img["url"]);
+    let mine = character(&app, &token, json!({ "name": "Kit", "prompt": "a fox", "styleType": "ANIME", "isPublic": true, "imageIds": [img["id"]] })).await;
+    let theirs = character(
+        &app,
+        &bob,
+        json!({ "name": "Rex", "prompt": "a dog", "styleType": "ANIME", "isPublic": true }),
+    )
+    .await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation($id: ID!) { likeCharacter(id: $id) { likeCount } }",
+            json!({ "id": theirs["id"] }),
+        )
+        .await;
+    assert_eq!(body["data"]["likeCharacter"]["likeCount"], 1, "{body}");
+    let (_, body) = app
+        .gql_as(&token, "mutation($id: ID!) { rateCharacter(id: $id, rating: 5, review: \"from Alice\") { ratingCount } }", json!({ "id": theirs["id"] }))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation { createChatThread(input: { title: \"Alice's chat\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = app
+        .gql_as(&token, "mutation($to: ID!) { giftCredits(input: { toUserId: $to, amount: 1, note: \"love, Alice\" }) { id } }", json!({ "to": bob_id }))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    // One job running, one queued.
+    for prompt in ["first", "second"] {
+        let (_, body) = app
+            .gql_as(&token, GENERATE, json!({ "i": { "kind": "CHARACTER_GENERATION", "prompt": prompt, "params": { "width": 64, "height": 64 } } }))
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    until(&app, &format!("SELECT count(*) AS n FROM generation_jobs WHERE user_id = '{me}' AND status = 'processing'"), 1).await;
+
+    let counts = async || {
+        app.scalar(&format!(
+            "SELECT (SELECT count(*) FROM images WHERE owner_id = '{me}') * 1000000 \
+                  + (SELECT count(*) FROM characters WHERE owner_id = '{me}') * 10000 \
+                  + (SELECT count(*) FROM sessions WHERE user_id = '{me}' AND revoked_at IS NULL) * 100 \
+                  + (SELECT count(*) FROM chat_threads WHERE user_id = '{me}') AS n"
+        ))
+        .await
+    };
+    let before = counts().await;
+    for (confirm, password, field_name) in [
+        ("delete", None::<&str>, "input.confirm"),
+        ("", None, "input.confirm"),
+    ] {
+        let (_, body) = app
+            .gql_as(
+                &token,
+                DELETE_ACCOUNT,
+                json!({ "c": confirm, "p": password }),
+            )
+            .await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(field(&body), field_name);
+    }
+    assert_eq!(
+        counts().await,
+        before,
+        "a wrong confirmation changes nothing"
+    );
+    let (_, body) = app.gql_as(&token, "{ me { id } }", json!({})).await;
+    assert_eq!(body["data"]["me"]["id"], me.as_str());
+
+    let ledger_rows = app
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM credit_transactions WHERE user_id = '{me}'"
+        ))
+        .await;
+    let (_, body) = app
+        .gql_as(&token, DELETE_ACCOUNT, json!({ "c": "DELETE" }))
+        .await;
+    assert_eq!(body["data"]["deleteAccount"], true, "{body}");
+
+    // Signed out everywhere at once: the access token and the refresh token are refused.
+    let (_, body) = app.gql_as(&token, "{ me { id } }", json!({})).await;
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    let (_, body) = app
+        .gql(
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+            json!({ "t": auth["refreshToken"] }),
+        )
+        .await;
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+
+    // The running job's worker ends without attaching anything.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM images WHERE owner_id = '{me}'"
+        ))
+        .await,
+        0,
+        "no outputs attached to the deleted account"
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM generation_jobs WHERE user_id = '{me}'"
+        ))
+        .await,
+        0
+    );
+    assert!(!file.exists(), "media deleted");
+    let leftover = files_under(&app.state.config.media_dir().join("results"));
+    assert_eq!(
+        leftover, 0,
+        "the cancelled job's stored outputs were deleted"
+    );
+    for table in [
+        "characters WHERE owner_id",
+        "character_likes WHERE user_id",
+        "character_ratings WHERE user_id",
+        "chat_threads WHERE user_id",
+        "sessions WHERE revoked_at IS NULL AND user_id",
+    ] {
+        assert_eq!(
+            app.scalar(&format!("SELECT count(*) AS n FROM {table} = '{me}'"))
+                .await,
+            0,
+            "{table}"
+        );
+    }
+    let (_, body) = app
+        .gql("query($a: ID!, $b: ID!) { a: character(id: $a) { id } b: character(id: $b) { likeCount } }", json!({ "a": mine["id"], "b": theirs["id"] }))
+        .await;
+    assert!(body["data"]["a"].is_null(), "{body}");
+    assert_eq!(body["data"]["b"]["likeCount"], 0, "{body}");
+
+    // The ledger stays (plus the two refunds), without the note naming the user.
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM credit_transactions WHERE user_id = '{me}'"
+        ))
+        .await,
+        ledger_rows + 2
+    );
+    assert_eq!(
+        app.scalar(
+            "SELECT count(*) AS n FROM credit_transactions WHERE description LIKE '%Alice%'"
+        )
+        .await,
+        0
+    );
+    app.assert_ledger_ok().await;
+
+    // A tombstone: nothing personal, found by no one.
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT count(*) AS n FROM users WHERE id = '{me}' AND account_status = 'deleted' AND deleted_at IS NOT NULL \
+             AND phone IS NULL AND email IS NULL AND username IS NULL AND display_name IS NULL AND bio IS NULL AND password_hash IS NULL"
+        ))
+        .await,
+        1
+    );
+    let (_, body) = app
+        .gql_as(&bob, "query($id: ID!) { byName: user(username: \"alice\") { id } byId: user(id: $id) { id } }", json!({ "id": me }))
+        .await;
+    assert!(
+        body["data"]["byName"].is_null() && body["data"]["byId"].is_null(),
+        "{body}"
+    );
+    let (_, body) = app
+        .gql(
+            "{ galleryFeed(first: 10) { edges { node { owner { id } } } } }",
+            json!({}),
+        )
+        .await;
+    let owners: Vec<&Value> = body["data"]["galleryFeed"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"]["owner"]["id"])
+        .collect();
+    assert!(!owners.contains(&&json!(me)), "{body}");
+
+    // The same phone signs up as a new account.
+    let fresh = app.sign_up_by_phone(phone).await;
+    assert_eq!(fresh["isNewUser"], true, "{fresh}");
+    assert_ne!(fresh["user"]["id"], me.as_str());
+    let (_, body) = app
+        .gql_as(&token, DELETE_ACCOUNT, json!({ "c": "DELETE" }))
+        .await;
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+}
+
+/// Generates one 64×64 image and waits for it; returns (job id, the output's URL).
+async fn finished_job(app: &TestApp, token: &str) -> (String, Value) {
+    let (_, body) = app
+        .gql_as(token, GENERATE, json!({ "i": { "kind": "CHARACTER_GENERATION", "prompt": "a fox", "params": { "width": 64, "height": 64 } } }))
+        .await;
+    let id = body["data"]["generate"]["id"].as_str().unwrap().to_string();
+    until(
+        app,
+        &format!(
+            "SELECT count(*) AS n FROM generation_jobs WHERE id = '{id}' AND status = 'succeeded'"
+        ),
+        1,
+    )
+    .await;
+    let (_, body) = app
+        .gql_as(
+            token,
+            "query($id: ID!) { generationJob(id: $id) { outputs { id url } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    (id, body["data"]["generationJob"]["outputs"][0].clone())
+}
+
+#[tokio::test]
+async fn the_retention_sweeper_purges_old_rows_and_keeps_what_is_shown() {
+    let app = TestApp::spawn_with(|c| {
+        c.workers = 1;
+        c.procedural_delay = std::time::Duration::ZERO;
+    })
+    .await;
+    let (token, me) = user(&app, 1).await;
+    let (shown, shown_image) = finished_job(&app, &token).await;
+    let (hidden, hidden_image) = finished_job(&app, &token).await;
+    let (recent, recent_image) = finished_job(&app, &token).await;
+    character(&app, &token, json!({ "name": "Kit", "prompt": "a fox", "styleType": "ANIME", "imageIds": [shown_image["id"]] })).await;
+    let (_, body) = app
+        .gql_as(
+            &token,
+            "mutation { signOut(allSessions: false) }",
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    // Backdate all but `recent`, an extra expired session, the delivered SMS and the codes.
+    app.exec(&format!("UPDATE generation_jobs SET completed_at = now() - interval '100 days' WHERE id IN ('{shown}', '{hidden}')")).await;
+    app.exec(&format!("UPDATE job_events SET created_at = now() - interval '100 days' WHERE job_id IN ('{shown}', '{hidden}')")).await;
+    app.exec(
+        "UPDATE sessions SET revoked_at = now() - interval '40 days' WHERE revoked_at IS NOT NULL",
+    )
+    .await;
+    app.exec("UPDATE outbox_messages SET updated_at = now() - interval '40 days'")
+        .await;
+    app.exec("UPDATE otp_codes SET expires_at = now() - interval '2 days'")
+        .await;
+    let n = async |sql: &str| {
+        app.scalar(&format!("SELECT count(*) AS n FROM {sql}"))
+            .await
+    };
+    let shown_events = n(&format!("job_events WHERE job_id = '{shown}'")).await;
+    let outbox = n("outbox_messages WHERE status IN ('sent', 'failed')").await;
+    let otps = n("otp_codes").await;
+    let sessions = n("sessions WHERE revoked_at IS NOT NULL").await;
+    assert!(shown_events > 0 && outbox > 0 && otps > 0 && sessions == 1);
+    let ledger = "SELECT (count(*) * 1000000 + sum(amount))::bigint AS n FROM credit_transactions";
+    let ledger_before = app.scalar(ledger).await;
+
+    let purged = easel::rights::service::sweep(&app.state).await.unwrap();
+    let expect =
+        |kind: &str, want: i64| assert_eq!(purged[kind] as i64, want, "{kind}: {purged:?}");
+    expect("generation_jobs", 1);
+    expect("images", 1);
+    expect("job_events", shown_events);
+    expect("outbox_messages", outbox);
+    expect("otp_codes", otps);
+    expect("sessions", 1);
+
+    assert_eq!(
+        n(&format!("generation_jobs WHERE id = '{hidden}'")).await,
+        0
+    );
+    assert_eq!(
+        n(&format!(
+            "generation_jobs WHERE id IN ('{shown}', '{recent}')"
+        ))
+        .await,
+        2,
+        "a shown output keeps its job"
+    );
+    assert!(
+        !media_file(&app, &hidden_image["url"]).exists(),
+        "the unshown output's file went"
+    );
+    assert!(media_file(&app, &shown_image["url"]).exists());
+    assert!(media_file(&app, &recent_image["url"]).exists());
+    assert!(n(&format!("job_events WHERE job_id = '{recent}'")).await > 0);
+    assert_eq!(n(&format!("sessions WHERE user_id = '{me}'")).await, 0);
+    assert_eq!(
+        app.scalar(ledger).await,
+        ledger_before,
+        "the ledger is untouched"
+    );
+    app.assert_ledger_ok().await;
+
+    let again = easel::rights::service::sweep(&app.state).await.unwrap();
+    assert!(again.values().all(|n| *n == 0), "{again:?}");
+}

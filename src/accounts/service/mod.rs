@@ -5,6 +5,7 @@
 //! `accounts::service::sign_up`.
 
 mod admin;
+mod erase;
 mod otp;
 mod password;
 mod profile;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
+pub use erase::{DELETE_CONFIRMATION, confirm_deletion_in, erase_in};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
 pub use profile::verify_vendor_in;

@@ -159,3 +159,52 @@ pub async fn lock_owned_image(
         .optional()?;
     Ok(found.is_some())
 }
+
+/// Deletes everything an owner has in the gallery (call inside a transaction): their images
+/// (as [`delete_images`]), their characters (each collection holding one, anyone's, loses it
+/// with its count kept), collections and albums, and their likes (the liked characters'
+/// counts follow) and ratings. Returns the objects to delete once committed.
+pub async fn delete_owner_content(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+) -> QueryResult<Vec<DeletedObjects>> {
+    let image_ids = image_ids_of_owner(conn, owner).await?;
+    let objects = delete_images(conn, &image_ids).await?;
+    let collections: Vec<Parent> = diesel::sql_query(
+        "SELECT DISTINCT cc.collection_id AS id FROM collection_characters cc \
+         JOIN characters c ON c.id = cc.character_id \
+         JOIN collections l ON l.id = cc.collection_id \
+         WHERE c.owner_id = $1 AND l.owner_id <> $1 ORDER BY id",
+    )
+    .bind::<SqlUuid, _>(owner)
+    .load(conn)
+    .await?;
+    let characters: Vec<Uuid> = crate::db::schema::characters::table
+        .filter(crate::db::schema::characters::owner_id.eq(owner))
+        .select(crate::db::schema::characters::id)
+        .load(conn)
+        .await?;
+    for collection in &collections {
+        if let Some(list) = super::COLLECTION_CHARACTERS
+            .lock(conn, collection.id)
+            .await?
+        {
+            list.remove(conn, &characters).await?;
+        }
+    }
+    for sql in [
+        "UPDATE characters c SET like_count = c.like_count - 1 FROM character_likes l \
+         WHERE l.character_id = c.id AND l.user_id = $1 AND c.owner_id <> $1",
+        "DELETE FROM character_likes WHERE user_id = $1",
+        "DELETE FROM character_ratings WHERE user_id = $1",
+        "DELETE FROM characters WHERE owner_id = $1",
+        "DELETE FROM collections WHERE owner_id = $1",
+        "DELETE FROM albums WHERE owner_id = $1",
+    ] {
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(owner)
+            .execute(conn)
+            .await?;
+    }
+    Ok(objects)
+}

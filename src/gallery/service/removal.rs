@@ -63,11 +63,6 @@ pub async fn delete_images_in(
     Ok(model::delete_images(conn, ids).await?)
 }
 
-/// Every image of an owner (for deleting an account).
-pub async fn image_ids_of_owner(conn: &mut AsyncPgConnection, owner: Uuid) -> AppResult<Vec<Uuid>> {
-    Ok(model::image_ids_of_owner(conn, owner).await?)
-}
-
 /// Deletes the files of deleted images. Their rows are gone already, so a failure cannot be
 /// undone nor shown to the user: it is logged with the keys (and counted in
 /// `easel_media_orphans_total`) for an operator to delete; no URL names them any more.
@@ -84,4 +79,14 @@ pub async fn delete_objects(state: &AppState, objects: &[DeletedObjects]) {
                 .count("easel_media_orphans_total", &[], chunk.len() as u64);
         }
     }
+}
+
+/// Deletes everything a user has in the gallery, in the caller's transaction (see
+/// [`model::delete_owner_content`]); hand what it returns to [`delete_objects`] once the
+/// transaction committed.
+pub async fn delete_owner_content_in(
+    conn: &mut AsyncPgConnection,
+    owner: Uuid,
+) -> AppResult<Vec<DeletedObjects>> {
+    Ok(model::delete_owner_content(conn, owner).await?)
 }
