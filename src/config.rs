@@ -1416,4 +1416,27 @@ mod tests {
             assert!(err.contains(name), "{err}");
         }
     }
+
+    #[test]
+    fn retention_has_defaults_and_bounds() {
+        let c = config(&[]).unwrap().retention;
+        assert_eq!(c.interval, Duration::from_secs(3600));
+        assert_eq!((c.batch, c.job_days, c.outbox_days), (1000, 90, 30));
+        assert_eq!(
+            (c.otp_days, c.session_days, c.chat_deleted_days),
+            (1, 30, 30)
+        );
+        let c = config(&[("EASEL_RETENTION_JOB_DAYS", "7")]).unwrap();
+        assert_eq!(c.retention.job_days, 7);
+        for (name, bad) in [
+            ("EASEL_RETENTION_INTERVAL_SECS", "0"),
+            ("EASEL_RETENTION_BATCH", "0"),
+            ("EASEL_RETENTION_JOB_DAYS", "0"),
+            ("EASEL_RETENTION_OUTBOX_DAYS", "-1"),
+            ("EASEL_RETENTION_SESSION_DAYS", "40000"),
+        ] {
+            let err = config(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains("EASEL_RETENTION"), "{name}: {err}");
+        }
+    }
 }
