@@ -494,3 +494,61 @@ async fn the_retention_sweeper_purges_old_rows_and_keeps_what_is_shown() {
     let again = easel::rights::service::sweep(&app.state).await.unwrap();
     assert!(again.values().all(|n| *n == 0), "{again:?}");
 }
+
+/// A password account must give its password; the wrong one changes nothing. The same email
+/// signs up again afterwards.
+#[tokio::test]
+async fn a_password_account_is_deleted_with_its_password_only() {
+    let app = TestApp::spawn().await;
+    const SIGN_UP: &str = "mutation($e: String!, $p: String!) { signUp(input: { email: $e, password: $p }) { accessToken user { id } } }";
+    let vars = json!({ "e": "Ann@Example.com", "p": "correct horse battery" });
+    let (_, body) = app.gql(SIGN_UP, vars.clone()).await;
+    let token = body["data"]["signUp"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = body["data"]["signUp"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for password in [None, Some("wrong password here")] {
+        let (_, body) = app
+            .gql_as(
+                &token,
+                DELETE_ACCOUNT,
+                json!({ "c": "DELETE", "p": password }),
+            )
+            .await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+        assert_eq!(field(&body), "input.password");
+    }
+    let live = format!(
+        "SELECT count(*) AS n FROM users WHERE id = '{id}' AND deleted_at IS NULL AND email IS NOT NULL"
+    );
+    assert_eq!(app.scalar(&live).await, 1, "nothing changed");
+    let (_, body) = app
+        .gql_as(
+            &token,
+            DELETE_ACCOUNT,
+            json!({ "c": "DELETE", "p": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(body["data"]["deleteAccount"], true, "{body}");
+    assert_eq!(app.scalar(&live).await, 0);
+    let (_, body) = app
+        .gql("mutation($e: String!, $p: String!) { signIn(input: { email: $e, password: $p }) { accessToken } }", vars.clone())
+        .await;
+    assert_eq!(
+        code(&body),
+        "UNAUTHENTICATED",
+        "the tombstone signs in nowhere: {body}"
+    );
+    let (_, body) = app.gql(SIGN_UP, vars).await;
+    assert_ne!(body["data"]["signUp"]["user"]["id"], id.as_str(), "{body}");
+    assert!(body["data"]["signUp"]["user"]["id"].is_string(), "{body}");
+    assert_eq!(
+        app.scalar("SELECT count(*) AS n FROM audit_logs WHERE action = 'account.deleted'")
+            .await,
+        1
+    );
+}
