@@ -791,6 +791,60 @@ async fn reports_hide_content_from_everyone_but_owner_and_admins() {
         .await;
     assert_eq!(ok(&body)["image"]["isPublic"], false);
 
+    // Collections and albums: the same.
+    let (_, body) = app
+        .gql_as(
+            &alice,
+            "mutation { createCollection(input: { name: \"Mine\", isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let col = ok(&body)["createCollection"]["id"].clone();
+    let (vendor_token, _) = vendor(&app, 4, "Shop").await;
+    let (_, body) = app
+        .gql_as(
+            &vendor_token,
+            "mutation { createAlbum(input: { name: \"Wares\", isPublic: true }) { id } }",
+            json!({}),
+        )
+        .await;
+    let album = ok(&body)["createAlbum"]["id"].clone();
+    for (t, id, one, update) in [
+        (
+            "COLLECTION",
+            &col,
+            "query($id: ID!) { collection(id: $id) { id } }",
+            "mutation($id: ID!) { updateCollection(id: $id, input: { isPublic: true }) { id } }",
+        ),
+        (
+            "ALBUM",
+            &album,
+            "query($id: ID!) { album(id: $id) { id } }",
+            "mutation($id: ID!) { updateAlbum(id: $id, input: { isPublic: true }) { id } }",
+        ),
+    ] {
+        let (_, body) = app
+            .gql_as(&bob, REPORT, json!({ "t": t, "id": id, "r": "OTHER" }))
+            .await;
+        let r = report_id(&body);
+        let (_, body) = app
+            .gql_as(
+                &admin_token,
+                RESOLVE,
+                json!({ "id": r, "a": "HIDE_CONTENT" }),
+            )
+            .await;
+        ok(&body);
+        let key = t.to_lowercase();
+        let (_, body) = app.gql_as(&bob, one, json!({ "id": id })).await;
+        assert!(ok(&body)[&key].is_null(), "{t}: {body}");
+        let owner = if t == "ALBUM" { &vendor_token } else { &alice };
+        let (_, body) = app.gql_as(owner, one, json!({ "id": id })).await;
+        assert_eq!(ok(&body)[&key]["id"], *id, "{t}");
+        let (_, body) = app.gql_as(owner, update, json!({ "id": id })).await;
+        assert_eq!(code(&body), "FORBIDDEN", "{t}: {body}");
+    }
+
     // The audit entry names target, before and after.
     let (_, body) = app
         .gql_as(&admin_token, AUDIT, json!({ "f": { "action": "report.resolved", "resource": "content_report", "resourceId": report } }))
