@@ -1170,4 +1170,20 @@ async fn reviews_are_public_and_the_viewer_sees_their_own_rating() {
         ok(&body)["character"]["viewerRating"].is_null(),
         "the owner did not rate"
     );
+
+    // Batched: reviews, their raters and the viewer's ratings cost the same for one
+    // character of the feed as for two.
+    app.stop_background();
+    let deep = "query($n: Int) { galleryFeed(first: $n) { edges { node { viewerRating { rating } reviews(first: 3) { edges { node { rating user { id displayName } } } } } } } }";
+    let mut counts = Vec::new();
+    for n in [1, 2] {
+        let before = app.state.statements.get();
+        let (_, body) = app.gql_as(&raters[0].0, deep, json!({ "n": n })).await;
+        assert_eq!(
+            ok(&body)["galleryFeed"]["edges"].as_array().unwrap().len(),
+            n
+        );
+        counts.push(app.state.statements.get() - before);
+    }
+    assert_eq!(counts[0], counts[1], "statements for 1 and 2 characters");
 }
