@@ -978,6 +978,32 @@ async fn warnings_are_sent_and_counted_and_suspension_ends_sessions() {
 }
 
 #[tokio::test]
+async fn concurrent_repeats_of_a_report_file_one() {
+    let app = TestApp::spawn_with(|c| c.db_pool_size = 10).await;
+    let (alice, _) = user(&app, 1).await;
+    let (bob, _) = user(&app, 2).await;
+    let fox = character(&app, &alice, basic("Fox", true)).await;
+    let vars = json!({ "t": "CHARACTER", "id": fox["id"], "r": "SPAM" });
+    let answers =
+        futures_util::future::join_all((0..6).map(|_| app.gql_as(&bob, REPORT, vars.clone())))
+            .await;
+    let ids: Vec<Value> = answers.iter().map(|(_, b)| report_id(b)).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM content_reports").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM audit_logs WHERE action = 'report.created'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn reporting_is_rate_limited() {
     let app = TestApp::spawn().await;
     let (alice, _) = user(&app, 1).await;
