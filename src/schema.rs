@@ -10,6 +10,7 @@ use crate::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
     },
+    admin::graphql::{AdminMutation, AdminQuery},
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,
     credits::{
@@ -17,12 +18,13 @@ use crate::{
         loaders::CreditsLoader,
     },
     gallery::{
-        graphql::{GalleryMutation, GalleryQuery},
+        graphql::{GalleryMutation, GalleryQuery, LikesQuery},
         loaders::GalleryLoader,
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     graphql::{batched, documents, errors, limits, shape},
     growth::graphql::{GrowthMutation, GrowthQuery},
+    moderation::graphql::{ModerationMutation, ModerationQuery},
     payments::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
@@ -40,6 +42,9 @@ pub struct QueryRoot(
     GalleryQuery,
     GrowthQuery,
     ChatQuery,
+    LikesQuery,
+    ModerationQuery,
+    AdminQuery,
 );
 
 /// The root mutation: one member per capability.
@@ -53,6 +58,8 @@ pub struct MutationRoot(
     GalleryMutation,
     GrowthMutation,
     ChatMutation,
+    ModerationMutation,
+    AdminMutation,
 );
 
 /// The root subscription: one member per capability.

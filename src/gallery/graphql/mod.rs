@@ -7,12 +7,14 @@ mod character;
 mod collection;
 mod gallery;
 mod image;
+mod social;
 
 pub use album::{Album, AlbumFields};
 pub use character::{Character, CreateCharacterInput, GenerationInput, UpdateCharacterInput};
 pub use collection::{Collection, CollectionFields};
 pub use gallery::{Gallery, GalleryFilter, GalleryOrder};
 pub use image::{Image, UploadImageInput};
+pub use social::{LikesQuery, Review};
 
 use std::collections::HashMap;
 

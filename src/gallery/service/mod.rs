@@ -10,6 +10,8 @@ mod feed;
 mod generation;
 mod images;
 mod lists;
+pub mod moderation;
+mod social;
 
 pub use albums::*;
 pub use characters::*;
@@ -17,6 +19,7 @@ pub use collections::*;
 pub use feed::*;
 pub use generation::*;
 pub use images::*;
+pub use social::*;
 
 /// The rows and list keys the functions here take and return (the API wraps the rows).
 pub use super::model::{
