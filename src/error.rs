@@ -87,6 +87,10 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
         .into_response()
 }
 
+/// The `FORBIDDEN` message when content a moderator hid would be made public again.
+pub const HIDDEN_BY_MODERATION: &str =
+    "a moderator hid this content; it cannot be made public again";
+
 /// The `CONFLICT` message of an idempotency key reused with a different input.
 pub const IDEMPOTENCY_CONFLICT: &str =
     "this idempotency key was already used for a different request";
@@ -224,6 +228,14 @@ impl From<DieselError> for AppError {
             }
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 AppError::Conflict(conflict_message(info.constraint_name()))
+            }
+            // `<table>_hidden_check`: a moderator hid the row; it stays private.
+            DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info)
+                if info
+                    .constraint_name()
+                    .is_some_and(|c| c.ends_with("_hidden_check")) =>
+            {
+                AppError::Forbidden(HIDDEN_BY_MODERATION.into())
             }
             other => AppError::Internal(other.into()),
         }

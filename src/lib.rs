@@ -3,11 +3,12 @@
 //! Layers, each using only those below it (the README's Architecture section has the map):
 //! the toolkit ([`error`], [`graphql`], [`viewer`], [`db`], [`events`], [`outbox`], ...); the
 //! capabilities ([`accounts`], [`credits`], [`payments`], [`growth`], [`gallery`],
-//! [`generation`], [`chat`]), each
+//! [`generation`], [`chat`], [`moderation`], [`admin`]), each
 //! with `model` (SQL), `service` (rules; what other capabilities call), `graphql` (API) and
 //! `loaders`; [`schema`]; [`http`]; [`server`]. [`AppState`] is the composition root.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod chat;
@@ -24,6 +25,7 @@ pub mod growth;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod moderation;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;

@@ -10,6 +10,7 @@ use crate::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
     },
+    admin::graphql::{AdminMutation, AdminQuery},
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,
     credits::{
@@ -17,12 +18,13 @@ use crate::{
         loaders::CreditsLoader,
     },
     gallery::{
-        graphql::{GalleryMutation, GalleryQuery, ImageMutation},
+        graphql::{GalleryMutation, GalleryQuery, ImageMutation, LikesQuery},
         loaders::GalleryLoader,
     },
     generation::graphql::{GenerationMutation, GenerationQuery, GenerationSubscription},
     graphql::{batched, documents, errors, limits, shape},
     growth::graphql::{GrowthMutation, GrowthQuery},
+    moderation::graphql::{ModerationMutation, ModerationQuery},
     payments::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
@@ -41,6 +43,9 @@ pub struct QueryRoot(
     GalleryQuery,
     GrowthQuery,
     ChatQuery,
+    LikesQuery,
+    ModerationQuery,
+    AdminQuery,
 );
 
 /// The root mutation: one member per capability.
@@ -55,6 +60,8 @@ pub struct MutationRoot(
     ImageMutation,
     GrowthMutation,
     ChatMutation,
+    ModerationMutation,
+    AdminMutation,
     RightsMutation,
 );
 

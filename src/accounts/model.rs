@@ -194,6 +194,52 @@ pub async fn set_role(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> Que
         .await
 }
 
+/// A user, locked until the transaction ends.
+pub async fn lock_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The ids of every admin, locked until the transaction ends (role changes take turns).
+pub async fn lock_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::role.eq(Role::Admin))
+        .order(users::id)
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
+/// Sets whether `user`'s vendor profile is verified; what it was before, or `None` when the
+/// user has no vendor profile.
+pub async fn set_vendor_verified(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    verified: bool,
+) -> QueryResult<Option<bool>> {
+    let Some(was) = vendor_profiles::table
+        .find(user)
+        .select(vendor_profiles::is_verified)
+        .for_update()
+        .first::<bool>(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    diesel::update(vendor_profiles::table.find(user))
+        .set(vendor_profiles::is_verified.eq(verified))
+        .execute(conn)
+        .await?;
+    Ok(Some(was))
+}
+
 /// Marks `user`'s vendor profile verified; false when the user has none.
 pub async fn verify_vendor_profile(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<bool> {
     diesel::update(vendor_profiles::table.find(user))

@@ -21,6 +21,7 @@ diesel::table! {
         image_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        hidden_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -110,6 +111,7 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        hidden_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -174,6 +176,25 @@ diesel::table! {
         character_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        hidden_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    content_reports (id) {
+        id -> Uuid,
+        reporter_id -> Uuid,
+        target_type -> Text,
+        target_id -> Uuid,
+        target_owner_id -> Uuid,
+        reason -> Text,
+        details -> Nullable<Text>,
+        status -> Text,
+        resolution -> Nullable<Text>,
+        resolution_note -> Nullable<Text>,
+        resolved_by -> Nullable<Uuid>,
+        resolved_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -300,6 +321,7 @@ diesel::table! {
         metadata -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        hidden_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -661,6 +683,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chat_threads,
     collection_characters,
     collections,
+    content_reports,
     credit_accounts,
     credit_packages,
     credit_transactions,

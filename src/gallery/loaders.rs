@@ -175,3 +175,79 @@ impl Loader<RatingOf> for GalleryLoader {
             .collect())
     }
 }
+
+/// Loader key: the first `first` ratings (by active accounts, newest first) of a character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CharacterReviews {
+    pub character: Uuid,
+    pub first: i64,
+}
+
+impl Loader<CharacterReviews> for GalleryLoader {
+    type Value = Vec<model::RatingRow>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[CharacterReviews],
+    ) -> LoadResult<CharacterReviews, Vec<model::RatingRow>> {
+        // One statement per page size: in practice one per request.
+        let mut groups: HashMap<i64, Vec<Uuid>> = HashMap::new();
+        for k in keys {
+            groups.entry(k.first).or_default().push(k.character);
+        }
+        let mut out: HashMap<CharacterReviews, Vec<model::RatingRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        let mut conn = db::conn(&self.0).await?;
+        for (first, characters) in groups {
+            for row in model::first_ratings_of(&mut conn, &characters, first)
+                .await
+                .map_err(AppError::from)?
+            {
+                if let Some(list) = out.get_mut(&CharacterReviews {
+                    character: row.character_id,
+                    first,
+                }) {
+                    list.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Loader key: `user`'s rating of `character`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ViewerRating {
+    pub character: Uuid,
+    pub user: Uuid,
+}
+
+impl Loader<ViewerRating> for GalleryLoader {
+    type Value = model::RatingRow;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[ViewerRating]) -> LoadResult<ViewerRating, model::RatingRow> {
+        let mut by_user: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for k in keys {
+            by_user.entry(k.user).or_default().push(k.character);
+        }
+        let mut out = HashMap::new();
+        let mut conn = db::conn(&self.0).await?;
+        for (user, characters) in by_user {
+            for row in model::ratings_by(&mut conn, user, &characters)
+                .await
+                .map_err(AppError::from)?
+            {
+                out.insert(
+                    ViewerRating {
+                        character: row.character_id,
+                        user,
+                    },
+                    row,
+                );
+            }
+        }
+        Ok(out)
+    }
+}

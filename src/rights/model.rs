@@ -14,7 +14,8 @@ use uuid::Uuid;
 /// events; ledger rows naming a job keep their amounts, the link becomes null), feedback;
 /// invite links they made are revoked and lose their note; gift texts on both sides of
 /// their gifts become `Gift` (a note may name them); a live subscription is marked cancelled
-/// (the gateway is not called: see the README); their audit entries lose the address.
+/// (the gateway is not called: see the README); their audit entries lose the address; open reports they filed are deleted and
+/// resolved ones lose their details.
 pub async fn forget_user_rows(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<()> {
     for sql in [
         "DELETE FROM chat_threads WHERE user_id = $1",
@@ -29,6 +30,9 @@ pub async fn forget_user_rows(conn: &mut AsyncPgConnection, user: Uuid) -> Query
                 cancel_at_period_end = false, pending_plan_id = NULL \
          WHERE user_id = $1 AND status IN ('trial', 'active', 'past_due')",
         "UPDATE audit_logs SET ip = NULL WHERE actor_id = $1 AND ip IS NOT NULL",
+        // Reports they filed: open ones go, resolved ones (moderation records) lose the text.
+        "DELETE FROM content_reports WHERE reporter_id = $1 AND status = 'open'",
+        "UPDATE content_reports SET details = NULL WHERE reporter_id = $1 AND details IS NOT NULL",
     ] {
         diesel::sql_query(sql)
             .bind::<SqlUuid, _>(user)

@@ -224,6 +224,11 @@ async fn deleting_an_account_leaves_a_tombstone_and_keeps_the_ledger() {
         .await;
     assert!(body["errors"].is_null(), "{body}");
 
+    let (_, body) = app
+        .gql_as(&token, "mutation($id: ID!) { reportContent(input: { targetType: CHARACTER, targetId: $id, reason: SPAM, details: \"Alice says spam\" }) { id } }", json!({ "id": theirs["id"] }))
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
     // One job running, one queued.
     for prompt in ["first", "second"] {
         let (_, body) = app
@@ -310,6 +315,7 @@ async fn deleting_an_account_leaves_a_tombstone_and_keeps_the_ledger() {
         "the cancelled job's stored outputs were deleted"
     );
     for table in [
+        "content_reports WHERE reporter_id",
         "characters WHERE owner_id",
         "character_likes WHERE user_id",
         "character_ratings WHERE user_id",

@@ -22,7 +22,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 pub use crate::accounts::model::{UserRow, user_json};
-pub use admin::{create_admin, set_account_status};
+pub use admin::{
+    create_admin, set_account_status, set_account_status_in, set_user_role, set_vendor_verified,
+};
 pub use erase::{DELETE_CONFIRMATION, confirm_deletion_in, erase_in};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};

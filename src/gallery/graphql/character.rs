@@ -219,6 +219,25 @@ impl Character {
         Ok(s.map_or(0, |s| s.count))
     }
 
+    /// Ratings with their reviews, newest first. Ratings by accounts that are not active
+    /// (suspended, banned, deleted) are left out.
+    async fn reviews(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many items to return, 0 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(
+            desc = "Continue after this cursor: the `pageInfo.endCursor` of the previous page."
+        )]
+        after: Option<String>,
+    ) -> Res<Conn<super::Review>> {
+        super::social::reviews(ctx, self.0.id, first, after).await
+    }
+
+    /// The viewer's own rating and review of the character (null when none, or anonymous).
+    async fn viewer_rating(&self, ctx: &Context<'_>) -> Res<Option<super::Review>> {
+        super::social::viewer_rating(ctx, self.0.id).await
+    }
+
     /// Who owns the character.
     async fn owner(&self, ctx: &Context<'_>) -> Res<User> {
         if let Some(user) = self.plan().and_then(|p| p.owner.as_ref()) {

@@ -8,6 +8,7 @@ mod collection;
 mod gallery;
 mod image;
 mod image_edit;
+mod social;
 
 pub use album::{Album, AlbumFields};
 pub use character::{Character, CreateCharacterInput, GenerationInput, UpdateCharacterInput};
@@ -15,6 +16,7 @@ pub use collection::{Collection, CollectionFields};
 pub use gallery::{Gallery, GalleryFilter, GalleryOrder};
 pub use image::{Image, UploadImageInput};
 pub use image_edit::{ImageMutation, UpdateImageInput};
+pub use social::{LikesQuery, Review};
 
 use std::collections::HashMap;
 

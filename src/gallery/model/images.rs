@@ -98,7 +98,8 @@ pub async fn owned_image_ids(
         .await
 }
 
-/// Makes these images of `owner` public (publishing a character shows its pictures).
+/// Makes these images of `owner` public (publishing a character shows its pictures), but
+/// those a moderator hid.
 pub async fn publish_images(
     conn: &mut AsyncPgConnection,
     owner: Uuid,
@@ -108,6 +109,8 @@ pub async fn publish_images(
         .filter(images::id.eq_any(ids))
         .filter(images::owner_id.eq(owner))
         .filter(images::is_public.eq(false))
+        // An image a moderator hid stays private (see `images_hidden_check`).
+        .filter(images::hidden_at.is_null())
         .set(images::is_public.eq(true))
         .execute(conn)
         .await

@@ -9,8 +9,10 @@ mod collections;
 mod feed;
 mod images;
 mod membership;
+mod moderation;
 mod plan;
 mod removal;
+mod social;
 
 pub use albums::*;
 pub use characters::*;
@@ -18,11 +20,13 @@ pub use collections::*;
 pub use feed::*;
 pub use images::*;
 pub use membership::{ALBUM_IMAGES, CHARACTER_IMAGES, COLLECTION_CHARACTERS, Locked, Membership};
+pub use moderation::*;
 pub use plan::{
     CharacterExtras, CharacterWants, ImageExtras, ImageWants, PlannedCharacter, PlannedImage,
     character_json, job_outputs_json,
 };
 pub use removal::*;
+pub use social::*;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::Bool;

@@ -10,7 +10,9 @@ mod feed;
 mod generation;
 mod images;
 mod lists;
+pub mod moderation;
 mod removal;
+mod social;
 
 pub use albums::*;
 pub use characters::*;
@@ -19,6 +21,7 @@ pub use feed::*;
 pub use generation::*;
 pub use images::*;
 pub use removal::*;
+pub use social::*;
 
 /// The rows and list keys the functions here take and return (the API wraps the rows).
 pub use super::model::{
