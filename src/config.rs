@@ -110,6 +110,15 @@
 //! | `EASEL_REFERRAL_REWARD` | `credits` | what a referral earns: `credits` (to both users), `plan_days` (days of a plan, to both users) or `none` (referrals are recorded, nothing is granted) |
 //! | `EASEL_REFERRAL_REFERRER_CREDITS` / `EASEL_REFERRAL_REFERRED_CREDITS` | `50` / `25` | with `credits`: what the referrer and the new user get (0 to 1000000000; 0 grants nothing to that side) |
 //! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
+//! | `EASEL_SMTP_URL` | unset | the SMTP server emails go through: `smtp://user:pass@host:587?tls=required` (STARTTLS), `?tls=opportunistic`, `smtps://user:pass@host:465` (implicit TLS), `smtp://host:25` (plain); a user and password are sent with AUTH; unset = emails go to the log |
+//! | `EASEL_SMTP_CA_FILE` | unset | a PEM file of extra root certificates trusted for the SMTP server's TLS (a private CA) |
+//! | `EASEL_EMAIL_FROM` | `Easel <no-reply@localhost>` | the sender of every email |
+//! | `EASEL_PASSWORD_RESET_URL` | `<EASEL_PUBLIC_URL>/reset-password` | the app page a password-reset email links to (`?token=<token>` appended) |
+//! | `EASEL_EMAIL_VERIFY_URL` | `<EASEL_PUBLIC_URL>/verify-email` | the app page an email-verification email links to (`?token=<token>` appended) |
+//! | `EASEL_PASSWORD_RESET_TTL_SECS` | `3600` | how long a password-reset link (or SMS code) works |
+//! | `EASEL_EMAIL_VERIFY_TTL_SECS` | `86400` | how long an email-verification link works |
+//! | `EASEL_PASSWORD_RESET_MAX_PER_HOUR` | `3` | `requestPasswordReset` calls per email or phone and hour (wrong `changePassword` passwords are limited alike) |
+//! | `EASEL_PASSWORD_RESET_MAX_PER_HOUR_PER_IP` | `20` | `requestPasswordReset`, `addEmail` and `addPhone` calls per client IP and hour |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
@@ -252,6 +261,62 @@ pub struct Config {
     pub upload_max_per_hour: i64,
     /// How referrals are rewarded (`EASEL_REFERRAL_*`).
     pub referral: ReferralConfig,
+    /// Email delivery, password recovery and email verification.
+    pub email: EmailConfig,
+}
+
+/// Email delivery (`EASEL_SMTP_*`, `EASEL_EMAIL_FROM`), password recovery and email
+/// verification links.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// The SMTP server (`smtp://user:pass@host:587?tls=required`, `smtps://...`); unset =
+    /// emails go to the log.
+    pub smtp_url: Option<SecretString>,
+    /// Extra trusted root certificates (PEM) for the SMTP server's TLS.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// The sender of every email, e.g. `Easel <no-reply@example.com>`.
+    pub from: String,
+    /// The app page a password-reset link opens (`?token=` is appended); unset =
+    /// `<EASEL_PUBLIC_URL>/reset-password`.
+    pub password_reset_url: Option<String>,
+    /// The app page an email-verification link opens; unset = `<EASEL_PUBLIC_URL>/verify-email`.
+    pub verify_url: Option<String>,
+    pub password_reset_ttl: Duration,
+    pub verify_ttl: Duration,
+    /// `requestPasswordReset` calls per email or phone and hour.
+    pub reset_max_per_hour: i64,
+    /// `requestPasswordReset` (and `addEmail`/`addPhone`) calls per client IP and hour.
+    pub reset_max_per_hour_per_ip: i64,
+}
+
+fn email_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<EmailConfig> {
+    let url = |name: &str| -> anyhow::Result<Option<String>> {
+        match get(name) {
+            None => Ok(None),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
+            Some(u) => bail!("{name} must be an http(s) URL, not `{u}`"),
+        }
+    };
+    let config = EmailConfig {
+        smtp_url: get("EASEL_SMTP_URL")
+            .filter(|u| !u.is_empty())
+            .map(SecretString::from),
+        smtp_ca_file: get("EASEL_SMTP_CA_FILE").map(PathBuf::from),
+        from: get("EASEL_EMAIL_FROM").unwrap_or_else(|| "Easel <no-reply@localhost>".into()),
+        password_reset_url: url("EASEL_PASSWORD_RESET_URL")?,
+        verify_url: url("EASEL_EMAIL_VERIFY_URL")?,
+        password_reset_ttl: Duration::from_secs(parse(get, "EASEL_PASSWORD_RESET_TTL_SECS", "3600")?),
+        verify_ttl: Duration::from_secs(parse(get, "EASEL_EMAIL_VERIFY_TTL_SECS", "86400")?),
+        reset_max_per_hour: parse(get, "EASEL_PASSWORD_RESET_MAX_PER_HOUR", "3")?,
+        reset_max_per_hour_per_ip: parse(get, "EASEL_PASSWORD_RESET_MAX_PER_HOUR_PER_IP", "20")?,
+    };
+    if config.password_reset_ttl.is_zero() || config.verify_ttl.is_zero() {
+        bail!("EASEL_PASSWORD_RESET_TTL_SECS and EASEL_EMAIL_VERIFY_TTL_SECS must be at least 1");
+    }
+    if !config.from.contains('@') {
+        bail!("EASEL_EMAIL_FROM must be an address such as `Easel <no-reply@example.com>`");
+    }
+    Ok(config)
 }
 
 /// How a referral is rewarded, and when.
@@ -762,6 +827,7 @@ impl Config {
             upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
             upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
             referral: referral_config(&get)?,
+            email: email_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")

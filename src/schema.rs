@@ -8,6 +8,7 @@ use crate::{
     AppState,
     accounts::{
         graphql::{AccountsMutation, AccountsQuery},
+        recovery::RecoveryMutation,
         loaders::AccountsLoader,
     },
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
@@ -47,6 +48,7 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
+    RecoveryMutation,
     CreditsMutation,
     PaymentsMutation,
     GenerationMutation,
