@@ -111,14 +111,15 @@
 //! | `EASEL_REFERRAL_REFERRER_CREDITS` / `EASEL_REFERRAL_REFERRED_CREDITS` | `50` / `25` | with `credits`: what the referrer and the new user get (0 to 1000000000; 0 grants nothing to that side) |
 //! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
 //! | `EASEL_SMTP_URL` | unset | the SMTP server emails go through: `smtp://user:pass@host:587?tls=required` (STARTTLS), `?tls=opportunistic`, `smtps://user:pass@host:465` (implicit TLS), `smtp://host:25` (plain); a user and password are sent with AUTH; unset = emails go to the log |
+//! | `EASEL_SMTP_PASSWORD` | unset | the SMTP AUTH password (replaces one in `EASEL_SMTP_URL`, so the URL can live outside the secrets) |
 //! | `EASEL_SMTP_CA_FILE` | unset | a PEM file of extra root certificates trusted for the SMTP server's TLS (a private CA) |
 //! | `EASEL_EMAIL_FROM` | `Easel <no-reply@localhost>` | the sender of every email |
-//! | `EASEL_PASSWORD_RESET_URL` | `<EASEL_PUBLIC_URL>/reset-password` | the app page a password-reset email links to (`?token=<token>` appended) |
+//! | `EASEL_RECOVERY_URL` | `<EASEL_PUBLIC_URL>/reset-password` | the app page a password-reset email links to (`?token=<token>` appended) |
 //! | `EASEL_EMAIL_VERIFY_URL` | `<EASEL_PUBLIC_URL>/verify-email` | the app page an email-verification email links to (`?token=<token>` appended) |
-//! | `EASEL_PASSWORD_RESET_TTL_SECS` | `3600` | how long a password-reset link (or SMS code) works |
+//! | `EASEL_RECOVERY_TTL_SECS` | `3600` | how long a password-reset link (or SMS code) works |
 //! | `EASEL_EMAIL_VERIFY_TTL_SECS` | `86400` | how long an email-verification link works |
-//! | `EASEL_PASSWORD_RESET_MAX_PER_HOUR` | `3` | `requestPasswordReset` calls per email or phone and hour (wrong `changePassword` passwords are limited alike) |
-//! | `EASEL_PASSWORD_RESET_MAX_PER_HOUR_PER_IP` | `20` | `requestPasswordReset`, `addEmail` and `addPhone` calls per client IP and hour |
+//! | `EASEL_RECOVERY_MAX_PER_HOUR` | `3` | `requestPasswordReset` calls per email or phone and hour; `addEmail` and `addPhone` calls per account and hour |
+//! | `EASEL_RECOVERY_MAX_PER_HOUR_PER_IP` | `20` | `requestPasswordReset`, `addEmail` and `addPhone` calls per client IP and hour |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
@@ -272,6 +273,8 @@ pub struct EmailConfig {
     /// The SMTP server (`smtp://user:pass@host:587?tls=required`, `smtps://...`); unset =
     /// emails go to the log.
     pub smtp_url: Option<SecretString>,
+    /// The SMTP AUTH password, replacing the URL's.
+    pub smtp_password: Option<SecretString>,
     /// Extra trusted root certificates (PEM) for the SMTP server's TLS.
     pub smtp_ca_file: Option<PathBuf>,
     /// The sender of every email, e.g. `Easel <no-reply@example.com>`.
@@ -301,17 +304,22 @@ fn email_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<EmailCo
         smtp_url: get("EASEL_SMTP_URL")
             .filter(|u| !u.is_empty())
             .map(SecretString::from),
-        smtp_ca_file: get("EASEL_SMTP_CA_FILE").map(PathBuf::from),
+        smtp_password: get("EASEL_SMTP_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from),
+        smtp_ca_file: get("EASEL_SMTP_CA_FILE")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
         from: get("EASEL_EMAIL_FROM").unwrap_or_else(|| "Easel <no-reply@localhost>".into()),
-        password_reset_url: url("EASEL_PASSWORD_RESET_URL")?,
+        password_reset_url: url("EASEL_RECOVERY_URL")?,
         verify_url: url("EASEL_EMAIL_VERIFY_URL")?,
-        password_reset_ttl: Duration::from_secs(parse(get, "EASEL_PASSWORD_RESET_TTL_SECS", "3600")?),
+        password_reset_ttl: Duration::from_secs(parse(get, "EASEL_RECOVERY_TTL_SECS", "3600")?),
         verify_ttl: Duration::from_secs(parse(get, "EASEL_EMAIL_VERIFY_TTL_SECS", "86400")?),
-        reset_max_per_hour: parse(get, "EASEL_PASSWORD_RESET_MAX_PER_HOUR", "3")?,
-        reset_max_per_hour_per_ip: parse(get, "EASEL_PASSWORD_RESET_MAX_PER_HOUR_PER_IP", "20")?,
+        reset_max_per_hour: parse(get, "EASEL_RECOVERY_MAX_PER_HOUR", "3")?,
+        reset_max_per_hour_per_ip: parse(get, "EASEL_RECOVERY_MAX_PER_HOUR_PER_IP", "20")?,
     };
     if config.password_reset_ttl.is_zero() || config.verify_ttl.is_zero() {
-        bail!("EASEL_PASSWORD_RESET_TTL_SECS and EASEL_EMAIL_VERIFY_TTL_SECS must be at least 1");
+        bail!("EASEL_RECOVERY_TTL_SECS and EASEL_EMAIL_VERIFY_TTL_SECS must be at least 1");
     }
     if !config.from.contains('@') {
         bail!("EASEL_EMAIL_FROM must be an address such as `Easel <no-reply@example.com>`");

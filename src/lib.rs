@@ -104,7 +104,12 @@ impl AppState {
                     })?),
                     None => None,
                 };
-                Arc::new(SmtpSender::new(url, &config.email.from, ca.as_deref())?)
+                Arc::new(SmtpSender::new(
+                    url,
+                    config.email.smtp_password.as_ref(),
+                    &config.email.from,
+                    ca.as_deref(),
+                )?)
             }
         };
         let media_base = if config.media_base_url.is_empty() {

@@ -8,8 +8,8 @@ use crate::{
     AppState,
     accounts::{
         graphql::{AccountsMutation, AccountsQuery},
-        recovery::RecoveryMutation,
         loaders::AccountsLoader,
+        recovery::RecoveryMutation,
     },
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,

@@ -80,7 +80,7 @@ impl RecoveryMutation {
     /// account that has a password. Always answers `true` whether or not such an account
     /// exists (nothing is sent then). Limited per email or phone and per client
     /// (`RATE_LIMITED` with `retryAfterSeconds`). A link works once, for
-    /// `EASEL_PASSWORD_RESET_TTL_SECS`; an SMS code for `EASEL_OTP_TTL_SECS`.
+    /// `EASEL_RECOVERY_TTL_SECS`; an SMS code for `EASEL_OTP_TTL_SECS`.
     async fn request_password_reset(
         &self,
         ctx: &Context<'_>,
@@ -91,10 +91,11 @@ impl RecoveryMutation {
             (Some(e), None) => ResetTarget::Email(e),
             (None, Some(p)) => ResetTarget::Phone(p),
             _ => {
-                return Err(
-                    AppError::bad_input("input.email", "give exactly one of `email` and `phone`")
-                        .into(),
-                );
+                return Err(AppError::bad_input(
+                    "input.email",
+                    "give exactly one of `email` and `phone`",
+                )
+                .into());
             }
         };
         service::request_password_reset(ctx.state()?, &meta(ctx), target).await?;

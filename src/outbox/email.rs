@@ -2,7 +2,8 @@
 //! configured submission server. The connection URL says how to reach it:
 //! `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required` (STARTTLS, required),
 //! `?tls=opportunistic` (STARTTLS when offered), `smtps://user:pass@host:465` (implicit TLS);
-//! a user and password in the URL are sent with `AUTH` (PLAIN or LOGIN). Certificates are
+//! a user and password in the URL are sent with `AUTH` (PLAIN or LOGIN); a separate password
+//! (`EASEL_SMTP_PASSWORD`, a secret) replaces the URL's. Certificates are
 //! checked against the Mozilla roots (webpki-roots), plus an optional PEM file of extra
 //! roots (a private CA). The outbox message id becomes the `Message-ID`, so a retried message
 //! keeps its id and receivers can drop the duplicate.
@@ -13,7 +14,10 @@ use futures_util::future::BoxFuture;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, header::ContentType},
-    transport::smtp::client::{Certificate, Tls, TlsParameters},
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -27,15 +31,26 @@ pub struct SmtpSender {
 
 impl SmtpSender {
     /// A sender for `url` (see the module documentation) writing as `from`
-    /// (`Easel <no-reply@example.com>`), trusting the extra roots in `ca_pem` if given.
-    pub fn new(url: &SecretString, from: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+    /// (`Easel <no-reply@example.com>`), authenticating with `password` (else the URL's) and
+    /// trusting the extra roots in `ca_pem` if given.
+    pub fn new(
+        url: &SecretString,
+        password: Option<&SecretString>,
+        from: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
         let url_str = url.expose_secret();
+        let parsed =
+            url::Url::parse(url_str).map_err(|e| anyhow::anyhow!("EASEL_SMTP_URL: {e}"))?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url_str)
             .map_err(|e| anyhow::anyhow!("EASEL_SMTP_URL: {e}"))?
             .timeout(Some(Duration::from_secs(20)));
+        if let Some(password) = password {
+            let user = percent_decode(parsed.username());
+            builder =
+                builder.credentials(Credentials::new(user, password.expose_secret().to_string()));
+        }
         if let Some(pem) = ca_pem {
-            let parsed =
-                url::Url::parse(url_str).map_err(|e| anyhow::anyhow!("EASEL_SMTP_URL: {e}"))?;
             let host = parsed.host_str().unwrap_or_default().to_string();
             let params = TlsParameters::builder(host)
                 .add_root_certificate(
@@ -79,6 +94,13 @@ impl SmtpSender {
             .body(msg.body.clone())
             .map_err(|e| SendError::Permanent(format!("building the email: {e}")))
     }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("u={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 impl MessageSender for SmtpSender {

@@ -14,9 +14,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 pub use email::SmtpSender;
-pub use sender::{
-    ChannelRouter, HttpSmsSender, LogSender, MemorySender, MessageSender, SendError,
-};
+pub use sender::{ChannelRouter, HttpSmsSender, LogSender, MemorySender, MessageSender, SendError};
 
 use crate::{
     db::{self, DbPool, schema::outbox_messages},

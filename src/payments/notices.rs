@@ -95,7 +95,9 @@ pub async fn subscription_notice_in(
         SubscriptionNotice::Started => (
             "subscription_started",
             format!("Your {name} plan has started"),
-            format!("Welcome to {name}! Your plan is active until {end}, and renews then unless you cancel it.\n"),
+            format!(
+                "Welcome to {name}! Your plan is active until {end}, and renews then unless you cancel it.\n"
+            ),
         ),
         SubscriptionNotice::Renewed => (
             "subscription_renewed",
@@ -105,12 +107,16 @@ pub async fn subscription_notice_in(
         SubscriptionNotice::PaymentFailed => (
             "subscription_payment_failed",
             format!("We could not renew your {name} plan"),
-            format!("The payment for your {name} plan failed. Please update your payment method; your plan stays on for now, but ends if the payment keeps failing.\n"),
+            format!(
+                "The payment for your {name} plan failed. Please update your payment method; your plan stays on for now, but ends if the payment keeps failing.\n"
+            ),
         ),
         SubscriptionNotice::Ended => (
             "subscription_ended",
             format!("Your {name} plan has ended"),
-            format!("Your {name} plan has ended; your account is back on its free allowances. You can subscribe again at any time.\n"),
+            format!(
+                "Your {name} plan has ended; your account is back on its free allowances. You can subscribe again at any time.\n"
+            ),
         ),
     };
     outbox::enqueue_email(conn, &to, template, &subject, &body).await?;

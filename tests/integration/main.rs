@@ -8,6 +8,7 @@ mod architecture;
 mod chat;
 mod credits;
 mod deploy;
+mod email;
 mod foundation;
 mod fuzz;
 mod gallery;

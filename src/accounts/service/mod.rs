@@ -25,14 +25,14 @@ pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
-pub use recovery::{
-    ResetProof, ResetTarget, add_email, add_phone, change_password, request_password_reset,
-    reset_password, verify_email, verify_phone,
-};
 pub use profile::verify_vendor_in;
 pub use profile::{
     ProfileInput, become_vendor, set_tier_in, update_profile, user_by_id, user_by_id_in,
     user_by_username,
+};
+pub use recovery::{
+    ResetProof, ResetTarget, add_email, add_phone, change_password, request_password_reset,
+    reset_password, verify_email, verify_phone,
 };
 pub use sessions::{authenticate, refresh_session, sign_out};
 

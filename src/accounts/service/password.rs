@@ -58,8 +58,14 @@ pub async fn sign_up(
                 ..SignUp::default()
             };
             let user = create_user_in(conn, state, meta, &sign_up).await?;
-            super::recovery::send_email_verification_in(conn, state, user.id, &email, "email_verify")
-                .await?;
+            super::recovery::send_email_verification_in(
+                conn,
+                state,
+                user.id,
+                &email,
+                "email_verify",
+            )
+            .await?;
             Ok(user)
         })
         .await

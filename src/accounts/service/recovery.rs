@@ -111,7 +111,10 @@ async fn check_link(
         let row = model::otp_by_id(conn, id, purpose).await?;
         return Err(dead_code(row, field, "link"));
     };
-    if !state.keys.otp_matches(&row.destination, secret, &row.code_hash) {
+    if !state
+        .keys
+        .otp_matches(&row.destination, secret, &row.code_hash)
+    {
         return Err(dead_code(None, field, "link"));
     }
     Ok(row)
@@ -576,10 +579,19 @@ mod tests {
         let id = Uuid::now_v7();
         let token = format!("{}.{}", id.simple(), new_link_secret());
         assert_eq!(parse_token(&token).map(|(i, _)| i), Some(id));
-        for bad in ["", "abc", ".x", "not-a-uuid.secret", &format!("{}.", id.simple())] {
+        for bad in [
+            "",
+            "abc",
+            ".x",
+            "not-a-uuid.secret",
+            &format!("{}.", id.simple()),
+        ] {
             assert!(parse_token(bad).is_none(), "{bad}");
         }
         assert_eq!(link("https://a.io/r", "t"), "https://a.io/r?token=t");
-        assert_eq!(link("https://a.io/r?x=1", "t"), "https://a.io/r?x=1&token=t");
+        assert_eq!(
+            link("https://a.io/r?x=1", "t"),
+            "https://a.io/r?x=1&token=t"
+        );
     }
 }

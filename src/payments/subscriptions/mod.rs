@@ -460,8 +460,14 @@ pub async fn apply_gateway_event_in(
                     changes.cancelled_at = Some(Some(Utc::now()));
                     if sub.is_live() {
                         let end = period_end.unwrap_or(sub.current_period_end);
-                        subscription_notice_in(conn, user, sub.plan_id, SubscriptionNotice::Ended, end)
-                            .await?;
+                        subscription_notice_in(
+                            conn,
+                            user,
+                            sub.plan_id,
+                            SubscriptionNotice::Ended,
+                            end,
+                        )
+                        .await?;
                     }
                 }
                 changes.current_period_start = period_start.map(Some);
@@ -524,9 +530,11 @@ pub async fn apply_gateway_event_in(
                     applied.paid_by = Some(sub.user_id);
                     // A paid period that starts well after the subscription did is a
                     // renewal (the first period is announced as the start).
-                    if sub.is_live() && *period_start > sub.created_at + chrono::Duration::hours(1) {
+                    if sub.is_live() && *period_start > sub.created_at + chrono::Duration::hours(1)
+                    {
                         let notice = SubscriptionNotice::Renewed;
-                        subscription_notice_in(conn, user, sub.plan_id, notice, *period_end).await?;
+                        subscription_notice_in(conn, user, sub.plan_id, notice, *period_end)
+                            .await?;
                     }
                 } else {
                     applied.note = Some("period already granted");
@@ -548,8 +556,14 @@ pub async fn apply_gateway_event_in(
                 changes.status = Some(SubscriptionStatus::PastDue);
                 if sub.status != SubscriptionStatus::PastDue {
                     let (plan, end) = (sub.plan_id, sub.current_period_end);
-                    subscription_notice_in(conn, user, plan, SubscriptionNotice::PaymentFailed, end)
-                        .await?;
+                    subscription_notice_in(
+                        conn,
+                        user,
+                        plan,
+                        SubscriptionNotice::PaymentFailed,
+                        end,
+                    )
+                    .await?;
                 }
             } else {
                 applied.note = Some("subscription already ended");
