@@ -102,7 +102,7 @@
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 //! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
 //! | `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` | `10` | `signUp` (email and password) calls one client IP may make per hour |
-//! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts cannot be yet); `unverified`: always |
+//! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts once their address is confirmed with `verifyEmail`); `unverified`: always |
 //! | `EASEL_VIEW_WINDOW_SECS` | `3600` | `character(id)` counts at most one view per viewer (user, else client IP) and character in each window of this length (at most 86400) |
 //! | `EASEL_UPLOAD_MAX_DECODED_BYTES` | `134217728` | most memory one image may decode to (width × height × bytes per pixel, read from the header before decoding); uploads and generation inputs over it are refused |
 //! | `EASEL_UPLOAD_MAX_CONCURRENT_DECODES` | `2` | uploads decoded at the same time in one process (the others wait their turn) |

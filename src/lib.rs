@@ -96,7 +96,14 @@ impl AppState {
             }
         };
         let email_sender: Arc<dyn MessageSender> = match &config.email.smtp_url {
-            None => Arc::new(LogSender),
+            None => {
+                if config.env == config::Environment::Production {
+                    tracing::warn!(
+                        "EASEL_SMTP_URL is not set: emails (verification, password resets, receipts) only reach the log"
+                    );
+                }
+                Arc::new(LogSender)
+            }
             Some(url) => {
                 let ca = match &config.email.smtp_ca_file {
                     Some(path) => Some(std::fs::read(path).map_err(|e| {

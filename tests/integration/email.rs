@@ -20,6 +20,12 @@ out, port, user, password, cert, key = sys.argv[1:7]
 count = [0]
 
 class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody-here@"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         count[0] += 1
@@ -71,6 +77,16 @@ pub struct Smtp {
 impl Smtp {
     /// Starts a server requiring AUTH as `easel` / `s3cret` (plain text, or STARTTLS).
     pub async fn start(tls: bool) -> Smtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(tls, port).await
+    }
+
+    /// Like [`Smtp::start`], on `port`.
+    pub async fn start_on(tls: bool, port: u16) -> Smtp {
         let dir = std::env::temp_dir().join(format!("easel-smtp-{}", uuid::Uuid::now_v7()));
         let mail = dir.join("mail");
         std::fs::create_dir_all(&mail).unwrap();
@@ -81,11 +97,6 @@ impl Smtp {
         } else {
             (String::new(), String::new(), None)
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut child = tokio::process::Command::new("python3")
             .arg(dir.join("server.py"))
             .args([
@@ -961,4 +972,54 @@ async fn email_receipts_and_plan_notices_reach_verified_addresses() {
         "only its verification link"
     );
     app.assert_ledger_ok().await;
+}
+
+/// An unreachable SMTP server: the email stays queued and is retried with backoff, then
+/// delivered once when the server is back (one message, its id as `Message-ID`). A mailbox
+/// the server refuses for good (550) is given up after one try.
+#[tokio::test]
+async fn email_delivery_is_retried_and_permanent_refusals_give_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(move |c| {
+        c.email.smtp_url = Some(format!("smtp://easel:s3cret@127.0.0.1:{port}").into());
+    })
+    .await;
+    sign_up(&app, "later@example.com", "correct horse").await;
+    let failed = "SELECT count(*) AS n FROM outbox_messages WHERE channel = 'email' \
+        AND status = 'pending' AND attempts >= 1 AND last_error LIKE 'SMTP delivery failed%'";
+    for _ in 0..100 {
+        if app.scalar(failed).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.scalar(failed).await, 1, "retried later, not given up");
+
+    let smtp = Smtp::start_on(false, port).await;
+    app.exec("UPDATE outbox_messages SET next_attempt_at = now()")
+        .await;
+    let mail = smtp.nth("later@example.com", 1).await;
+    let delivered = app
+        .scalar("SELECT count(*) AS n FROM outbox_messages WHERE status = 'sent' AND attempts >= 2")
+        .await;
+    assert_eq!(delivered, 1);
+    assert!(str_of(&mail, "message_id").starts_with('<'), "{mail}");
+
+    // A refused mailbox: one try, then failed for good.
+    sign_up(&app, "nobody-here@example.com", "correct horse").await;
+    let gave_up = "SELECT count(*) AS n FROM outbox_messages WHERE destination = 'nobody-here@example.com' \
+        AND status = 'failed' AND attempts = 1 AND last_error LIKE 'SMTP server refused%'";
+    for _ in 0..100 {
+        if app.scalar(gave_up).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.scalar(gave_up).await, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.messages().len(), 1, "only the first email arrived");
 }
