@@ -811,12 +811,20 @@ async fn email_add_email_and_add_phone_link_the_other_identifier() {
     assert_eq!(me(&app, &token).await["email"], Value::Null);
 
     let (_, body) = app
+        .gql_as(&token, ADD_EMAIL, json!({ "e": "first@example.com" }))
+        .await;
+    assert_eq!(body["data"]["addEmail"], true);
+    let older = token_of(&smtp.nth("first@example.com", 1).await);
+    let (_, body) = app
         .gql_as(&token, ADD_EMAIL, json!({ "e": "mine@example.com" }))
         .await;
     assert_eq!(body["data"]["addEmail"], true);
     let mail = smtp.nth("mine@example.com", 1).await;
     let (_, body) = app.gql(VERIFY_EMAIL, json!({ "t": token_of(&mail) })).await;
     assert_eq!(body["data"]["verifyEmail"], true, "{body}");
+    // The older link cannot switch the address back.
+    let (_, body) = app.gql(VERIFY_EMAIL, json!({ "t": older })).await;
+    assert_eq!(body["errors"][0]["extensions"]["reason"], "USED", "{body}");
     let now = me(&app, &token).await;
     assert_eq!(
         (&now["email"], &now["emailVerified"], &now["phoneVerified"]),

@@ -267,6 +267,10 @@ pub async fn reset_password(
 ) -> AppResult<Auth> {
     password::validate(new_password, "input.newPassword")?;
     let mut conn = db::conn(&state.pool).await?;
+    let field = match proof {
+        ResetProof::Token(_) => "input.token",
+        ResetProof::PhoneCode { .. } => "input.code",
+    };
     let row = match proof {
         ResetProof::Token(token) => {
             check_link(state, &mut conn, token, RESET, "input.token").await?
@@ -280,7 +284,7 @@ pub async fn reset_password(
     let (user, families) = conn
         .transaction(async |conn| {
             if !model::consume_otp(conn, row.id).await? {
-                return Err(dead_code(Some(row.clone()), "input.token", "link"));
+                return Err(dead_code(Some(row.clone()), field, "link"));
             }
             let user = match row.user_id {
                 Some(id) => model::user_by_id(conn, id).await?,
@@ -294,7 +298,7 @@ pub async fn reset_password(
                     || u.phone.as_deref() == Some(row.destination.as_str())
             };
             let Some(user) = user.filter(owns) else {
-                return Err(dead_code(None, "input.token", "link"));
+                return Err(dead_code(None, field, "link"));
             };
             ensure_active(&user)?;
             let user = model::set_password_hash(conn, user.id, &hash).await?;
@@ -433,6 +437,8 @@ pub async fn verify_email(state: &AppState, meta: &RequestMeta, token: &str) -> 
         ensure_active(&user)?;
         let previous = user.email.clone();
         let user = model::set_verified_email(conn, user.id, &row.destination).await?;
+        // Links to other addresses die: an old one must not switch the email back.
+        model::consume_user_codes(conn, user.id, EMAIL_VERIFY).await?;
         audit_user(
             conn,
             &user,
@@ -564,6 +570,7 @@ pub async fn verify_phone(
             return Err(dead_code(Some(row.clone()), "input.code", "code"));
         }
         let user = model::set_verified_phone(conn, viewer.id, &phone).await?;
+        model::consume_user_codes(conn, user.id, PHONE_VERIFY).await?;
         audit_user(conn, &user, "auth.phone_verified", meta, json!({})).await?;
         Ok(user)
     })
