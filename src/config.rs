@@ -102,7 +102,7 @@
 //! | `EASEL_LOG_FORMAT` | `pretty` | `pretty` or `json` |
 //! | `EASEL_ALLOW_SANDBOX_IN_PRODUCTION` | unset | `yes-anyone-can-mint-credits` lets production enable the `sandbox` gateway (whoever opens a checkout link can grant its credits without paying; logged as a WARN at start-up) |
 //! | `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` | `10` | `signUp` (email and password) calls one client IP may make per hour |
-//! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts cannot be yet); `unverified`: always |
+//! | `EASEL_SIGNUP_BONUS_GIFTABLE` | `verified` | `verified`: an account's sign-up bonus can be gifted only once the account is verified (phone accounts are, by their code; email accounts once their address is confirmed with `verifyEmail`); `unverified`: always |
 //! | `EASEL_VIEW_WINDOW_SECS` | `3600` | `character(id)` counts at most one view per viewer (user, else client IP) and character in each window of this length (at most 86400) |
 //! | `EASEL_UPLOAD_MAX_DECODED_BYTES` | `134217728` | most memory one image may decode to (width × height × bytes per pixel, read from the header before decoding); uploads and generation inputs over it are refused |
 //! | `EASEL_UPLOAD_MAX_CONCURRENT_DECODES` | `2` | uploads decoded at the same time in one process (the others wait their turn) |
@@ -117,6 +117,16 @@
 //! | `EASEL_RETENTION_OTP_DAYS` | `1` | expired or consumed one-time codes are purged after this many days |
 //! | `EASEL_RETENTION_SESSION_DAYS` | `30` | expired or revoked sessions are purged after this many days |
 //! | `EASEL_RETENTION_CHAT_DELETED_DAYS` | `30` | deleted chat threads are purged after this many days (never fewer than the 30 days they can be restored in) |
+//! | `EASEL_SMTP_URL` | unset | the SMTP server emails go through: `smtp://user:pass@host:587?tls=required` (STARTTLS), `?tls=opportunistic`, `smtps://user:pass@host:465` (implicit TLS), `smtp://host:25` (plain); a user and password are sent with AUTH; unset = emails go to the log |
+//! | `EASEL_SMTP_PASSWORD` | unset | the SMTP AUTH password (replaces one in `EASEL_SMTP_URL`, so the URL can live outside the secrets) |
+//! | `EASEL_SMTP_CA_FILE` | unset | a PEM file of extra root certificates trusted for the SMTP server's TLS (a private CA) |
+//! | `EASEL_EMAIL_FROM` | `Easel <no-reply@localhost>` | the sender of every email |
+//! | `EASEL_RECOVERY_URL` | `<EASEL_PUBLIC_URL>/reset-password` | the app page a password-reset email links to (`?token=<token>` appended) |
+//! | `EASEL_EMAIL_VERIFY_URL` | `<EASEL_PUBLIC_URL>/verify-email` | the app page an email-verification email links to (`?token=<token>` appended) |
+//! | `EASEL_RECOVERY_TTL_SECS` | `3600` | how long a password-reset link (or SMS code) works |
+//! | `EASEL_EMAIL_VERIFY_TTL_SECS` | `86400` | how long an email-verification link works |
+//! | `EASEL_RECOVERY_MAX_PER_HOUR` | `3` | `requestPasswordReset` calls per email or phone and hour; `addEmail` and `addPhone` calls per account and hour |
+//! | `EASEL_RECOVERY_MAX_PER_HOUR_PER_IP` | `20` | `requestPasswordReset`, `addEmail` and `addPhone` calls per client IP and hour |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
@@ -261,6 +271,8 @@ pub struct Config {
     pub referral: ReferralConfig,
     /// How long finished rows are kept (`EASEL_RETENTION_*`).
     pub retention: RetentionConfig,
+    /// Email delivery, password recovery and email verification.
+    pub email: EmailConfig,
 }
 
 /// The retention sweeper: how often it runs, how many rows one statement deletes, and how
@@ -279,6 +291,67 @@ pub struct RetentionConfig {
     pub session_days: i64,
     /// Deleted chat threads (never fewer than the days they can be restored in).
     pub chat_deleted_days: i64,
+}
+
+/// Email delivery (`EASEL_SMTP_*`, `EASEL_EMAIL_FROM`), password recovery and email
+/// verification links.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// The SMTP server (`smtp://user:pass@host:587?tls=required`, `smtps://...`); unset =
+    /// emails go to the log.
+    pub smtp_url: Option<SecretString>,
+    /// The SMTP AUTH password, replacing the URL's.
+    pub smtp_password: Option<SecretString>,
+    /// Extra trusted root certificates (PEM) for the SMTP server's TLS.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// The sender of every email, e.g. `Easel <no-reply@example.com>`.
+    pub from: String,
+    /// The app page a password-reset link opens (`?token=` is appended); unset =
+    /// `<EASEL_PUBLIC_URL>/reset-password`.
+    pub password_reset_url: Option<String>,
+    /// The app page an email-verification link opens; unset = `<EASEL_PUBLIC_URL>/verify-email`.
+    pub verify_url: Option<String>,
+    pub password_reset_ttl: Duration,
+    pub verify_ttl: Duration,
+    /// `requestPasswordReset` calls per email or phone and hour.
+    pub reset_max_per_hour: i64,
+    /// `requestPasswordReset` (and `addEmail`/`addPhone`) calls per client IP and hour.
+    pub reset_max_per_hour_per_ip: i64,
+}
+
+fn email_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<EmailConfig> {
+    let url = |name: &str| -> anyhow::Result<Option<String>> {
+        match get(name) {
+            None => Ok(None),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
+            Some(u) => bail!("{name} must be an http(s) URL, not `{u}`"),
+        }
+    };
+    let config = EmailConfig {
+        smtp_url: get("EASEL_SMTP_URL")
+            .filter(|u| !u.is_empty())
+            .map(SecretString::from),
+        smtp_password: get("EASEL_SMTP_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from),
+        smtp_ca_file: get("EASEL_SMTP_CA_FILE")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        from: get("EASEL_EMAIL_FROM").unwrap_or_else(|| "Easel <no-reply@localhost>".into()),
+        password_reset_url: url("EASEL_RECOVERY_URL")?,
+        verify_url: url("EASEL_EMAIL_VERIFY_URL")?,
+        password_reset_ttl: Duration::from_secs(parse(get, "EASEL_RECOVERY_TTL_SECS", "3600")?),
+        verify_ttl: Duration::from_secs(parse(get, "EASEL_EMAIL_VERIFY_TTL_SECS", "86400")?),
+        reset_max_per_hour: parse(get, "EASEL_RECOVERY_MAX_PER_HOUR", "3")?,
+        reset_max_per_hour_per_ip: parse(get, "EASEL_RECOVERY_MAX_PER_HOUR_PER_IP", "20")?,
+    };
+    if config.password_reset_ttl.is_zero() || config.verify_ttl.is_zero() {
+        bail!("EASEL_RECOVERY_TTL_SECS and EASEL_EMAIL_VERIFY_TTL_SECS must be at least 1");
+    }
+    if !config.from.contains('@') {
+        bail!("EASEL_EMAIL_FROM must be an address such as `Easel <no-reply@example.com>`");
+    }
+    Ok(config)
 }
 
 /// How a referral is rewarded, and when.
@@ -790,6 +863,7 @@ impl Config {
             upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
             referral: referral_config(&get)?,
             retention: retention_config(&get)?,
+            email: email_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use accounts::tokens::Keys;
 use config::{Config, SmsSender};
 use db::DbPool;
-use outbox::{HttpSmsSender, LogSender, MessageSender};
+use outbox::{HttpSmsSender, LogSender, MessageSender, SmtpSender};
 
 /// Process-wide state shared by every request.
 #[derive(Clone)]
@@ -54,8 +54,10 @@ pub struct AppState {
     pub recent_writers: Arc<db::RecentWriters>,
     /// Signing keys for access tokens and one-time codes.
     pub keys: Arc<Keys>,
-    /// Where outbox messages are delivered.
+    /// Where outbox SMS are delivered.
     pub sender: Arc<dyn MessageSender>,
+    /// Where outbox emails are delivered: the SMTP server of `EASEL_SMTP_URL`, else the log.
+    pub email_sender: Arc<dyn MessageSender>,
     /// Wakes the outbox delivery task when a message was queued.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
     /// Committed events from every server process (fed by one LISTEN connection).
@@ -96,6 +98,30 @@ impl AppState {
                 Arc::new(HttpSmsSender::new(url.clone(), token.clone()))
             }
         };
+        let email_sender: Arc<dyn MessageSender> = match &config.email.smtp_url {
+            None => {
+                if config.env == config::Environment::Production {
+                    tracing::warn!(
+                        "EASEL_SMTP_URL is not set: emails (verification, password resets, receipts) only reach the log"
+                    );
+                }
+                Arc::new(LogSender)
+            }
+            Some(url) => {
+                let ca = match &config.email.smtp_ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        anyhow::anyhow!("EASEL_SMTP_CA_FILE {}: {e}", path.display())
+                    })?),
+                    None => None,
+                };
+                Arc::new(SmtpSender::new(
+                    url,
+                    config.email.smtp_password.as_ref(),
+                    &config.email.from,
+                    ca.as_deref(),
+                )?)
+            }
+        };
         let media_base = if config.media_base_url.is_empty() {
             format!("{}/media", config.public_url)
         } else {
@@ -122,6 +148,7 @@ impl AppState {
             read_pool: None,
             keys: Arc::new(keys),
             sender,
+            email_sender,
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
             events: events::EventHub::new(),
             db_url: Arc::from(db_url),
@@ -170,7 +197,7 @@ impl AppState {
         self
     }
 
-    /// Replaces the message sender (tests, embedding).
+    /// Replaces the SMS sender (tests, embedding).
     pub fn with_sender(mut self, sender: Arc<dyn MessageSender>) -> Self {
         self.sender = sender;
         self

@@ -9,6 +9,7 @@ use crate::{
     accounts::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
+        recovery::RecoveryMutation,
     },
     admin::graphql::{AdminMutation, AdminQuery},
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
@@ -53,6 +54,7 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
+    RecoveryMutation,
     CreditsMutation,
     PaymentsMutation,
     GenerationMutation,

@@ -286,7 +286,10 @@ impl Background {
 pub fn spawn_background(state: &AppState) -> Background {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
-        state.sender.clone(),
+        std::sync::Arc::new(crate::outbox::ChannelRouter {
+            sms: state.sender.clone(),
+            email: state.email_sender.clone(),
+        }),
         state.outbox_wakeup.clone(),
     );
     let pool = state.pool.clone();

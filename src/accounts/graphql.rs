@@ -165,6 +165,17 @@ impl User {
         self.private(ctx, self.0.phone_verified_at)
     }
 
+    /// Whether the email address was confirmed with its verification link (the user and
+    /// admins only).
+    async fn email_verified(&self, ctx: &Context<'_>) -> Option<bool> {
+        self.private(ctx, Some(self.0.email_verified_at.is_some()))
+    }
+
+    /// Whether the phone number was confirmed with a code (the user and admins only).
+    async fn phone_verified(&self, ctx: &Context<'_>) -> Option<bool> {
+        self.private(ctx, Some(self.0.phone_verified_at.is_some()))
+    }
+
     /// Account state (the user and admins only).
     async fn account_status(&self, ctx: &Context<'_>) -> Option<AccountStatus> {
         self.private(ctx, Some(self.0.account_status))

@@ -6,6 +6,7 @@ pub mod loaders;
 pub mod model;
 pub mod password;
 pub mod phone;
+pub mod recovery;
 pub mod revocations;
 pub mod service;
 pub mod tokens;

@@ -340,6 +340,9 @@ pub async fn vendor_profiles_by_users(
 #[diesel(table_name = otp_codes, check_for_backend(diesel::pg::Pg))]
 pub struct OtpRow {
     pub id: Uuid,
+    pub destination: String,
+    /// The account the code was sent for (resets, `addEmail`, `addPhone`); none for sign-in.
+    pub user_id: Option<Uuid>,
     pub code_hash: String,
     pub expires_at: DateTime<Utc>,
     pub consumed_at: Option<DateTime<Utc>>,
@@ -432,6 +435,181 @@ pub async fn consume_otp(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
     .execute(conn)
     .await?;
     Ok(n == 1)
+}
+
+/// Stores a code (or a link's secret) sent to `destination` for `user`'s account; returns its
+/// id (a link carries it, so the row is found without the destination).
+pub async fn insert_code_for(
+    conn: &mut AsyncPgConnection,
+    destination: &str,
+    purpose: &str,
+    code_hash: &str,
+    expires_at: DateTime<Utc>,
+    user: Uuid,
+) -> QueryResult<Uuid> {
+    let id = Uuid::now_v7();
+    diesel::insert_into(otp_codes::table)
+        .values((
+            otp_codes::id.eq(id),
+            otp_codes::destination.eq(destination),
+            otp_codes::purpose.eq(purpose),
+            otp_codes::code_hash.eq(code_hash),
+            otp_codes::expires_at.eq(expires_at),
+            otp_codes::user_id.eq(user),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// A code by id and purpose, whatever its state.
+pub async fn otp_by_id(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    purpose: &str,
+) -> QueryResult<Option<OtpRow>> {
+    otp_codes::table
+        .find(id)
+        .filter(otp_codes::purpose.eq(purpose))
+        .select(OtpRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Like [`reserve_otp_attempt`] for the code `id` (a link): spends one try of a live code.
+pub async fn reserve_otp_attempt_by_id(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    purpose: &str,
+    max_attempts: i32,
+) -> QueryResult<Option<OtpRow>> {
+    diesel::update(
+        otp_codes::table
+            .find(id)
+            .filter(otp_codes::purpose.eq(purpose))
+            .filter(otp_codes::consumed_at.is_null())
+            .filter(otp_codes::attempt_count.lt(max_attempts))
+            .filter(otp_codes::expires_at.gt(diesel::dsl::now)),
+    )
+    .set(otp_codes::attempt_count.eq(otp_codes::attempt_count + 1))
+    .returning(OtpRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Ends every live code of `user` for `purpose` (a new password ends the other reset links).
+pub async fn consume_user_codes(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    purpose: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        otp_codes::table
+            .filter(otp_codes::user_id.eq(user))
+            .filter(otp_codes::purpose.eq(purpose))
+            .filter(otp_codes::consumed_at.is_null()),
+    )
+    .set(otp_codes::consumed_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+}
+
+/// The password hash of a user (none for accounts without a password).
+pub async fn password_hash_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<String>> {
+    users::table
+        .find(user)
+        .select(users::password_hash)
+        .first(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
+/// Replaces a user's password hash.
+pub async fn set_password_hash(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    hash: &str,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(user))
+        .set(users::password_hash.eq(hash))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Sets a user's email and marks it verified now (a taken address is a unique violation).
+pub async fn set_verified_email(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    email: &str,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(user))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Sets a user's phone and marks it verified now (a taken number is a unique violation).
+pub async fn set_verified_phone(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    phone: &str,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(user))
+        .set((
+            users::phone.eq(phone),
+            users::phone_verified_at.eq(diesel::dsl::now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The user's email when verified and the account active (receipts and notices go there).
+pub async fn verified_email_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<String>> {
+    users::table
+        .find(user)
+        .filter(users::email_verified_at.is_not_null())
+        .filter(users::account_status.eq(AccountStatus::Active))
+        .select(users::email)
+        .first::<Option<String>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
+/// Revokes every live token of a user but those of `keep`; returns the families revoked.
+pub async fn revoke_user_sessions_except(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    keep: Uuid,
+) -> QueryResult<Vec<Uuid>> {
+    let mut families: Vec<Uuid> = diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::family_id.ne(keep))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(diesel::dsl::now))
+    .returning(sessions::family_id)
+    .get_results(conn)
+    .await?;
+    families.sort_unstable();
+    families.dedup();
+    Ok(families)
 }
 
 // ---- sessions (one row per refresh token; a family is one sign-in) ------------------------
@@ -613,8 +791,14 @@ pub async fn erase_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<V
         .first(conn)
         .await?;
     let destinations: Vec<String> = phone.into_iter().chain(email).collect();
-    diesel::delete(otp_codes::table.filter(otp_codes::destination.eq_any(&destinations)))
-        .execute(conn)
+    diesel::delete(
+        otp_codes::table.filter(
+            otp_codes::destination
+                .eq_any(&destinations)
+                .or(otp_codes::user_id.eq(id)),
+        ),
+    )
+    .execute(conn)
         .await?;
     diesel::delete(
         crate::db::schema::oauth_accounts::table

@@ -530,8 +530,8 @@ impl CreditsMutation {
     /// Gives some of the viewer's credits to another user (1 to 1,000,000,000 at a time).
     /// The sign-up bonus of an account that is not verified yet cannot be given away: such an
     /// account may gift the credits it bought or received, and a larger amount answers
-    /// `FORBIDDEN` (phone accounts are verified by their sign-in code; email accounts cannot
-    /// be verified yet, so their bonus stays theirs).
+    /// `FORBIDDEN` (phone accounts are verified by their sign-in code; email accounts once
+    /// they confirmed their address with `verifyEmail`).
     #[graphql(guard = "Authenticated")]
     async fn gift_credits(
         &self,

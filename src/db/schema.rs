@@ -408,6 +408,7 @@ diesel::table! {
         consumed_at -> Nullable<Timestamptz>,
         attempt_count -> Int4,
         created_at -> Timestamptz,
+        user_id -> Nullable<Uuid>,
     }
 }
 
@@ -658,6 +659,7 @@ diesel::joinable!(invite_tokens -> payment_plans (plan_id));
 diesel::joinable!(job_events -> generation_jobs (job_id));
 diesel::joinable!(job_events -> users (user_id));
 diesel::joinable!(oauth_accounts -> users (user_id));
+diesel::joinable!(otp_codes -> users (user_id));
 diesel::joinable!(payment_events -> payments (payment_id));
 diesel::joinable!(payments -> credit_packages (package_id));
 diesel::joinable!(payments -> payment_plans (plan_id));

@@ -1,8 +1,9 @@
-//! The outbox: messages (one-time codes, later emails) are written in the same transaction as
+//! The outbox: messages (one-time codes by SMS, emails) are written in the same transaction as
 //! the change that causes them, then delivered by a background task through a
 //! [`MessageSender`], with retries and backoff. Delivery is at least once; the message id
 //! travels as an idempotency key so a gateway can drop duplicates.
 
+pub mod email;
 pub mod sender;
 
 use std::{sync::Arc, time::Duration};
@@ -12,7 +13,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-pub use sender::{HttpSmsSender, LogSender, MemorySender, MessageSender, SendError};
+pub use email::SmtpSender;
+pub use sender::{ChannelRouter, HttpSmsSender, LogSender, MemorySender, MessageSender, SendError};
 
 use crate::{
     db::{self, DbPool, schema::outbox_messages},
@@ -27,6 +29,8 @@ pub struct OutboxMessage {
     pub channel: String,
     pub destination: String,
     pub template: String,
+    /// The subject line of an email (none for SMS).
+    pub subject: Option<String>,
     pub body: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -51,6 +55,30 @@ pub async fn enqueue_sms(
             outbox_messages::channel.eq("sms"),
             outbox_messages::destination.eq(destination),
             outbox_messages::template.eq(template),
+            outbox_messages::body.eq(body),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Queues a plain-text email (call inside the transaction that causes it). `template` names
+/// what it is (`password_reset`, `payment_receipt`, ...) for the logs and metrics.
+pub async fn enqueue_email(
+    conn: &mut AsyncPgConnection,
+    to: &str,
+    template: &str,
+    subject: &str,
+    body: &str,
+) -> QueryResult<Uuid> {
+    let id = Uuid::now_v7();
+    diesel::insert_into(outbox_messages::table)
+        .values((
+            outbox_messages::id.eq(id),
+            outbox_messages::channel.eq("email"),
+            outbox_messages::destination.eq(to),
+            outbox_messages::template.eq(template),
+            outbox_messages::subject.eq(subject),
             outbox_messages::body.eq(body),
         ))
         .execute(conn)

@@ -1,6 +1,10 @@
-//! Where messages go: the log (development), an HTTP SMS gateway, or memory (tests).
+//! Where messages go: the log (development), an HTTP SMS gateway, an SMTP server
+//! (`super::email`), or memory (tests); [`ChannelRouter`] sends each channel to its own.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,7 +26,23 @@ pub trait MessageSender: Send + Sync + 'static {
     fn send<'a>(&'a self, msg: &'a OutboxMessage) -> BoxFuture<'a, Result<(), SendError>>;
 }
 
-/// Development: writes the message to the log at INFO (`otp code` with the phone for codes).
+/// Routes each message by its channel: SMS to one sender, email to another.
+pub struct ChannelRouter {
+    pub sms: Arc<dyn MessageSender>,
+    pub email: Arc<dyn MessageSender>,
+}
+
+impl MessageSender for ChannelRouter {
+    fn send<'a>(&'a self, msg: &'a OutboxMessage) -> BoxFuture<'a, Result<(), SendError>> {
+        match msg.channel.as_str() {
+            "email" => self.email.send(msg),
+            _ => self.sms.send(msg),
+        }
+    }
+}
+
+/// Development: writes the message to the log at INFO (`otp code` with the phone for codes,
+/// `email` with the recipient, subject and body for emails).
 pub struct LogSender;
 
 impl MessageSender for LogSender {
@@ -30,6 +50,9 @@ impl MessageSender for LogSender {
         Box::pin(async move {
             if msg.template.starts_with("otp") {
                 tracing::info!(phone = %msg.destination, body = %msg.body, "otp code");
+            } else if msg.channel == "email" {
+                let subject = msg.subject.as_deref().unwrap_or_default();
+                tracing::info!(to = %msg.destination, subject = %subject, body = %msg.body, "email");
             } else {
                 tracing::info!(to = %msg.destination, channel = %msg.channel, body = %msg.body, "outbox message");
             }

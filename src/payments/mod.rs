@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod http;
 pub mod loaders;
 pub mod model;
+pub mod notices;
 pub mod service;
 pub mod subscriptions;
 

@@ -17,6 +17,7 @@ use super::{
         SubscriptionCheckoutRequest, SubscriptionUpdate, WebhookEvent,
     },
     model::{self, NewPayment},
+    notices,
     subscriptions::{self, Request, SubscriptionRow},
 };
 use crate::{
@@ -408,6 +409,7 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
                     let note = subscriptions::start_from_payment_in(conn, &payment, event.subscription_ref.as_deref()).await?;
                     if payment.amount_minor > 0 {
                         growth::service::on_payment_in(conn, state, payment.user_id).await?;
+                        notices::receipt_in(conn, &payment, "plan subscription", 0).await?;
                     }
                     note
                 } else {
@@ -416,6 +418,7 @@ async fn apply(state: &AppState, gateway: Gateway, event: &WebhookEvent) -> AppR
                     let what = payment.gateway_data["package"].as_str().unwrap_or("credit package");
                     credits::service::grant_purchase_in(conn, payment.user_id, payment.id, credits, &format!("Purchase: {what}"))
                         .await?;
+                    notices::receipt_in(conn, &payment, what, credits).await?;
                     growth::service::on_payment_in(conn, state, payment.user_id).await?;
                     None
                 }

@@ -10,6 +10,7 @@ mod chat;
 mod credits;
 mod data_rights;
 mod deploy;
+mod email;
 mod foundation;
 mod fuzz;
 mod gallery;

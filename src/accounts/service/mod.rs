@@ -9,6 +9,7 @@ mod erase;
 mod otp;
 mod password;
 mod profile;
+mod recovery;
 mod sessions;
 
 use std::net::IpAddr;
@@ -32,6 +33,10 @@ pub use profile::verify_vendor_in;
 pub use profile::{
     ProfileInput, become_vendor, set_tier_in, update_profile, user_by_id, user_by_id_in,
     user_by_username,
+};
+pub use recovery::{
+    ResetProof, ResetTarget, add_email, add_phone, change_password, request_password_reset,
+    reset_password, verify_email, verify_phone,
 };
 pub use sessions::{authenticate, refresh_session, sign_out};
 

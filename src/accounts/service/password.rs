@@ -17,9 +17,10 @@ use crate::{
 };
 
 /// Creates an account with email and password and signs it in; at most
-/// `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` per client IP and hour (`RATE_LIMITED` beyond). The
-/// account's email is not verified (nothing verifies emails yet), so its sign-up bonus cannot
-/// be gifted (see `credits::service::gift`). A `referral_code` names the referrer (as in
+/// `EASEL_SIGNUP_MAX_PER_HOUR_PER_IP` per client IP and hour (`RATE_LIMITED` beyond). A
+/// verification link is emailed in the same transaction; until it is followed
+/// (`verifyEmail`) the email is not verified, so the sign-up bonus cannot be gifted (see
+/// `credits::service::gift`). A `referral_code` names the referrer (as in
 /// `verify_otp`; an unknown one is `BAD_USER_INPUT` on `input.referralCode`).
 pub async fn sign_up(
     state: &AppState,
@@ -56,10 +57,20 @@ pub async fn sign_up(
                 method: "password",
                 ..SignUp::default()
             };
-            create_user_in(conn, state, meta, &sign_up).await
+            let user = create_user_in(conn, state, meta, &sign_up).await?;
+            super::recovery::send_email_verification_in(
+                conn,
+                state,
+                user.id,
+                &email,
+                "email_verify",
+            )
+            .await?;
+            Ok(user)
         })
         .await
         .map_err(|e| with_field(e, "input.email", "input.username"))?;
+    state.outbox_wakeup.notify_one();
     start_session(state, &mut conn, user, true, meta, "password").await
 }
 

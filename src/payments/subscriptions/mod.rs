@@ -14,7 +14,11 @@ use uuid::Uuid;
 pub use model::SubscriptionRow;
 use model::{Changes, NewSubscription};
 
-use super::{Gateway, SubscriptionSource, SubscriptionStatus, model::PaymentRow};
+use super::{
+    Gateway, SubscriptionSource, SubscriptionStatus,
+    model::PaymentRow,
+    notices::{SubscriptionNotice, subscription_notice_in},
+};
 use crate::{
     accounts::{self, SubscriptionTier},
     credits::{self, model::PlanRow},
@@ -258,6 +262,7 @@ pub async fn start_from_payment_in(
     if payment.gateway == Gateway::Sandbox && status == SubscriptionStatus::Active {
         grant_period_in(conn, &sub, now, end, None).await?;
     }
+    subscription_notice_in(conn, sub.user_id, plan_id, SubscriptionNotice::Started, end).await?;
     sync_tier(conn, payment.user_id).await?;
     Ok(None)
 }
@@ -401,6 +406,7 @@ pub async fn apply_gateway_event_in(
                 } => (*start, *end),
                 _ => (now, add_months(now, plan.months())),
             };
+            subscription_notice_in(conn, user, plan_id, SubscriptionNotice::Started, end).await?;
             model::insert(
                 conn,
                 &NewSubscription {
@@ -452,6 +458,17 @@ pub async fn apply_gateway_event_in(
                 changes.status = *status;
                 if status.is_some_and(|s| !model::LIVE.contains(&s)) {
                     changes.cancelled_at = Some(Some(Utc::now()));
+                    if sub.is_live() {
+                        let end = period_end.unwrap_or(sub.current_period_end);
+                        subscription_notice_in(
+                            conn,
+                            user,
+                            sub.plan_id,
+                            SubscriptionNotice::Ended,
+                            end,
+                        )
+                        .await?;
+                    }
                 }
                 changes.current_period_start = period_start.map(Some);
                 changes.current_period_end = *period_end;
@@ -511,6 +528,14 @@ pub async fn apply_gateway_event_in(
                 .await?
                 {
                     applied.paid_by = Some(sub.user_id);
+                    // A paid period that starts well after the subscription did is a
+                    // renewal (the first period is announced as the start).
+                    if sub.is_live() && *period_start > sub.created_at + chrono::Duration::hours(1)
+                    {
+                        let notice = SubscriptionNotice::Renewed;
+                        subscription_notice_in(conn, user, sub.plan_id, notice, *period_end)
+                            .await?;
+                    }
                 } else {
                     applied.note = Some("period already granted");
                 }
@@ -529,11 +554,26 @@ pub async fn apply_gateway_event_in(
         GatewayChange::PaymentFailed => {
             if sub.is_live() {
                 changes.status = Some(SubscriptionStatus::PastDue);
+                if sub.status != SubscriptionStatus::PastDue {
+                    let (plan, end) = (sub.plan_id, sub.current_period_end);
+                    subscription_notice_in(
+                        conn,
+                        user,
+                        plan,
+                        SubscriptionNotice::PaymentFailed,
+                        end,
+                    )
+                    .await?;
+                }
             } else {
                 applied.note = Some("subscription already ended");
             }
         }
         GatewayChange::Ended => {
+            if sub.is_live() {
+                let (plan, end) = (sub.plan_id, sub.current_period_end);
+                subscription_notice_in(conn, user, plan, SubscriptionNotice::Ended, end).await?;
+            }
             changes.status = Some(SubscriptionStatus::Expired);
             changes.cancelled_at = Some(Some(Utc::now()));
         }
@@ -639,6 +679,9 @@ pub async fn end_overdue(
                     },
                 )
                 .await?;
+                let end = sub.current_period_end;
+                subscription_notice_in(conn, user, sub.plan_id, SubscriptionNotice::Ended, end)
+                    .await?;
                 sync_tier(conn, user).await?;
                 Ok(1)
             })
