@@ -111,6 +111,13 @@
 //! | `EASEL_REFERRAL_REFERRER_CREDITS` / `EASEL_REFERRAL_REFERRED_CREDITS` | `50` / `25` | with `credits`: what the referrer and the new user get (0 to 1000000000; 0 grants nothing to that side) |
 //! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
+//! | `EASEL_OAUTH_REDIRECT_URIS` | unset | comma-separated app URLs an identity provider may send the user back to after social sign-in (`startOAuth`'s `redirectUri` must be one of them, exactly); each must also be registered with the providers |
+//! | `EASEL_OAUTH_GOOGLE_CLIENT_ID` / `EASEL_OAUTH_GOOGLE_CLIENT_SECRET` | unset | Google sign-in (OpenID Connect); both or neither |
+//! | `EASEL_OAUTH_GOOGLE_ISSUER` | `https://accounts.google.com` | Google's issuer (its discovery document is `<issuer>/.well-known/openid-configuration`); tests point it at a local stub |
+//! | `EASEL_OAUTH_GITHUB_CLIENT_ID` / `EASEL_OAUTH_GITHUB_CLIENT_SECRET` | unset | GitHub sign-in (an OAuth app); both or neither |
+//! | `EASEL_OAUTH_GITHUB_URL` / `EASEL_OAUTH_GITHUB_API_URL` | `https://github.com` / `https://api.github.com` | GitHub's web base URL (authorize and token endpoints) and REST API base URL |
+//! | `EASEL_OIDC_NAME` | unset | the provider name apps pass to `startOAuth` for the generic OpenID Connect issuer (`^[a-z][a-z0-9_]{0,31}$`, not `google` or `github`) |
+//! | `EASEL_OIDC_ISSUER` / `EASEL_OIDC_CLIENT_ID` / `EASEL_OIDC_CLIENT_SECRET` | unset | that issuer's URL (discovery at `<issuer>/.well-known/openid-configuration`) and this app's client credentials; all with `EASEL_OIDC_NAME` or none |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -252,6 +259,8 @@ pub struct Config {
     pub upload_max_per_hour: i64,
     /// How referrals are rewarded (`EASEL_REFERRAL_*`).
     pub referral: ReferralConfig,
+    /// Social sign-in (`EASEL_OAUTH_*`, `EASEL_OIDC_*`).
+    pub oauth: OAuthConfig,
 }
 
 /// How a referral is rewarded, and when.
@@ -762,6 +771,7 @@ impl Config {
             upload_max_concurrent_decodes: parse(&get, "EASEL_UPLOAD_MAX_CONCURRENT_DECODES", "2")?,
             upload_max_per_hour: parse(&get, "EASEL_UPLOAD_MAX_PER_HOUR", "200")?,
             referral: referral_config(&get)?,
+            oauth: oauth_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -951,6 +961,129 @@ fn referral_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Refe
     Ok(ReferralConfig {
         reward,
         reward_at_signup,
+    })
+}
+
+/// Social sign-in: the identity providers this server signs users in with, and where they may
+/// send users back to.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    /// The exact redirect URIs `startOAuth` accepts.
+    pub redirect_uris: Vec<String>,
+    /// Google (OpenID Connect).
+    pub google: Option<OidcConfig>,
+    /// GitHub (OAuth 2 and its REST API).
+    pub github: Option<GithubConfig>,
+    /// One configured OpenID Connect issuer, under its own name.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An OpenID Connect issuer and this app's client there.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The provider's name in the API (`google`, or `EASEL_OIDC_NAME`).
+    pub name: String,
+    /// The issuer URL, without a trailing slash.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// GitHub's endpoints and this app's OAuth app there.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// The web base URL (`/login/oauth/authorize`, `/login/oauth/access_token`).
+    pub base_url: String,
+    /// The REST API base URL (`/user`, `/user/emails`).
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// A client id and secret: both or neither.
+fn client_credentials(
+    get: &impl Fn(&str) -> Option<String>,
+    id_var: &str,
+    secret_var: &str,
+) -> anyhow::Result<Option<(String, SecretString)>> {
+    match (get(id_var), get(secret_var)) {
+        (Some(id), Some(secret)) => Ok(Some((id.trim().to_string(), SecretString::from(secret)))),
+        (None, None) => Ok(None),
+        _ => bail!("{id_var} and {secret_var} go together: set both or neither"),
+    }
+}
+
+fn oauth_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<OAuthConfig> {
+    let redirect_uris = get("EASEL_OAUTH_REDIRECT_URIS")
+        .map(|v| list(&v))
+        .unwrap_or_default();
+    for uri in &redirect_uris {
+        let parsed = reqwest::Url::parse(uri)
+            .with_context(|| format!("EASEL_OAUTH_REDIRECT_URIS: `{uri}` is not a URL"))?;
+        if parsed.fragment().is_some() {
+            bail!("EASEL_OAUTH_REDIRECT_URIS: `{uri}` has a fragment, which OAuth 2 forbids");
+        }
+    }
+    let google = client_credentials(
+        get,
+        "EASEL_OAUTH_GOOGLE_CLIENT_ID",
+        "EASEL_OAUTH_GOOGLE_CLIENT_SECRET",
+    )?
+    .map(|(client_id, client_secret)| OidcConfig {
+        name: "google".into(),
+        issuer: base_url(
+            get,
+            "EASEL_OAUTH_GOOGLE_ISSUER",
+            "https://accounts.google.com",
+        ),
+        client_id,
+        client_secret,
+    });
+    let github = client_credentials(
+        get,
+        "EASEL_OAUTH_GITHUB_CLIENT_ID",
+        "EASEL_OAUTH_GITHUB_CLIENT_SECRET",
+    )?
+    .map(|(client_id, client_secret)| GithubConfig {
+        base_url: base_url(get, "EASEL_OAUTH_GITHUB_URL", "https://github.com"),
+        api_url: base_url(get, "EASEL_OAUTH_GITHUB_API_URL", "https://api.github.com"),
+        client_id,
+        client_secret,
+    });
+    let name = get("EASEL_OIDC_NAME").map(|n| n.trim().to_string());
+    let issuer = get("EASEL_OIDC_ISSUER").map(|i| i.trim().trim_end_matches('/').to_string());
+    let credentials = client_credentials(get, "EASEL_OIDC_CLIENT_ID", "EASEL_OIDC_CLIENT_SECRET")?;
+    let oidc = match (name, issuer, credentials) {
+        (None, None, None) => None,
+        (Some(name), Some(issuer), Some((client_id, client_secret))) => {
+            let valid = name.len() <= 32
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid || name == "google" || name == "github" {
+                bail!(
+                    "EASEL_OIDC_NAME must match ^[a-z][a-z0-9_]{{0,31}}$ and not be `google` or `github`, not `{name}`"
+                );
+            }
+            reqwest::Url::parse(&issuer)
+                .with_context(|| format!("EASEL_OIDC_ISSUER: `{issuer}` is not a URL"))?;
+            Some(OidcConfig {
+                name,
+                issuer,
+                client_id,
+                client_secret,
+            })
+        }
+        _ => bail!(
+            "EASEL_OIDC_NAME, EASEL_OIDC_ISSUER, EASEL_OIDC_CLIENT_ID and EASEL_OIDC_CLIENT_SECRET go together: set all or none"
+        ),
+    };
+    Ok(OAuthConfig {
+        redirect_uris,
+        google,
+        github,
+        oidc,
     })
 }
 

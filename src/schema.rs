@@ -9,6 +9,8 @@ use crate::{
     accounts::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
+        oauth::graphql::{OAuthMutation, OAuthQuery},
+        self_service::SelfServiceMutation,
     },
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,
@@ -34,6 +36,7 @@ use crate::{
 #[graphql(name = "Query")]
 pub struct QueryRoot(
     AccountsQuery,
+    OAuthQuery,
     CreditsQuery,
     PaymentsQuery,
     GenerationQuery,
@@ -47,6 +50,8 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
+    OAuthMutation,
+    SelfServiceMutation,
     CreditsMutation,
     PaymentsMutation,
     GenerationMutation,

@@ -5,9 +5,11 @@
 //! `accounts::service::sign_up`.
 
 mod admin;
+mod oauth;
 mod otp;
 mod password;
 mod profile;
+mod self_service;
 mod sessions;
 
 use std::net::IpAddr;
@@ -22,12 +24,18 @@ use uuid::Uuid;
 
 pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
+pub use oauth::{
+    OAuthStart, complete_oauth, linked_accounts, oauth_providers, start_oauth, unlink_oauth,
+};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
 pub use profile::verify_vendor_in;
 pub use profile::{
     ProfileInput, become_vendor, set_tier_in, update_profile, user_by_id, user_by_id_in,
     user_by_username,
+};
+pub use self_service::{
+    SessionInfo, VendorProfileInput, list_sessions, revoke_session, update_vendor_profile,
 };
 pub use sessions::{authenticate, refresh_session, sign_out};
 
