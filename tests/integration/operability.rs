@@ -577,10 +577,10 @@ async fn retry_warnings_stay_on_one_line() {
         );
     }
     assert!(
-        reaper.iter().chain(&outbox).any(|w| w["fields"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist")),
+        reaper
+            .iter()
+            .chain(&outbox)
+            .any(|w| w["fields"]["error"].as_str().unwrap().contains("does not exist")),
         "{warnings:#?}"
     );
 }
