@@ -112,12 +112,12 @@
 //! | `EASEL_REFERRAL_PLAN` / `EASEL_REFERRAL_PLAN_DAYS` | `pro` / `7` | with `plan_days`: the plan (by its `name`) and how many days of it (1 to 366) |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
 //! | `EASEL_OAUTH_REDIRECT_URIS` | unset | comma-separated app URLs an identity provider may send the user back to after social sign-in (`startOAuth`'s `redirectUri` must be one of them, exactly); each must also be registered with the providers |
-//! | `EASEL_OAUTH_GOOGLE_CLIENT_ID` / `EASEL_OAUTH_GOOGLE_CLIENT_SECRET` | unset | Google sign-in (OpenID Connect); both or neither |
+//! | `EASEL_OAUTH_GOOGLE_CLIENT_ID` / `EASEL_OAUTH_GOOGLE_CLIENT_SECRET` | unset | Google sign-in (OpenID Connect): the client id turns it on and then needs the secret |
 //! | `EASEL_OAUTH_GOOGLE_ISSUER` | `https://accounts.google.com` | Google's issuer (its discovery document is `<issuer>/.well-known/openid-configuration`); tests point it at a local stub |
-//! | `EASEL_OAUTH_GITHUB_CLIENT_ID` / `EASEL_OAUTH_GITHUB_CLIENT_SECRET` | unset | GitHub sign-in (an OAuth app); both or neither |
+//! | `EASEL_OAUTH_GITHUB_CLIENT_ID` / `EASEL_OAUTH_GITHUB_CLIENT_SECRET` | unset | GitHub sign-in (an OAuth app): the client id turns it on and then needs the secret |
 //! | `EASEL_OAUTH_GITHUB_URL` / `EASEL_OAUTH_GITHUB_API_URL` | `https://github.com` / `https://api.github.com` | GitHub's web base URL (authorize and token endpoints) and REST API base URL |
 //! | `EASEL_OIDC_NAME` | unset | the provider name apps pass to `startOAuth` for the generic OpenID Connect issuer (`^[a-z][a-z0-9_]{0,31}$`, not `google` or `github`) |
-//! | `EASEL_OIDC_ISSUER` / `EASEL_OIDC_CLIENT_ID` / `EASEL_OIDC_CLIENT_SECRET` | unset | that issuer's URL (discovery at `<issuer>/.well-known/openid-configuration`) and this app's client credentials; all with `EASEL_OIDC_NAME` or none |
+//! | `EASEL_OIDC_ISSUER` / `EASEL_OIDC_CLIENT_ID` / `EASEL_OIDC_CLIENT_SECRET` | unset | that issuer's URL (discovery at `<issuer>/.well-known/openid-configuration`) and this app's client credentials: `EASEL_OIDC_CLIENT_ID` turns the issuer on and then needs the other three |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -1000,17 +1000,18 @@ pub struct GithubConfig {
     pub client_secret: SecretString,
 }
 
-/// A client id and secret: both or neither.
+/// A provider's client id and secret: the id turns the provider on, and then the secret is
+/// required (a secret alone is ignored, as the deployment's empty Secret keys are).
 fn client_credentials(
     get: &impl Fn(&str) -> Option<String>,
     id_var: &str,
     secret_var: &str,
 ) -> anyhow::Result<Option<(String, SecretString)>> {
-    match (get(id_var), get(secret_var)) {
-        (Some(id), Some(secret)) => Ok(Some((id.trim().to_string(), SecretString::from(secret)))),
-        (None, None) => Ok(None),
-        _ => bail!("{id_var} and {secret_var} go together: set both or neither"),
-    }
+    let Some(id) = get(id_var) else {
+        return Ok(None);
+    };
+    let secret = get(secret_var).with_context(|| format!("{id_var} is set: {secret_var} too"))?;
+    Ok(Some((id.trim().to_string(), SecretString::from(secret))))
 }
 
 fn oauth_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<OAuthConfig> {
@@ -1050,12 +1051,15 @@ fn oauth_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<OAuthCo
         client_id,
         client_secret,
     });
-    let name = get("EASEL_OIDC_NAME").map(|n| n.trim().to_string());
-    let issuer = get("EASEL_OIDC_ISSUER").map(|i| i.trim().trim_end_matches('/').to_string());
-    let credentials = client_credentials(get, "EASEL_OIDC_CLIENT_ID", "EASEL_OIDC_CLIENT_SECRET")?;
-    let oidc = match (name, issuer, credentials) {
-        (None, None, None) => None,
-        (Some(name), Some(issuer), Some((client_id, client_secret))) => {
+    let oidc = match client_credentials(get, "EASEL_OIDC_CLIENT_ID", "EASEL_OIDC_CLIENT_SECRET")? {
+        None => None,
+        Some((client_id, client_secret)) => {
+            let need = |name: &str| {
+                get(name)
+                    .map(|v| v.trim().trim_end_matches('/').to_string())
+                    .with_context(|| format!("EASEL_OIDC_CLIENT_ID is set: {name} too"))
+            };
+            let (name, issuer) = (need("EASEL_OIDC_NAME")?, need("EASEL_OIDC_ISSUER")?);
             let valid = name.len() <= 32
                 && name.starts_with(|c: char| c.is_ascii_lowercase())
                 && name
@@ -1075,9 +1079,6 @@ fn oauth_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<OAuthCo
                 client_secret,
             })
         }
-        _ => bail!(
-            "EASEL_OIDC_NAME, EASEL_OIDC_ISSUER, EASEL_OIDC_CLIENT_ID and EASEL_OIDC_CLIENT_SECRET go together: set all or none"
-        ),
     };
     Ok(OAuthConfig {
         redirect_uris,
@@ -1490,6 +1491,74 @@ mod tests {
         ] {
             let err = config(&[(name, "0")]).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn oauth_providers_need_their_credentials_together() {
+        let c = config(&[]).unwrap().oauth;
+        assert!(c.google.is_none() && c.github.is_none() && c.oidc.is_none());
+        assert!(c.redirect_uris.is_empty());
+        // A secret alone (the deployment's empty Secret keys filled in) turns nothing on.
+        let c = config(&[("EASEL_OAUTH_GITHUB_CLIENT_SECRET", "hs")])
+            .unwrap()
+            .oauth;
+        assert!(c.github.is_none());
+        let c = config(&[
+            (
+                "EASEL_OAUTH_REDIRECT_URIS",
+                "https://app.example/cb, com.example.app:/oauth",
+            ),
+            ("EASEL_OAUTH_GOOGLE_CLIENT_ID", "g"),
+            ("EASEL_OAUTH_GOOGLE_CLIENT_SECRET", "gs"),
+            ("EASEL_OAUTH_GITHUB_CLIENT_ID", "h"),
+            ("EASEL_OAUTH_GITHUB_CLIENT_SECRET", "hs"),
+            ("EASEL_OAUTH_GITHUB_API_URL", "http://127.0.0.1:9/api/"),
+            ("EASEL_OIDC_NAME", "acme"),
+            ("EASEL_OIDC_ISSUER", "https://id.acme.example/"),
+            ("EASEL_OIDC_CLIENT_ID", "a"),
+            ("EASEL_OIDC_CLIENT_SECRET", "as"),
+        ])
+        .unwrap()
+        .oauth;
+        assert_eq!(
+            c.redirect_uris,
+            ["https://app.example/cb", "com.example.app:/oauth"]
+        );
+        assert_eq!(c.google.unwrap().issuer, "https://accounts.google.com");
+        let github = c.github.unwrap();
+        assert_eq!(
+            (github.base_url.as_str(), github.api_url.as_str()),
+            ("https://github.com", "http://127.0.0.1:9/api")
+        );
+        let oidc = c.oidc.unwrap();
+        assert_eq!(
+            (oidc.name.as_str(), oidc.issuer.as_str()),
+            ("acme", "https://id.acme.example")
+        );
+        for bad in [
+            &[("EASEL_OAUTH_GOOGLE_CLIENT_ID", "g")][..],
+            &[
+                ("EASEL_OIDC_NAME", "acme"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[
+                ("EASEL_OIDC_NAME", "google"),
+                ("EASEL_OIDC_ISSUER", "https://x.example"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[
+                ("EASEL_OIDC_NAME", "Acme!"),
+                ("EASEL_OIDC_ISSUER", "https://x.example"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[("EASEL_OAUTH_REDIRECT_URIS", "not a url")],
+            &[("EASEL_OAUTH_REDIRECT_URIS", "https://app.example/cb#frag")],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -9,8 +9,7 @@ use crate::{
     accounts::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
-        oauth::graphql::{OAuthMutation, OAuthQuery},
-        self_service::SelfServiceMutation,
+        self_service::{OAuthMutation, OAuthQuery, SelfServiceMutation},
     },
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
     config::Config,

@@ -235,8 +235,8 @@ impl User {
     async fn sessions(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<Vec<crate::accounts::self_service::Session>>> {
-        crate::accounts::self_service::sessions_of(ctx, &self.0).await
+    ) -> async_graphql::Result<Option<Vec<crate::accounts::security::Session>>> {
+        crate::accounts::security::sessions_of(ctx, &self.0).await
     }
 
     /// The identity-provider accounts linked to this account, oldest first (the user only;
@@ -244,8 +244,8 @@ impl User {
     async fn linked_accounts(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<Vec<crate::accounts::oauth::graphql::LinkedAccount>>> {
-        crate::accounts::oauth::graphql::linked_accounts_of(ctx, &self.0).await
+    ) -> async_graphql::Result<Option<Vec<crate::accounts::security::LinkedAccount>>> {
+        crate::accounts::security::linked_accounts_of(ctx, &self.0).await
     }
 }
 

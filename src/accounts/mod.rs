@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod password;
 pub mod phone;
 pub mod revocations;
+pub mod security;
 pub mod self_service;
 pub mod service;
 pub mod tokens;

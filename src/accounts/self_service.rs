@@ -1,58 +1,129 @@
-//! GraphQL of what users manage about their own account beyond the profile: `Session`
-//! (`User.sessions`), `revokeSession` and `updateVendorProfile`.
+//! GraphQL roots of what users manage about their own account beyond the profile: social
+//! sign-in (`oauthProviders`, `startOAuth`, `completeOAuth`, `unlinkOAuth`), their sessions
+//! (`revokeSession`) and their vendor profile (`updateVendorProfile`). The types `User` shows
+//! (sessions, linked accounts) are in `security`.
 
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use crate::{
     accounts::{
-        graphql::User,
+        graphql::{AuthPayload, User},
         guards::{Authenticated, require_user},
-        model::UserRow,
         service::{self, RequestMeta, VendorProfileInput},
     },
     graphql::{ContextExt, parse_id},
 };
 
-/// An active session: one sign-in on one device, kept alive by refreshing it.
-#[derive(SimpleObject)]
-pub struct Session {
-    /// Stable identifier (pass it to `revokeSession`).
-    id: ID,
-    /// The `User-Agent` of the client's last sign-in or refresh, if it sent one.
-    user_agent: Option<String>,
-    /// The client IP of the last sign-in or refresh, if known.
-    ip: Option<String>,
-    /// When the user signed in.
-    created_at: DateTime<Utc>,
-    /// The last sign-in or refresh of the session.
-    last_used_at: DateTime<Utc>,
-    /// Whether this is the session of the request's access token.
-    current: bool,
+/// Input of `startOAuth`.
+#[derive(InputObject)]
+pub struct StartOAuthInput {
+    /// One of `oauthProviders` (e.g. `google`, `github`).
+    provider: String,
+    /// Where the provider sends the user back with `code` and `state`: one of the server's
+    /// allowed redirect URIs (`EASEL_OAUTH_REDIRECT_URIS`), exactly.
+    redirect_uri: String,
 }
 
-/// The active sessions of `user`, for the user themself only (null for anyone else).
-pub async fn sessions_of(
-    ctx: &Context<'_>,
-    user: &UserRow,
-) -> async_graphql::Result<Option<Vec<Session>>> {
-    let Some(viewer) = ctx.viewer().user().filter(|v| v.id == user.id) else {
-        return Ok(None);
-    };
-    let sessions = service::list_sessions(ctx.state()?, user.id).await?;
-    Ok(Some(
-        sessions
-            .into_iter()
-            .map(|s| Session {
-                id: ID(s.id.to_string()),
-                user_agent: s.user_agent,
-                ip: s.ip.map(|ip| ip.addr().to_string()),
-                created_at: s.created_at,
-                last_used_at: s.last_used_at,
-                current: s.id == viewer.session_id,
-            })
-            .collect(),
-    ))
+/// Where to send the user to sign in with a provider.
+#[derive(SimpleObject)]
+pub struct StartOAuthPayload {
+    /// Open this URL (browser or in-app browser tab); the provider sends the user back to
+    /// the redirect URI with `code` and `state` query parameters.
+    authorization_url: String,
+    /// The request's state: check that the `state` the redirect carries equals it, then pass
+    /// both to `completeOAuth` within 10 minutes.
+    state: String,
+}
+
+/// Input of `completeOAuth`.
+#[derive(InputObject)]
+pub struct CompleteOAuthInput {
+    /// The `code` query parameter of the redirect.
+    code: String,
+    /// The `state` query parameter of the redirect (as `startOAuth` returned it).
+    state: String,
+}
+
+/// Social sign-in queries.
+#[derive(Default)]
+pub struct OAuthQuery;
+
+#[Object]
+impl OAuthQuery {
+    /// The identity providers this server signs users in with (`startOAuth`'s `provider`).
+    async fn oauth_providers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        Ok(service::oauth_providers(ctx.state()?))
+    }
+}
+
+/// Social sign-in mutations.
+#[derive(Default)]
+pub struct OAuthMutation;
+
+#[Object]
+impl OAuthMutation {
+    /// Starts signing in with an identity provider (authorization code with PKCE). Signed
+    /// out, `completeOAuth` then signs in or creates an account; signed in, it links the
+    /// provider's account to the viewer's (and must be completed with the same viewer).
+    #[graphql(name = "startOAuth")]
+    async fn start_oauth(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")] input: StartOAuthInput,
+    ) -> async_graphql::Result<StartOAuthPayload> {
+        let started = service::start_oauth(
+            ctx.state()?,
+            &meta(ctx),
+            ctx.viewer().user(),
+            &input.provider,
+            &input.redirect_uri,
+        )
+        .await?;
+        Ok(StartOAuthPayload {
+            authorization_url: started.authorization_url,
+            state: started.state,
+        })
+    }
+
+    /// Completes a `startOAuth` request with what the provider's redirect carried, and
+    /// returns a new session. A provider account already linked signs its user in; a
+    /// verified email matching an account with a verified email links to that account;
+    /// otherwise an account is created (`isNewUser`). An email the provider did not verify
+    /// never reaches an existing account (`CONFLICT`). A state that is unknown, expired (10
+    /// minutes), already used or started by someone else is `BAD_USER_INPUT` on
+    /// `input.state`; an answer that fails verification is `UNAUTHENTICATED`.
+    #[graphql(name = "completeOAuth")]
+    async fn complete_oauth(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The fields of the request (see the input type).")]
+        input: CompleteOAuthInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(service::complete_oauth(
+            ctx.state()?,
+            &meta(ctx),
+            ctx.viewer().user(),
+            &input.code,
+            &input.state,
+        )
+        .await?
+        .into())
+    }
+
+    /// Removes the viewer's link to a provider. Refused (`CONFLICT`) when it is the last way
+    /// to sign in to the account (no password, no phone number, no other provider);
+    /// `NOT_FOUND` when the provider is not linked.
+    #[graphql(name = "unlinkOAuth", guard = "Authenticated")]
+    async fn unlink_oauth(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The provider to unlink, as `linkedAccounts` names it.")] provider: String,
+    ) -> async_graphql::Result<User> {
+        let viewer = require_user(ctx)?;
+        Ok(User::new(
+            service::unlink_oauth(ctx.state()?, &meta(ctx), viewer, &provider).await?,
+        ))
+    }
 }
 
 /// Input of `updateVendorProfile`: omitted fields stay as they are.

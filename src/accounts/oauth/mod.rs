@@ -9,7 +9,6 @@
 //! `startOAuth` and `completeOAuth` (state, nonce, PKCE verifier) and what it does with the
 //! identity are the accounts service's (`service::oauth`).
 
-pub mod graphql;
 pub(crate) mod model;
 
 use std::{
