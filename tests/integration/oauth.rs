@@ -678,6 +678,26 @@ async fn oauth_state_must_be_known_fresh_unused_and_the_starters() {
         );
     }
     assert_eq!(w.counts().await, before);
+
+    // The hourly clean-up drops requests expired over a day ago, and only those.
+    let states = "SELECT count(*) AS n FROM oauth_states";
+    let total = w.app.scalar(states).await;
+    w.app
+        .exec("UPDATE oauth_states SET expires_at = now() - interval '25 hours' WHERE consumed_at IS NOT NULL")
+        .await;
+    let pruned = easel::accounts::service::prune_oauth_states(&mut w.app.db().await)
+        .await
+        .unwrap_or_else(|_| panic!("pruning"));
+    assert!(pruned >= 1);
+    assert_eq!(w.app.scalar(states).await, total - pruned as i64);
+    assert_eq!(
+        w.app
+            .scalar(
+                "SELECT count(*) AS n FROM oauth_states WHERE expires_at < now() - interval '1 day'"
+            )
+            .await,
+        0
+    );
 }
 
 #[tokio::test]

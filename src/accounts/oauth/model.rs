@@ -66,6 +66,15 @@ pub async fn consume_state(
     .optional()
 }
 
+/// Drops requests that expired over a day ago (called now and then by the server); returns
+/// how many.
+pub async fn prune_states(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    let before = Utc::now() - chrono::Duration::days(1);
+    diesel::delete(oauth_states::table.filter(oauth_states::expires_at.lt(before)))
+        .execute(conn)
+        .await
+}
+
 // ---- linked provider accounts ---------------------------------------------------------
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -25,7 +25,8 @@ use uuid::Uuid;
 pub use crate::accounts::model::{UserRow, user_json};
 pub use admin::{create_admin, set_account_status};
 pub use oauth::{
-    OAuthStart, complete_oauth, linked_accounts, oauth_providers, start_oauth, unlink_oauth,
+    OAuthStart, complete_oauth, linked_accounts, oauth_providers, prune_oauth_states, start_oauth,
+    unlink_oauth,
 };
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};

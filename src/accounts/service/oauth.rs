@@ -360,6 +360,11 @@ async fn insert_link(
     .await
 }
 
+/// Drops authorization requests that expired over a day ago (the server's hourly clean-up).
+pub async fn prune_oauth_states(conn: &mut AsyncPgConnection) -> AppResult<usize> {
+    Ok(model::prune_states(conn).await?)
+}
+
 /// The user's linked provider accounts, oldest first.
 pub async fn linked_accounts(state: &AppState, user: Uuid) -> AppResult<Vec<model::LinkRow>> {
     let mut conn = db::conn(&state.pool).await?;
