@@ -128,6 +128,13 @@
 //! | `EASEL_RECOVERY_MAX_PER_HOUR` | `3` | `requestPasswordReset` calls per email or phone and hour; `addEmail` and `addPhone` calls per account and hour |
 //! | `EASEL_RECOVERY_MAX_PER_HOUR_PER_IP` | `20` | `requestPasswordReset`, `addEmail` and `addPhone` calls per client IP and hour |
 //! | `EASEL_REFERRAL_REWARD_ON` | `first_payment` | when the reward is granted: `first_payment` (the new user's first completed payment) or `signup` |
+//! | `EASEL_OAUTH_REDIRECT_URIS` | unset | comma-separated app URLs an identity provider may send the user back to after social sign-in (`startOAuth`'s `redirectUri` must be one of them, exactly); each must also be registered with the providers |
+//! | `EASEL_OAUTH_GOOGLE_CLIENT_ID` / `EASEL_OAUTH_GOOGLE_CLIENT_SECRET` | unset | Google sign-in (OpenID Connect): the client id turns it on and then needs the secret |
+//! | `EASEL_OAUTH_GOOGLE_ISSUER` | `https://accounts.google.com` | Google's issuer (its discovery document is `<issuer>/.well-known/openid-configuration`); tests point it at a local stub |
+//! | `EASEL_OAUTH_GITHUB_CLIENT_ID` / `EASEL_OAUTH_GITHUB_CLIENT_SECRET` | unset | GitHub sign-in (an OAuth app): the client id turns it on and then needs the secret |
+//! | `EASEL_OAUTH_GITHUB_URL` / `EASEL_OAUTH_GITHUB_API_URL` | `https://github.com` / `https://api.github.com` | GitHub's web base URL (authorize and token endpoints) and REST API base URL |
+//! | `EASEL_OIDC_NAME` | unset | the provider name apps pass to `startOAuth` for the generic OpenID Connect issuer (`^[a-z][a-z0-9_]{0,31}$`, not `google` or `github`) |
+//! | `EASEL_OIDC_ISSUER` / `EASEL_OIDC_CLIENT_ID` / `EASEL_OIDC_CLIENT_SECRET` | unset | that issuer's URL (discovery at `<issuer>/.well-known/openid-configuration`) and this app's client credentials: `EASEL_OIDC_CLIENT_ID` turns the issuer on and then needs the other three |
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
@@ -273,6 +280,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Email delivery, password recovery and email verification.
     pub email: EmailConfig,
+    /// Social sign-in (`EASEL_OAUTH_*`, `EASEL_OIDC_*`).
+    pub oauth: OAuthConfig,
 }
 
 /// The retention sweeper: how often it runs, how many rows one statement deletes, and how
@@ -864,6 +873,7 @@ impl Config {
             referral: referral_config(&get)?,
             retention: retention_config(&get)?,
             email: email_config(&get)?,
+            oauth: oauth_config(&get)?,
         };
         let mut config = config;
         config.public_url = get("EASEL_PUBLIC_URL")
@@ -1082,6 +1092,130 @@ fn referral_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Refe
     Ok(ReferralConfig {
         reward,
         reward_at_signup,
+    })
+}
+
+/// Social sign-in: the identity providers this server signs users in with, and where they may
+/// send users back to.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    /// The exact redirect URIs `startOAuth` accepts.
+    pub redirect_uris: Vec<String>,
+    /// Google (OpenID Connect).
+    pub google: Option<OidcConfig>,
+    /// GitHub (OAuth 2 and its REST API).
+    pub github: Option<GithubConfig>,
+    /// One configured OpenID Connect issuer, under its own name.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An OpenID Connect issuer and this app's client there.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The provider's name in the API (`google`, or `EASEL_OIDC_NAME`).
+    pub name: String,
+    /// The issuer URL, without a trailing slash.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// GitHub's endpoints and this app's OAuth app there.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// The web base URL (`/login/oauth/authorize`, `/login/oauth/access_token`).
+    pub base_url: String,
+    /// The REST API base URL (`/user`, `/user/emails`).
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// A provider's client id and secret: the id turns the provider on, and then the secret is
+/// required (a secret alone is ignored, as the deployment's empty Secret keys are).
+fn client_credentials(
+    get: &impl Fn(&str) -> Option<String>,
+    id_var: &str,
+    secret_var: &str,
+) -> anyhow::Result<Option<(String, SecretString)>> {
+    let Some(id) = get(id_var) else {
+        return Ok(None);
+    };
+    let secret = get(secret_var).with_context(|| format!("{id_var} is set: {secret_var} too"))?;
+    Ok(Some((id.trim().to_string(), SecretString::from(secret))))
+}
+
+fn oauth_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<OAuthConfig> {
+    let redirect_uris = get("EASEL_OAUTH_REDIRECT_URIS")
+        .map(|v| list(&v))
+        .unwrap_or_default();
+    for uri in &redirect_uris {
+        let parsed = reqwest::Url::parse(uri)
+            .with_context(|| format!("EASEL_OAUTH_REDIRECT_URIS: `{uri}` is not a URL"))?;
+        if parsed.fragment().is_some() {
+            bail!("EASEL_OAUTH_REDIRECT_URIS: `{uri}` has a fragment, which OAuth 2 forbids");
+        }
+    }
+    let google = client_credentials(
+        get,
+        "EASEL_OAUTH_GOOGLE_CLIENT_ID",
+        "EASEL_OAUTH_GOOGLE_CLIENT_SECRET",
+    )?
+    .map(|(client_id, client_secret)| OidcConfig {
+        name: "google".into(),
+        issuer: base_url(
+            get,
+            "EASEL_OAUTH_GOOGLE_ISSUER",
+            "https://accounts.google.com",
+        ),
+        client_id,
+        client_secret,
+    });
+    let github = client_credentials(
+        get,
+        "EASEL_OAUTH_GITHUB_CLIENT_ID",
+        "EASEL_OAUTH_GITHUB_CLIENT_SECRET",
+    )?
+    .map(|(client_id, client_secret)| GithubConfig {
+        base_url: base_url(get, "EASEL_OAUTH_GITHUB_URL", "https://github.com"),
+        api_url: base_url(get, "EASEL_OAUTH_GITHUB_API_URL", "https://api.github.com"),
+        client_id,
+        client_secret,
+    });
+    let oidc = match client_credentials(get, "EASEL_OIDC_CLIENT_ID", "EASEL_OIDC_CLIENT_SECRET")? {
+        None => None,
+        Some((client_id, client_secret)) => {
+            let need = |name: &str| {
+                get(name)
+                    .map(|v| v.trim().trim_end_matches('/').to_string())
+                    .with_context(|| format!("EASEL_OIDC_CLIENT_ID is set: {name} too"))
+            };
+            let (name, issuer) = (need("EASEL_OIDC_NAME")?, need("EASEL_OIDC_ISSUER")?);
+            let valid = name.len() <= 32
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid || name == "google" || name == "github" {
+                bail!(
+                    "EASEL_OIDC_NAME must match ^[a-z][a-z0-9_]{{0,31}}$ and not be `google` or `github`, not `{name}`"
+                );
+            }
+            reqwest::Url::parse(&issuer)
+                .with_context(|| format!("EASEL_OIDC_ISSUER: `{issuer}` is not a URL"))?;
+            Some(OidcConfig {
+                name,
+                issuer,
+                client_id,
+                client_secret,
+            })
+        }
+    };
+    Ok(OAuthConfig {
+        redirect_uris,
+        google,
+        github,
+        oidc,
     })
 }
 
@@ -1511,6 +1645,74 @@ mod tests {
         ] {
             let err = config(&[(name, bad)]).unwrap_err().to_string();
             assert!(err.contains("EASEL_RETENTION"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn oauth_providers_need_their_credentials_together() {
+        let c = config(&[]).unwrap().oauth;
+        assert!(c.google.is_none() && c.github.is_none() && c.oidc.is_none());
+        assert!(c.redirect_uris.is_empty());
+        // A secret alone (the deployment's empty Secret keys filled in) turns nothing on.
+        let c = config(&[("EASEL_OAUTH_GITHUB_CLIENT_SECRET", "hs")])
+            .unwrap()
+            .oauth;
+        assert!(c.github.is_none());
+        let c = config(&[
+            (
+                "EASEL_OAUTH_REDIRECT_URIS",
+                "https://app.example/cb, com.example.app:/oauth",
+            ),
+            ("EASEL_OAUTH_GOOGLE_CLIENT_ID", "g"),
+            ("EASEL_OAUTH_GOOGLE_CLIENT_SECRET", "gs"),
+            ("EASEL_OAUTH_GITHUB_CLIENT_ID", "h"),
+            ("EASEL_OAUTH_GITHUB_CLIENT_SECRET", "hs"),
+            ("EASEL_OAUTH_GITHUB_API_URL", "http://127.0.0.1:9/api/"),
+            ("EASEL_OIDC_NAME", "acme"),
+            ("EASEL_OIDC_ISSUER", "https://id.acme.example/"),
+            ("EASEL_OIDC_CLIENT_ID", "a"),
+            ("EASEL_OIDC_CLIENT_SECRET", "as"),
+        ])
+        .unwrap()
+        .oauth;
+        assert_eq!(
+            c.redirect_uris,
+            ["https://app.example/cb", "com.example.app:/oauth"]
+        );
+        assert_eq!(c.google.unwrap().issuer, "https://accounts.google.com");
+        let github = c.github.unwrap();
+        assert_eq!(
+            (github.base_url.as_str(), github.api_url.as_str()),
+            ("https://github.com", "http://127.0.0.1:9/api")
+        );
+        let oidc = c.oidc.unwrap();
+        assert_eq!(
+            (oidc.name.as_str(), oidc.issuer.as_str()),
+            ("acme", "https://id.acme.example")
+        );
+        for bad in [
+            &[("EASEL_OAUTH_GOOGLE_CLIENT_ID", "g")][..],
+            &[
+                ("EASEL_OIDC_NAME", "acme"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[
+                ("EASEL_OIDC_NAME", "google"),
+                ("EASEL_OIDC_ISSUER", "https://x.example"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[
+                ("EASEL_OIDC_NAME", "Acme!"),
+                ("EASEL_OIDC_ISSUER", "https://x.example"),
+                ("EASEL_OIDC_CLIENT_ID", "a"),
+                ("EASEL_OIDC_CLIENT_SECRET", "s"),
+            ],
+            &[("EASEL_OAUTH_REDIRECT_URIS", "not a url")],
+            &[("EASEL_OAUTH_REDIRECT_URIS", "https://app.example/cb#frag")],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
         }
     }
 }

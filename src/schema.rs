@@ -10,6 +10,7 @@ use crate::{
         graphql::{AccountsMutation, AccountsQuery},
         loaders::AccountsLoader,
         recovery::RecoveryMutation,
+        self_service::{OAuthMutation, OAuthQuery, SelfServiceMutation},
     },
     admin::graphql::{AdminMutation, AdminQuery},
     chat::graphql::{ChatMutation, ChatQuery, ChatSubscription},
@@ -38,6 +39,7 @@ use crate::{
 #[graphql(name = "Query")]
 pub struct QueryRoot(
     AccountsQuery,
+    OAuthQuery,
     CreditsQuery,
     PaymentsQuery,
     GenerationQuery,
@@ -55,6 +57,8 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     AccountsMutation,
     RecoveryMutation,
+    OAuthMutation,
+    SelfServiceMutation,
     CreditsMutation,
     PaymentsMutation,
     GenerationMutation,

@@ -300,6 +300,7 @@ pub fn spawn_background(state: &AppState) -> Background {
             if let Ok(mut conn) = pool.get().await {
                 let _ = crate::ratelimit::prune(&mut conn).await;
                 let _ = crate::gallery::service::prune_view_marks(&mut conn).await;
+                let _ = crate::accounts::service::prune_oauth_states(&mut conn).await;
             }
         }
     });

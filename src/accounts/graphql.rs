@@ -240,6 +240,24 @@ impl User {
             .await
             .map(Some)
     }
+
+    /// The user's active sessions, most recently used first, at most 100 (the user only;
+    /// null for others, admins included).
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<crate::accounts::security::Session>>> {
+        crate::accounts::security::sessions_of(ctx, &self.0).await
+    }
+
+    /// The identity-provider accounts linked to this account, oldest first (the user only;
+    /// null for others, admins included).
+    async fn linked_accounts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<crate::accounts::security::LinkedAccount>>> {
+        crate::accounts::security::linked_accounts_of(ctx, &self.0).await
+    }
 }
 
 impl User {

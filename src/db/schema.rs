@@ -384,6 +384,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    oauth_states (state_hash) {
+        state_hash -> Text,
+        provider -> Text,
+        redirect_uri -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        user_id -> Nullable<Uuid>,
+        expires_at -> Timestamptz,
+        consumed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     operation_prices (operation) {
         operation -> Text,
         base_cost -> Int8,
@@ -660,6 +674,7 @@ diesel::joinable!(job_events -> generation_jobs (job_id));
 diesel::joinable!(job_events -> users (user_id));
 diesel::joinable!(oauth_accounts -> users (user_id));
 diesel::joinable!(otp_codes -> users (user_id));
+diesel::joinable!(oauth_states -> users (user_id));
 diesel::joinable!(payment_events -> payments (payment_id));
 diesel::joinable!(payments -> credit_packages (package_id));
 diesel::joinable!(payments -> payment_plans (plan_id));
@@ -696,6 +711,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     invite_tokens,
     job_events,
     oauth_accounts,
+    oauth_states,
     operation_prices,
     otp_codes,
     outbox_messages,

@@ -17,6 +17,7 @@ mod gallery;
 mod generation;
 mod growth;
 mod js_clients;
+mod oauth;
 mod operability;
 mod outage;
 mod pgbouncer;

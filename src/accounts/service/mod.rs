@@ -6,10 +6,12 @@
 
 mod admin;
 mod erase;
+mod oauth;
 mod otp;
 mod password;
 mod profile;
 mod recovery;
+mod self_service;
 mod sessions;
 
 use std::net::IpAddr;
@@ -27,6 +29,10 @@ pub use admin::{
     create_admin, set_account_status, set_account_status_in, set_user_role, set_vendor_verified,
 };
 pub use erase::{DELETE_CONFIRMATION, confirm_deletion_in, erase_in};
+pub use oauth::{
+    OAuthStart, complete_oauth, linked_accounts, oauth_providers, prune_oauth_states, start_oauth,
+    unlink_oauth,
+};
 pub use otp::{OTP_MAX_ATTEMPTS, OtpSent, request_otp, verify_otp};
 pub use password::{sign_in, sign_up};
 pub use profile::verify_vendor_in;
@@ -37,6 +43,9 @@ pub use profile::{
 pub use recovery::{
     ResetProof, ResetTarget, add_email, add_phone, change_password, request_password_reset,
     reset_password, verify_email, verify_phone,
+};
+pub use self_service::{
+    SessionInfo, VendorProfileInput, list_sessions, revoke_session, update_vendor_profile,
 };
 pub use sessions::{authenticate, refresh_session, sign_out};
 
