@@ -799,7 +799,7 @@ pub async fn erase_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<V
         ),
     )
     .execute(conn)
-        .await?;
+    .await?;
     diesel::delete(
         crate::db::schema::oauth_accounts::table
             .filter(crate::db::schema::oauth_accounts::user_id.eq(id)),
