@@ -174,19 +174,25 @@ pub async fn warning_count(state: &AppState, user: Uuid) -> AppResult<i64> {
 }
 
 /// Sends a user a moderation notice through the outbox, inside the caller's transaction:
-/// by SMS to their phone; `None` when the account has no channel Easel can reach.
+/// by SMS to their phone, else by email to a verified address; `None` when the account has no
+/// channel Easel can reach.
 pub async fn notify_user(
     conn: &mut AsyncPgConnection,
     user: &UserRow,
     template: &str,
     body: &str,
 ) -> AppResult<Option<&'static str>> {
-    match &user.phone {
-        Some(phone) => {
+    match (&user.phone, &user.email, user.email_verified_at) {
+        (Some(phone), _, _) => {
             outbox::enqueue_sms(conn, phone, template, body).await?;
             Ok(Some("sms"))
         }
-        None => Ok(None),
+        (None, Some(email), Some(_)) => {
+            let subject = "A notice from Easel's moderators";
+            outbox::enqueue_email(conn, email, template, subject, body).await?;
+            Ok(Some("email"))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -48,18 +48,7 @@ pub async fn enqueue_sms(
     template: &str,
     body: &str,
 ) -> QueryResult<Uuid> {
-    let id = Uuid::now_v7();
-    diesel::insert_into(outbox_messages::table)
-        .values((
-            outbox_messages::id.eq(id),
-            outbox_messages::channel.eq("sms"),
-            outbox_messages::destination.eq(destination),
-            outbox_messages::template.eq(template),
-            outbox_messages::body.eq(body),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(id)
+    enqueue(conn, "sms", destination, template, None, body).await
 }
 
 /// Queues a plain-text email (call inside the transaction that causes it). `template` names
@@ -71,12 +60,23 @@ pub async fn enqueue_email(
     subject: &str,
     body: &str,
 ) -> QueryResult<Uuid> {
+    enqueue(conn, "email", to, template, Some(subject), body).await
+}
+
+async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    channel: &str,
+    destination: &str,
+    template: &str,
+    subject: Option<&str>,
+    body: &str,
+) -> QueryResult<Uuid> {
     let id = Uuid::now_v7();
     diesel::insert_into(outbox_messages::table)
         .values((
             outbox_messages::id.eq(id),
-            outbox_messages::channel.eq("email"),
-            outbox_messages::destination.eq(to),
+            outbox_messages::channel.eq(channel),
+            outbox_messages::destination.eq(destination),
             outbox_messages::template.eq(template),
             outbox_messages::subject.eq(subject),
             outbox_messages::body.eq(body),

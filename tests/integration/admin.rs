@@ -977,6 +977,65 @@ async fn warnings_are_sent_and_counted_and_suspension_ends_sessions() {
     );
 }
 
+/// An account without a phone is warned by email when its address is verified (and not at
+/// all when it is not: the notice is still counted).
+#[tokio::test]
+async fn an_email_account_is_warned_by_email_once_verified() {
+    let app = TestApp::spawn().await;
+    let (admin_token, _) = admin(&app).await;
+    let (carol, _) = user(&app, 3).await;
+    let sign_up = "mutation($e: String!) { signUp(input: { email: $e, password: \"correct horse battery\" }) { user { id } } }";
+    let mut ids = Vec::new();
+    for email in ["dora@example.com", "eve@example.com"] {
+        let (_, body) = app.gql(sign_up, json!({ "e": email })).await;
+        ids.push(
+            ok(&body)["signUp"]["user"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    app.exec(&format!(
+        "UPDATE users SET email_verified_at = now() WHERE id = '{}'",
+        ids[0]
+    ))
+    .await;
+    for id in &ids {
+        let (_, body) = app
+            .gql_as(
+                &carol,
+                REPORT,
+                json!({ "t": "USER", "id": id, "r": "SPAM" }),
+            )
+            .await;
+        let report = report_id(&body);
+        let (_, body) = app
+            .gql_as(
+                &admin_token,
+                RESOLVE,
+                json!({ "id": report, "a": "WARN_USER" }),
+            )
+            .await;
+        assert_eq!(ok(&body)["resolveReport"]["resolution"], "WARN_USER");
+    }
+    let sent = |to: &str| {
+        format!(
+            "SELECT count(*) AS n FROM outbox_messages WHERE template = 'moderation_warning' \
+             AND channel = 'email' AND destination = '{to}'"
+        )
+    };
+    assert_eq!(count(&app, &sent("dora@example.com")).await, 1);
+    assert_eq!(count(&app, &sent("eve@example.com")).await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM content_reports WHERE resolution = 'warn_user'"
+        )
+        .await,
+        2
+    );
+}
+
 #[tokio::test]
 async fn concurrent_repeats_of_a_report_file_one() {
     let app = TestApp::spawn_with(|c| c.db_pool_size = 10).await;
