@@ -116,6 +116,7 @@
 //! | `EASEL_RETENTION_OUTBOX_DAYS` | `30` | delivered or failed outbox messages are purged after this many days |
 //! | `EASEL_RETENTION_OTP_DAYS` | `1` | expired or consumed one-time codes are purged after this many days |
 //! | `EASEL_RETENTION_SESSION_DAYS` | `30` | expired or revoked sessions are purged after this many days |
+//! | `EASEL_EXPORT_TTL_HOURS` | `72` | how long a ready data export (`requestDataExport`) can be downloaded; the sweeper then deletes it |
 //! | `EASEL_RETENTION_CHAT_DELETED_DAYS` | `30` | deleted chat threads are purged after this many days (never fewer than the 30 days they can be restored in) |
 //! | `EASEL_SMTP_URL` | unset | the SMTP server emails go through: `smtp://user:pass@host:587?tls=required` (STARTTLS), `?tls=opportunistic`, `smtps://user:pass@host:465` (implicit TLS), `smtp://host:25` (plain); a user and password are sent with AUTH; unset = emails go to the log |
 //! | `EASEL_SMTP_PASSWORD` | unset | the SMTP AUTH password (replaces one in `EASEL_SMTP_URL`, so the URL can live outside the secrets) |
@@ -300,6 +301,9 @@ pub struct RetentionConfig {
     pub session_days: i64,
     /// Deleted chat threads (never fewer than the days they can be restored in).
     pub chat_deleted_days: i64,
+    /// How long a ready data export can be downloaded (`EASEL_EXPORT_TTL_HOURS`, 1 to 8760);
+    /// the sweeper then deletes it.
+    pub export_ttl_hours: i64,
 }
 
 /// Email delivery (`EASEL_SMTP_*`, `EASEL_EMAIL_FROM`), password recovery and email
@@ -1030,6 +1034,7 @@ fn retention_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Ret
         otp_days: parse(get, "EASEL_RETENTION_OTP_DAYS", "1")?,
         session_days: parse(get, "EASEL_RETENTION_SESSION_DAYS", "30")?,
         chat_deleted_days: parse(get, "EASEL_RETENTION_CHAT_DELETED_DAYS", "30")?,
+        export_ttl_hours: parse(get, "EASEL_EXPORT_TTL_HOURS", "72")?,
     };
     if config.interval.is_zero()
         || !(1..=100_000).contains(&config.batch)
@@ -1042,9 +1047,10 @@ fn retention_config(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Ret
         ]
         .iter()
         .any(|d| !(1..=36_500).contains(d))
+        || !(1..=8_760).contains(&config.export_ttl_hours)
     {
         bail!(
-            "EASEL_RETENTION_INTERVAL_SECS must be at least 1, EASEL_RETENTION_BATCH 1 to 100000, and each EASEL_RETENTION_*_DAYS 1 to 36500"
+            "EASEL_RETENTION_INTERVAL_SECS must be at least 1, EASEL_RETENTION_BATCH 1 to 100000, each EASEL_RETENTION_*_DAYS 1 to 36500, and EASEL_EXPORT_TTL_HOURS 1 to 8760"
         );
     }
     Ok(config)

@@ -31,7 +31,7 @@ use crate::{
         graphql::{PaymentsMutation, PaymentsQuery},
         loaders::PaymentsLoader,
     },
-    rights::graphql::RightsMutation,
+    rights::graphql::{RightsMutation, RightsQuery},
 };
 
 /// The root query: one member per capability.
@@ -49,6 +49,7 @@ pub struct QueryRoot(
     LikesQuery,
     ModerationQuery,
     AdminQuery,
+    RightsQuery,
 );
 
 /// The root mutation: one member per capability.

@@ -282,7 +282,7 @@ impl Background {
 
 /// The background tasks of a serving process: outbox delivery, rate-limit clean-up, the event
 /// listener, payment expiry (with the purge of chat threads deleted long ago), the job reaper
-/// and `EASEL_WORKERS` generation workers.
+/// the data-export builder and `EASEL_WORKERS` generation workers.
 pub fn spawn_background(state: &AppState) -> Background {
     let delivery = crate::outbox::spawn_delivery(
         state.pool.clone(),
@@ -344,6 +344,7 @@ pub fn spawn_background(state: &AppState) -> Background {
         follower,
         crate::generation::worker::spawn_reaper(state),
         crate::rights::service::spawn_sweeper(state),
+        crate::rights::export::spawn_exporter(state),
     ];
     let workers = crate::generation::worker::spawn_workers(
         state,

@@ -256,6 +256,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    data_exports (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        status -> Text,
+        download_token -> Text,
+        storage_key -> Nullable<Text>,
+        byte_size -> Nullable<Int8>,
+        error -> Nullable<Text>,
+        attempts -> Int4,
+        claimed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     feedback (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -660,6 +677,7 @@ diesel::joinable!(collections -> images (cover_image_id));
 diesel::joinable!(collections -> users (owner_id));
 diesel::joinable!(credit_accounts -> users (user_id));
 diesel::joinable!(credit_transactions -> payments (payment_id));
+diesel::joinable!(data_exports -> users (user_id));
 diesel::joinable!(feedback -> users (user_id));
 diesel::joinable!(generation_jobs -> characters (character_id));
 diesel::joinable!(generation_jobs -> chat_threads (thread_id));
@@ -704,6 +722,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     credit_accounts,
     credit_packages,
     credit_transactions,
+    data_exports,
     feedback,
     generation_jobs,
     images,

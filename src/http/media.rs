@@ -18,7 +18,9 @@ pub async fn get(State(state): State<HttpState>, Path(key): Path<String>) -> Res
             "no such media file",
         )
     };
-    let Some(content_type) = MediaStore::content_type(&key).filter(|_| MediaStore::valid_key(&key))
+    // Data exports are served by `/exports/<id>` only (token and expiry checked there).
+    let Some(content_type) = MediaStore::content_type(&key)
+        .filter(|_| MediaStore::valid_key(&key) && !key.starts_with("exports/"))
     else {
         return not_found();
     };

@@ -1,5 +1,6 @@
 //! The HTTP surface: router, middleware, GraphQL transport, GraphiQL, health.
 
+mod exports;
 mod graphiql;
 mod graphql;
 mod health;
@@ -119,6 +120,7 @@ pub fn router_with(app: AppState, websockets: Websockets) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/media/{*key}", get(media::get))
+        .route("/exports/{id}", get(exports::get))
         .fallback(not_found)
         .with_state(state.clone())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))

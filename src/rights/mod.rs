@@ -10,9 +10,12 @@
 //!   revoked on every process. Ledger, payment, subscription and referral rows stay (their
 //!   foreign keys are `RESTRICT`: they are the legal record). Media files are deleted once
 //!   the transaction committed.
+//! - `requestDataExport` queues a zip of the user's data, built in the background (see
+//!   [`export`]); expired exports are deleted by the sweeper, all of them by `deleteAccount`.
 //! - The sweeper ([`service::sweep`]) runs in the background loop on
 //!   `EASEL_RETENTION_INTERVAL_SECS`, each kind of row in bounded batches.
 
+pub mod export;
 pub mod graphql;
 pub mod model;
 pub mod service;

@@ -31,12 +31,13 @@ pub async fn delete_account(
 ) -> AppResult<bool> {
     let user = viewer.id;
     let mut conn = db::conn(&state.pool).await?;
-    let (families, objects, refunded) = conn
+    let (families, (objects, exports), refunded) = conn
         .transaction(async |conn| {
             accounts::confirm_deletion_in(conn, user, confirm, password).await?;
             let refunded = generation::service::cancel_all_in(conn, user).await?;
             let objects = gallery::service::delete_owner_content_in(conn, user).await?;
             model::forget_user_rows(conn, user).await?;
+            let exports = super::export::delete_user_exports_in(conn, user).await?;
             let (families, destinations) = accounts::erase_in(conn, user).await?;
             model::forget_messages_to(conn, &destinations).await?;
             audit::record(
@@ -52,13 +53,17 @@ pub async fn delete_account(
                 },
             )
             .await?;
-            Ok::<_, AppError>((families, objects, refunded))
+            Ok::<_, AppError>((families, (objects, exports), refunded))
         })
         .await?;
     state.revocations.revoke(&families);
     state.metrics.credits_refunded(refunded);
     state.metrics.count("easel_accounts_deleted_total", &[], 1);
     gallery::service::delete_objects(state, &objects).await;
+    let exports: Vec<&str> = exports.iter().map(String::as_str).collect();
+    if let Err(e) = state.media.delete(&exports).await {
+        tracing::warn!(error = %e, "deleting a deleted account's data exports");
+    }
     tracing::info!(user = %user, files = objects.len(), "account deleted");
     Ok(true)
 }
@@ -91,6 +96,15 @@ pub async fn sweep(state: &AppState) -> AppResult<BTreeMap<&'static str, usize>>
     ] {
         purged.insert(purge.kind, run(state, purge, days, r.batch).await?);
     }
+    let mut exports = 0;
+    for _ in 0..MAX_BATCHES {
+        let n = super::export::purge_expired(state, r.batch).await?;
+        exports += n;
+        if (n as i64) < r.batch {
+            break;
+        }
+    }
+    purged.insert("data_exports", exports);
     for (kind, n) in &purged {
         if *n > 0 {
             state

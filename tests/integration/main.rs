@@ -8,6 +8,7 @@ mod admin;
 mod architecture;
 mod chat;
 mod credits;
+mod data_export;
 mod data_rights;
 mod deploy;
 mod email;
