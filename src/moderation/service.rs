@@ -18,7 +18,7 @@ use crate::{
     accounts::{
         AccountStatus,
         graphql::User,
-        service::{self as accounts, RequestMeta, UserRow},
+        service::{self as accounts, RequestMeta},
         viewer::{Viewer, ViewerUser},
     },
     audit::{self, AuditEntry},
@@ -28,7 +28,7 @@ use crate::{
         self as gallery,
         moderation::{self as gallery_moderation, ContentTable},
     },
-    outbox, ratelimit,
+    ratelimit,
 };
 
 /// Reports one user may file per hour (repeats of an open report count too).
@@ -173,29 +173,6 @@ pub async fn warning_count(state: &AppState, user: Uuid) -> AppResult<i64> {
     Ok(model::warning_count(&mut conn, user).await?)
 }
 
-/// Sends a user a moderation notice through the outbox, inside the caller's transaction:
-/// by SMS to their phone, else by email to a verified address; `None` when the account has no
-/// channel Easel can reach.
-pub async fn notify_user(
-    conn: &mut AsyncPgConnection,
-    user: &UserRow,
-    template: &str,
-    body: &str,
-) -> AppResult<Option<&'static str>> {
-    match (&user.phone, &user.email, user.email_verified_at) {
-        (Some(phone), _, _) => {
-            outbox::enqueue_sms(conn, phone, template, body).await?;
-            Ok(Some("sms"))
-        }
-        (None, Some(email), Some(_)) => {
-            let subject = "A notice from Easel's moderators";
-            outbox::enqueue_email(conn, email, template, subject, body).await?;
-            Ok(Some("email"))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// `resolveReport`: resolves an open report once (a resolved one is `CONFLICT`), with its
 /// action, in one transaction with the audit entry.
 pub async fn resolve_report(
@@ -250,8 +227,10 @@ pub async fn resolve_report(
                         report.reason.as_str(),
                         report.target_type.as_str()
                     );
+                    let subject = "A notice from Easel's moderators";
                     let channel =
-                        notify_user(conn, &owner, "moderation_warning", &body).await?;
+                        accounts::notify_in(conn, &owner, "moderation_warning", subject, &body)
+                            .await?;
                     notified = channel.is_some();
                     (
                         json!({ "warnings": warnings }),

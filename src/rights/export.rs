@@ -21,10 +21,12 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{
-    AppState, db,
+    AppState,
+    accounts::service as accounts,
+    db,
     db::schema::data_exports,
     error::{AppError, AppResult},
-    outbox, ratelimit,
+    ratelimit,
 };
 
 /// Most exports one user may request a day.
@@ -205,8 +207,17 @@ pub async fn run_one(state: &AppState) -> AppResult<bool> {
                     .bind::<BigInt, _>(state.config.retention.export_ttl_hours)
                     .execute(conn)
                     .await?;
-                    if n == 1 {
-                        notify_ready(conn, job.user_id).await?;
+                    if n == 1
+                        && let Some(user) = accounts::user_by_id_in(conn, job.user_id).await?
+                    {
+                        accounts::notify_in(
+                            conn,
+                            &user,
+                            "data_export_ready",
+                            "Your data export is ready",
+                            "Your Easel data export is ready. Open the app to download it.",
+                        )
+                        .await?;
                     }
                     Ok::<_, AppError>(n == 1)
                 })
@@ -250,38 +261,6 @@ async fn fail(
     .bind::<diesel::sql_types::Bool, _>(last)
     .execute(conn)
     .await
-}
-
-/// Tells the user their export is ready: an email to a verified email, else an SMS.
-async fn notify_ready(conn: &mut AsyncPgConnection, user: Uuid) -> AppResult<()> {
-    let (email, verified, phone): (Option<String>, Option<DateTime<Utc>>, Option<String>) =
-        crate::db::schema::users::table
-            .find(user)
-            .select((
-                crate::db::schema::users::email,
-                crate::db::schema::users::email_verified_at,
-                crate::db::schema::users::phone,
-            ))
-            .first(conn)
-            .await?;
-    let text = "Your Easel data export is ready. Open the app to download it.";
-    match (email, verified, phone) {
-        (Some(email), Some(_), _) => {
-            outbox::enqueue_email(
-                conn,
-                &email,
-                "data_export_ready",
-                "Your data export is ready",
-                text,
-            )
-            .await?;
-        }
-        (_, _, Some(phone)) => {
-            outbox::enqueue_sms(conn, &phone, "data_export_ready", text).await?;
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 /// Every table holding rows about a user, with the column naming them. Secrets (password

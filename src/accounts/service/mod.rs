@@ -60,6 +60,29 @@ use crate::{
     error::{AppError, AppResult},
 };
 
+/// Sends a user a notice through the outbox, inside the caller's transaction: by email to a
+/// verified address, else by SMS to their phone. Returns the channel used, `None` when the
+/// account has neither.
+pub async fn notify_in(
+    conn: &mut AsyncPgConnection,
+    user: &UserRow,
+    template: &str,
+    subject: &str,
+    body: &str,
+) -> AppResult<Option<&'static str>> {
+    match (&user.email, user.email_verified_at, &user.phone) {
+        (Some(email), Some(_), _) => {
+            crate::outbox::enqueue_email(conn, email, template, subject, body).await?;
+            Ok(Some("email"))
+        }
+        (_, _, Some(phone)) => {
+            crate::outbox::enqueue_sms(conn, phone, template, body).await?;
+            Ok(Some("sms"))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Where a request came from (for rate limits, sessions and the audit log).
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
